@@ -1,0 +1,15 @@
+//! Database migrations of call-insights: one file per change, named by date; applied at start-up and by
+//! `call-insights migrate`. The same migrations run on PostgreSQL and SQLite.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_create_ingest_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_create_ingest_tables::Migration)]
+    }
+}

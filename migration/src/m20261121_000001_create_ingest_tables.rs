@@ -1,0 +1,455 @@
+//! The ingest tables: sessions, turns, events, audio segments, and the diagnosis issues table.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum CallSessions {
+    Table,
+    Id,
+    CallId,
+    RoomId,
+    JobId,
+    TenantId,
+    AgentId,
+    ChannelType,
+    SttProvider,
+    SttModel,
+    LlmProvider,
+    LlmModel,
+    TtsProvider,
+    TtsModel,
+    VadThreshold,
+    NoiseSuppressionEnabled,
+    RnnoiseEnabled,
+    StartedAt,
+    EndedAt,
+    DurationSeconds,
+    CloseReason,
+    WasTransferred,
+    Error,
+    TotalUserTurns,
+    TotalAgentTurns,
+    AvgE2eLatencyMs,
+    HasNearMiss,
+    HasIssues,
+    IssueSummary,
+    ReportSeq,
+    IsFinal,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum ConversationTurns {
+    Table,
+    SessionId,
+    TurnIndex,
+    Role,
+    Content,
+    StartMs,
+    EndMs,
+    Interrupted,
+    SttConfidence,
+    TranscriptionDelayMs,
+    EndOfTurnDelayMs,
+    LlmTtftMs,
+    TtsTtfbMs,
+    E2eLatencyMs,
+    ToolCalls,
+    ReportSeq,
+}
+
+#[derive(DeriveIden)]
+enum SessionEvents {
+    Table,
+    SessionId,
+    Seq,
+    EventType,
+    AtMs,
+    TurnIndex,
+    Data,
+    ReportSeq,
+}
+
+#[derive(DeriveIden)]
+enum AudioSegments {
+    Table,
+    SessionId,
+    SegmentId,
+    SegmentType,
+    TurnIndex,
+    OffsetMs,
+    DurationMs,
+    S3Key,
+    Bucket,
+    Source,
+    SizeBytes,
+    SampleRate,
+    Channels,
+    BitsPerSample,
+    DecodedDurationMs,
+    RmsMean,
+    RmsPeak,
+    SnrEstimate,
+    PeakDbfs,
+    ClippedRatio,
+    Status,
+    Error,
+    ReportSeq,
+}
+
+#[derive(DeriveIden)]
+enum DiagnosisIssues {
+    Table,
+    Id,
+    SessionId,
+    Ordinal,
+    Code,
+    Severity,
+    Title,
+    Detail,
+    TurnIndex,
+    AtMs,
+    Evidence,
+    CreatedAt,
+}
+
+fn session_fk(table: impl IntoIden, name: &str) -> ForeignKeyCreateStatement {
+    ForeignKey::create()
+        .name(name)
+        .from(table, Alias::new("session_id"))
+        .to(CallSessions::Table, CallSessions::Id)
+        .on_delete(ForeignKeyAction::Cascade)
+        .to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(CallSessions::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(CallSessions::Id)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(CallSessions::CallId)
+                            .string()
+                            .not_null()
+                            .unique_key(),
+                    )
+                    .col(ColumnDef::new(CallSessions::RoomId).string())
+                    .col(ColumnDef::new(CallSessions::JobId).string())
+                    .col(ColumnDef::new(CallSessions::TenantId).string().not_null())
+                    .col(ColumnDef::new(CallSessions::AgentId).string())
+                    .col(ColumnDef::new(CallSessions::ChannelType).string())
+                    .col(ColumnDef::new(CallSessions::SttProvider).string())
+                    .col(ColumnDef::new(CallSessions::SttModel).string())
+                    .col(ColumnDef::new(CallSessions::LlmProvider).string())
+                    .col(ColumnDef::new(CallSessions::LlmModel).string())
+                    .col(ColumnDef::new(CallSessions::TtsProvider).string())
+                    .col(ColumnDef::new(CallSessions::TtsModel).string())
+                    .col(ColumnDef::new(CallSessions::VadThreshold).double())
+                    .col(ColumnDef::new(CallSessions::NoiseSuppressionEnabled).boolean())
+                    .col(ColumnDef::new(CallSessions::RnnoiseEnabled).boolean())
+                    .col(
+                        ColumnDef::new(CallSessions::StartedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(CallSessions::EndedAt).timestamp_with_time_zone())
+                    .col(ColumnDef::new(CallSessions::DurationSeconds).double())
+                    .col(ColumnDef::new(CallSessions::CloseReason).string())
+                    .col(ColumnDef::new(CallSessions::WasTransferred).boolean())
+                    .col(ColumnDef::new(CallSessions::Error).text())
+                    .col(
+                        ColumnDef::new(CallSessions::TotalUserTurns)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(
+                        ColumnDef::new(CallSessions::TotalAgentTurns)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(ColumnDef::new(CallSessions::AvgE2eLatencyMs).double())
+                    .col(
+                        ColumnDef::new(CallSessions::HasNearMiss)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .col(
+                        ColumnDef::new(CallSessions::HasIssues)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .col(ColumnDef::new(CallSessions::IssueSummary).text())
+                    .col(
+                        ColumnDef::new(CallSessions::ReportSeq)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(CallSessions::IsFinal).boolean().not_null())
+                    .col(
+                        ColumnDef::new(CallSessions::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(CallSessions::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_call_sessions_tenant_started")
+                    .table(CallSessions::Table)
+                    .col(CallSessions::TenantId)
+                    .col(CallSessions::StartedAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_call_sessions_started")
+                    .table(CallSessions::Table)
+                    .col(CallSessions::StartedAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_call_sessions_has_issues")
+                    .table(CallSessions::Table)
+                    .col(CallSessions::HasIssues)
+                    .col(CallSessions::StartedAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(ConversationTurns::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(ConversationTurns::SessionId)
+                            .uuid()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConversationTurns::TurnIndex)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(ConversationTurns::Role).string().not_null())
+                    .col(ColumnDef::new(ConversationTurns::Content).text().not_null())
+                    .col(ColumnDef::new(ConversationTurns::StartMs).big_integer())
+                    .col(ColumnDef::new(ConversationTurns::EndMs).big_integer())
+                    .col(ColumnDef::new(ConversationTurns::Interrupted).boolean())
+                    .col(ColumnDef::new(ConversationTurns::SttConfidence).double())
+                    .col(ColumnDef::new(ConversationTurns::TranscriptionDelayMs).double())
+                    .col(ColumnDef::new(ConversationTurns::EndOfTurnDelayMs).double())
+                    .col(ColumnDef::new(ConversationTurns::LlmTtftMs).double())
+                    .col(ColumnDef::new(ConversationTurns::TtsTtfbMs).double())
+                    .col(ColumnDef::new(ConversationTurns::E2eLatencyMs).double())
+                    .col(ColumnDef::new(ConversationTurns::ToolCalls).json_binary())
+                    .col(
+                        ColumnDef::new(ConversationTurns::ReportSeq)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .primary_key(
+                        Index::create()
+                            .col(ConversationTurns::SessionId)
+                            .col(ConversationTurns::TurnIndex),
+                    )
+                    .foreign_key(&mut session_fk(
+                        ConversationTurns::Table,
+                        "fk_conversation_turns_session",
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(SessionEvents::Table)
+                    .if_not_exists()
+                    .col(ColumnDef::new(SessionEvents::SessionId).uuid().not_null())
+                    .col(ColumnDef::new(SessionEvents::Seq).big_integer().not_null())
+                    .col(ColumnDef::new(SessionEvents::EventType).string().not_null())
+                    .col(ColumnDef::new(SessionEvents::AtMs).big_integer().not_null())
+                    .col(ColumnDef::new(SessionEvents::TurnIndex).big_integer())
+                    .col(ColumnDef::new(SessionEvents::Data).json_binary())
+                    .col(
+                        ColumnDef::new(SessionEvents::ReportSeq)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .primary_key(
+                        Index::create()
+                            .col(SessionEvents::SessionId)
+                            .col(SessionEvents::Seq),
+                    )
+                    .foreign_key(&mut session_fk(
+                        SessionEvents::Table,
+                        "fk_session_events_session",
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(AudioSegments::Table)
+                    .if_not_exists()
+                    .col(ColumnDef::new(AudioSegments::SessionId).uuid().not_null())
+                    .col(ColumnDef::new(AudioSegments::SegmentId).string().not_null())
+                    .col(
+                        ColumnDef::new(AudioSegments::SegmentType)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(AudioSegments::TurnIndex).big_integer())
+                    .col(ColumnDef::new(AudioSegments::OffsetMs).big_integer())
+                    .col(ColumnDef::new(AudioSegments::DurationMs).big_integer())
+                    .col(ColumnDef::new(AudioSegments::S3Key).text())
+                    .col(ColumnDef::new(AudioSegments::Bucket).string())
+                    .col(ColumnDef::new(AudioSegments::Source).string().not_null())
+                    .col(ColumnDef::new(AudioSegments::SizeBytes).big_integer())
+                    .col(ColumnDef::new(AudioSegments::SampleRate).integer())
+                    .col(ColumnDef::new(AudioSegments::Channels).integer())
+                    .col(ColumnDef::new(AudioSegments::BitsPerSample).integer())
+                    .col(ColumnDef::new(AudioSegments::DecodedDurationMs).double())
+                    .col(ColumnDef::new(AudioSegments::RmsMean).double())
+                    .col(ColumnDef::new(AudioSegments::RmsPeak).double())
+                    .col(ColumnDef::new(AudioSegments::SnrEstimate).double())
+                    .col(ColumnDef::new(AudioSegments::PeakDbfs).double())
+                    .col(ColumnDef::new(AudioSegments::ClippedRatio).double())
+                    .col(ColumnDef::new(AudioSegments::Status).string().not_null())
+                    .col(ColumnDef::new(AudioSegments::Error).text())
+                    .col(
+                        ColumnDef::new(AudioSegments::ReportSeq)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .primary_key(
+                        Index::create()
+                            .col(AudioSegments::SessionId)
+                            .col(AudioSegments::SegmentId),
+                    )
+                    .foreign_key(&mut session_fk(
+                        AudioSegments::Table,
+                        "fk_audio_segments_session",
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(DiagnosisIssues::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(DiagnosisIssues::Id)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(DiagnosisIssues::SessionId).uuid().not_null())
+                    .col(
+                        ColumnDef::new(DiagnosisIssues::Ordinal)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(DiagnosisIssues::Code).string().not_null())
+                    .col(
+                        ColumnDef::new(DiagnosisIssues::Severity)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(DiagnosisIssues::Title).text().not_null())
+                    .col(ColumnDef::new(DiagnosisIssues::Detail).text())
+                    .col(ColumnDef::new(DiagnosisIssues::TurnIndex).big_integer())
+                    .col(ColumnDef::new(DiagnosisIssues::AtMs).big_integer())
+                    .col(
+                        ColumnDef::new(DiagnosisIssues::Evidence)
+                            .json_binary()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(DiagnosisIssues::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .foreign_key(&mut session_fk(
+                        DiagnosisIssues::Table,
+                        "fk_diagnosis_issues_session",
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_diagnosis_issues_session")
+                    .table(DiagnosisIssues::Table)
+                    .col(DiagnosisIssues::SessionId)
+                    .col(DiagnosisIssues::Ordinal)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_diagnosis_issues_severity")
+                    .table(DiagnosisIssues::Table)
+                    .col(DiagnosisIssues::Severity)
+                    .col(DiagnosisIssues::SessionId)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            DiagnosisIssues::Table.into_iden(),
+            AudioSegments::Table.into_iden(),
+            SessionEvents::Table.into_iden(),
+            ConversationTurns::Table.into_iden(),
+            CallSessions::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).if_exists().to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}

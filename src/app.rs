@@ -1,0 +1,179 @@
+//! The application: `App` holds every long-lived thing, built once at start-up; `Application` binds the
+//! HTTP listener and runs the API and the stream consumer until shutdown.
+
+use crate::api;
+use crate::config::Config;
+use crate::db;
+use crate::ingest::{ConsumerSettings, Ingestor, InsightsStreamConsumer};
+use crate::metrics::IngestMetrics;
+use crate::storage::{AudioStore, FsStore, S3Settings, S3Store};
+use anyhow::Context;
+use sea_orm::DatabaseConnection;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Everything a request, the consumer or a job needs, shared as `Arc<App>`.
+#[derive(Debug)]
+pub struct App {
+    /// Settings the process started with.
+    pub config: Config,
+    /// Database pool (PostgreSQL or SQLite) shared by the API and the consumer.
+    pub db: DatabaseConnection,
+    /// Where audio objects live (S3 or a local folder).
+    pub store: Arc<dyn AudioStore>,
+    /// Redis client for health checks; the consumer holds its own connections.
+    pub redis: redis::Client,
+    /// Ingest counters rendered at `/metrics`.
+    pub metrics: Arc<IngestMetrics>,
+}
+
+/// Builds the audio store the configuration asks for.
+pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn AudioStore>> {
+    Ok(match &config.s3_endpoint_url {
+        Some(endpoint) => Arc::new(
+            S3Store::new(S3Settings {
+                endpoint_url: endpoint.clone(),
+                bucket: config.s3_bucket.clone(),
+                region: config.s3_region.clone(),
+                access_key: config.s3_access_key.clone(),
+                secret_key: config.s3_secret_key.clone(),
+                request_timeout: Duration::from_millis(config.s3_timeout_ms),
+            })
+            .context("cannot configure the S3 audio store")?,
+        ),
+        None => Arc::new(FsStore::new(config.audio_dir())),
+    })
+}
+
+impl App {
+    /// Connects to the database (migrating it), the store and Redis (lazily).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = db::connect(&config.database_url(), config.db_max_connections).await?;
+        db::migrate(&db).await?;
+        let store = build_store(&config)?;
+        if let Err(e) = store.check().await {
+            warn!(error = %e, "audio store not reachable yet; ingest will wait for it");
+        }
+        let redis = redis::Client::open(config.redis_url.as_str()).with_context(|| {
+            format!(
+                "invalid INSIGHTS_REDIS_URL {}",
+                crate::config::redact_url(&config.redis_url)
+            )
+        })?;
+        Ok(App {
+            config,
+            db,
+            store,
+            redis,
+            metrics: Arc::new(IngestMetrics::default()),
+        })
+    }
+
+    pub fn consumer_settings(&self) -> ConsumerSettings {
+        let c = &self.config;
+        ConsumerSettings {
+            stream: c.stream.clone(),
+            dlq_stream: c.dlq_stream(),
+            group: c.consumer_group.clone(),
+            consumer: c.consumer_name(),
+            batch_size: c.batch_size,
+            block: c.block(),
+            claim_idle: Duration::from_millis(c.claim_idle_ms),
+            claim_interval: Duration::from_millis(c.claim_interval_ms),
+            max_deliveries: c.max_deliveries,
+            dead_consumer_idle: Duration::from_millis(c.dead_consumer_idle_ms),
+            max_payload_bytes: c.max_payload_bytes,
+            batch_memory_bytes: c.batch_memory_bytes,
+            dlq_maxlen: c.dlq_maxlen,
+        }
+    }
+
+    pub fn ingestor(&self) -> Ingestor {
+        Ingestor::new(
+            self.db.clone(),
+            self.store.clone(),
+            self.config.s3_prefix.clone(),
+            self.config.audio_concurrency,
+        )
+    }
+
+    pub fn consumer(&self) -> InsightsStreamConsumer {
+        InsightsStreamConsumer::new(
+            self.consumer_settings(),
+            self.redis.clone(),
+            self.ingestor(),
+            self.metrics.clone(),
+        )
+    }
+}
+
+/// A built application: listening, not yet serving.
+pub struct Application {
+    app: Arc<App>,
+    listener: TcpListener,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let addr = config.http_addr.clone();
+        let app = Arc::new(App::build(config).await?);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        Ok(Application { app, listener })
+    }
+
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    pub fn app(&self) -> Arc<App> {
+        self.app.clone()
+    }
+
+    /// Serves HTTP and runs the consumer until `shutdown` is cancelled, then lets in-flight work finish.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let addr = self.listener.local_addr()?;
+        info!(http_addr = %addr, config = ?self.app.config, "call-insights serving");
+        let consumer = tokio::spawn(self.app.consumer().run(shutdown.clone()));
+        let router = api::router(self.app.clone());
+        let server = axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let served = server.await.context("HTTP server failed");
+        shutdown.cancel();
+        consumer.await.context("consumer task panicked")?;
+        served
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => info!("Ctrl-C: shutting down"),
+        _ = term => info!("SIGTERM: shutting down"),
+    }
+}

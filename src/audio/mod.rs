@@ -1,0 +1,8 @@
+//! Audio: WAV decoding and the per-segment metrics the diagnosis and the QA views read. Pure and
+//! synchronous; async callers run it in `spawn_blocking`.
+
+mod metrics;
+mod wav;
+
+pub use metrics::{AudioMetrics, measure};
+pub use wav::{AudioError, DecodedAudio, decode_wav, encode_wav_i16};

@@ -1,0 +1,378 @@
+//! Typed settings from `INSIGHTS_*` environment variables (each also a flag). Secrets are never
+//! printed: `Debug` redacts them.
+
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args, Clone)]
+pub struct Config {
+    /// Redis holding the session stream.
+    #[arg(
+        long,
+        env = "INSIGHTS_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
+    pub redis_url: String,
+    /// Stream Atlas publishes session reports to.
+    #[arg(
+        long,
+        env = "INSIGHTS_STREAM",
+        default_value = "call-insights:sessions",
+        global = true
+    )]
+    pub stream: String,
+    /// Dead-letter stream [default: <stream>:dlq].
+    #[arg(long, env = "INSIGHTS_DLQ_STREAM", global = true)]
+    pub dlq_stream: Option<String>,
+    #[arg(
+        long,
+        env = "INSIGHTS_CONSUMER_GROUP",
+        default_value = "call-insights-service",
+        global = true
+    )]
+    pub consumer_group: String,
+    /// Consumer name of this process [default: <hostname>-<pid>]. Give each replica a stable name to
+    /// have a restarted replica re-read its own pending entries at once.
+    #[arg(long, env = "INSIGHTS_CONSUMER_NAME", global = true)]
+    pub consumer_name: Option<String>,
+
+    /// Database URL (postgres://… or sqlite://…). Default: SQLite at <data dir>/insights.db, or
+    /// PostgreSQL when INSIGHTS_POSTGRES_HOST is set.
+    #[arg(
+        long,
+        env = "INSIGHTS_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    #[arg(long, env = "INSIGHTS_POSTGRES_HOST", global = true)]
+    pub postgres_host: Option<String>,
+    #[arg(
+        long,
+        env = "INSIGHTS_POSTGRES_PORT",
+        default_value_t = 5432,
+        global = true
+    )]
+    pub postgres_port: u16,
+    #[arg(
+        long,
+        env = "INSIGHTS_POSTGRES_USER",
+        default_value = "postgres",
+        global = true
+    )]
+    pub postgres_user: String,
+    #[arg(
+        long,
+        env = "INSIGHTS_POSTGRES_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    pub postgres_password: Option<String>,
+    #[arg(
+        long,
+        env = "INSIGHTS_POSTGRES_DB",
+        default_value = "call_insights",
+        global = true
+    )]
+    pub postgres_db: String,
+    /// Pool size of the database connection.
+    #[arg(
+        long,
+        env = "INSIGHTS_DB_MAX_CONNECTIONS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub db_max_connections: u32,
+
+    /// Folder for the embedded defaults (SQLite database, audio).
+    #[arg(long, env = "INSIGHTS_DATA_DIR", default_value = "data", global = true)]
+    pub data_dir: PathBuf,
+    /// Audio folder when no S3 endpoint is set [default: <data dir>/audio].
+    #[arg(long, env = "INSIGHTS_AUDIO_DIR", global = true)]
+    pub audio_dir: Option<PathBuf>,
+    /// S3 endpoint (Garage, MinIO, AWS, Spaces): audio goes to S3 when set.
+    #[arg(long, env = "INSIGHTS_S3_ENDPOINT_URL", global = true)]
+    pub s3_endpoint_url: Option<String>,
+    #[arg(
+        long,
+        env = "INSIGHTS_S3_BUCKET",
+        default_value = "call-insights-audio",
+        global = true
+    )]
+    pub s3_bucket: String,
+    #[arg(
+        long,
+        env = "INSIGHTS_S3_REGION",
+        default_value = "us-east-1",
+        global = true
+    )]
+    pub s3_region: String,
+    #[arg(
+        long,
+        env = "INSIGHTS_S3_ACCESS_KEY",
+        default_value = "",
+        global = true,
+        hide_env_values = true
+    )]
+    pub s3_access_key: String,
+    #[arg(
+        long,
+        env = "INSIGHTS_S3_SECRET_KEY",
+        default_value = "",
+        global = true,
+        hide_env_values = true
+    )]
+    pub s3_secret_key: String,
+    /// Prefix of every object key the service writes (e.g. `prod/`).
+    #[arg(long, env = "INSIGHTS_S3_PREFIX", default_value = "", global = true)]
+    pub s3_prefix: String,
+
+    /// HTTP listen address (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "INSIGHTS_HTTP_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub http_addr: String,
+
+    /// Most entries per read.
+    #[arg(
+        long,
+        env = "INSIGHTS_BATCH_SIZE",
+        default_value_t = 250,
+        global = true
+    )]
+    pub batch_size: usize,
+    /// Target bytes of entries held per batch (COUNT adapts to entry size).
+    #[arg(long, env = "INSIGHTS_BATCH_MEMORY_BYTES", default_value_t = 32 << 20, global = true)]
+    pub batch_memory_bytes: usize,
+    #[arg(long, env = "INSIGHTS_BLOCK_MS", default_value_t = 2000, global = true)]
+    pub block_ms: u64,
+    /// Idle time before another consumer's pending entry is claimed.
+    #[arg(
+        long,
+        env = "INSIGHTS_CLAIM_IDLE_MS",
+        default_value_t = 60_000,
+        global = true
+    )]
+    pub claim_idle_ms: u64,
+    #[arg(
+        long,
+        env = "INSIGHTS_CLAIM_INTERVAL_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub claim_interval_ms: u64,
+    /// Deliveries after which an entry goes to the dead-letter stream.
+    #[arg(
+        long,
+        env = "INSIGHTS_MAX_DELIVERIES",
+        default_value_t = 5,
+        global = true
+    )]
+    pub max_deliveries: u64,
+    /// Idle time after which a consumer with nothing pending is removed from the group.
+    #[arg(
+        long,
+        env = "INSIGHTS_DEAD_CONSUMER_IDLE_MS",
+        default_value_t = 3_600_000,
+        global = true
+    )]
+    pub dead_consumer_idle_ms: u64,
+    /// Largest accepted payload (after gunzip).
+    #[arg(long, env = "INSIGHTS_MAX_PAYLOAD_BYTES", default_value_t = 32 << 20, global = true)]
+    pub max_payload_bytes: usize,
+    #[arg(
+        long,
+        env = "INSIGHTS_DLQ_MAXLEN",
+        default_value_t = 100_000,
+        global = true
+    )]
+    pub dlq_maxlen: usize,
+    /// Audio segments decoded and uploaded at once.
+    #[arg(
+        long,
+        env = "INSIGHTS_AUDIO_CONCURRENCY",
+        default_value_t = 8,
+        global = true
+    )]
+    pub audio_concurrency: usize,
+    /// Timeout of one object-store request.
+    #[arg(
+        long,
+        env = "INSIGHTS_S3_TIMEOUT_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub s3_timeout_ms: u64,
+    /// Log format: `text` or `json`.
+    #[arg(
+        long,
+        env = "INSIGHTS_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("stream", &self.stream)
+            .field("dlq_stream", &self.dlq_stream())
+            .field("consumer_group", &self.consumer_group)
+            .field("consumer_name", &self.consumer_name())
+            .field("database", &redact_url(&self.database_url()))
+            .field(
+                "audio",
+                &self.s3_endpoint_url.as_deref().map_or_else(
+                    || self.audio_dir().display().to_string(),
+                    |e| format!("s3 {e} bucket {}", self.s3_bucket),
+                ),
+            )
+            .field("http_addr", &self.http_addr)
+            .field("batch_size", &self.batch_size)
+            .field("block_ms", &self.block_ms)
+            .field("claim_idle_ms", &self.claim_idle_ms)
+            .field("max_deliveries", &self.max_deliveries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Replaces the password of a URL with `***`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+impl Config {
+    /// Defaults only (no environment): what tests start from.
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        let parsed = <Only as clap::Parser>::try_parse_from(["call-insights"]);
+        match parsed {
+            Ok(o) => o.config,
+            Err(e) => unreachable!("defaults always parse: {e}"),
+        }
+    }
+
+    pub fn dlq_stream(&self) -> String {
+        self.dlq_stream
+            .clone()
+            .unwrap_or_else(|| format!("{}:dlq", self.stream))
+    }
+
+    pub fn consumer_name(&self) -> String {
+        self.consumer_name.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "call-insights".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
+    pub fn database_url(&self) -> String {
+        if let Some(url) = &self.database_url {
+            return url.clone();
+        }
+        if let Some(host) = &self.postgres_host {
+            let auth = match &self.postgres_password {
+                Some(p) => format!(
+                    "{}:{}",
+                    percent_encode(&self.postgres_user),
+                    percent_encode(p)
+                ),
+                None => percent_encode(&self.postgres_user),
+            };
+            return format!(
+                "postgres://{auth}@{host}:{}/{}",
+                self.postgres_port,
+                percent_encode(&self.postgres_db)
+            );
+        }
+        format!(
+            "sqlite://{}?mode=rwc",
+            self.data_dir.join("insights.db").display()
+        )
+    }
+
+    pub fn audio_dir(&self) -> PathBuf {
+        self.audio_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audio"))
+    }
+
+    pub fn block(&self) -> Duration {
+        Duration::from_millis(self.block_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        let mut c = Config::defaults();
+        c.postgres_host = Some("db".into());
+        c.postgres_password = Some("p@ss word".into());
+        assert_eq!(
+            c.database_url(),
+            "postgres://postgres:p%40ss%20word@db:5432/call_insights"
+        );
+        assert!(!format!("{c:?}").contains("p%40ss"));
+    }
+
+    #[test]
+    fn embedded_defaults() {
+        let c = Config::defaults();
+        assert_eq!(c.database_url(), "sqlite://data/insights.db?mode=rwc");
+        assert_eq!(c.audio_dir(), PathBuf::from("data/audio"));
+        assert_eq!(c.dlq_stream(), "call-insights:sessions:dlq");
+        assert_eq!(c.http_addr, "127.0.0.1:8080");
+    }
+}

@@ -1,0 +1,620 @@
+//! `InsightsStreamConsumer`: reads `call-insights:sessions` with a consumer group and turns entries into
+//! durable rows and audio, exactly once in effect. It acknowledges only after the commit, re-reads its
+//! own pending entries on start and after every reconnect, claims dead consumers' entries, and sends
+//! poison entries to the dead-letter stream. `process_next_batch` is one step (tests drive it
+//! directly); `run` loops over it until shutdown, riding out Redis, database and storage outages.
+
+use super::entry::{DecodedEntry, RawEntry, decode_entry};
+use super::pipeline::{EntryOutcome, IngestError, Ingestor};
+use super::redis_reply::{
+    parse_autoclaim_reply, parse_consumers, parse_pending_counts, parse_read_reply,
+};
+use crate::metrics::IngestMetrics;
+use crate::storage::StorageError;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisError, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub stream: String,
+    pub dlq_stream: String,
+    pub group: String,
+    pub consumer: String,
+    /// Most entries read at once (fewer when entries are large, see `batch_memory_bytes`).
+    pub batch_size: usize,
+    /// XREADGROUP BLOCK time; zero reads without blocking (tests).
+    pub block: Duration,
+    /// Idle time after which another consumer's pending entry is claimed: longer than the slowest
+    /// legitimate processing of a batch.
+    pub claim_idle: Duration,
+    /// How often XAUTOCLAIM runs.
+    pub claim_interval: Duration,
+    /// An entry delivered more times than this goes to the dead-letter stream.
+    pub max_deliveries: u64,
+    /// A consumer with nothing pending, idle this long, is removed from the group.
+    pub dead_consumer_idle: Duration,
+    pub max_payload_bytes: usize,
+    /// Target bytes of entries per batch: the read COUNT adapts to the entries' size.
+    pub batch_memory_bytes: usize,
+    /// Approximate cap of the dead-letter stream (MAXLEN ~).
+    pub dlq_maxlen: usize,
+}
+
+/// What one step did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    pub read: usize,
+    pub stored: usize,
+    pub stale: usize,
+    pub duplicate: usize,
+    pub dead_lettered: usize,
+    pub failed: usize,
+    pub deleted: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("redis: {0}")]
+    Redis(#[from] RedisError),
+    #[error("database unavailable: {0}")]
+    Database(sea_orm::DbErr),
+    #[error("{0}")]
+    Storage(StorageError),
+    #[error("{0}")]
+    Task(String),
+}
+
+impl ConsumerError {
+    fn component(&self) -> &'static str {
+        match self {
+            ConsumerError::Redis(_) => "redis",
+            ConsumerError::Database(_) => "database",
+            ConsumerError::Storage(_) => "audio store",
+            ConsumerError::Task(_) => "worker",
+        }
+    }
+}
+
+struct Conns {
+    /// Dedicated to blocking reads: its response timeout exceeds the BLOCK time.
+    read: MultiplexedConnection,
+    /// Everything else (XACK, XADD to the DLQ, XAUTOCLAIM, XPENDING).
+    cmd: MultiplexedConnection,
+}
+
+pub struct InsightsStreamConsumer {
+    settings: ConsumerSettings,
+    client: redis::Client,
+    ingestor: Ingestor,
+    metrics: Arc<IngestMetrics>,
+    conns: Option<Conns>,
+    /// Set on start, after a reconnect and after a failed batch: re-read our own pending entries first.
+    reread_pending: bool,
+    pending_cursor: String,
+    claim_cursor: String,
+    last_claim: Option<Instant>,
+    next_count: usize,
+}
+
+impl InsightsStreamConsumer {
+    pub fn new(
+        settings: ConsumerSettings,
+        client: redis::Client,
+        ingestor: Ingestor,
+        metrics: Arc<IngestMetrics>,
+    ) -> Self {
+        let next_count = settings.batch_size.max(1);
+        InsightsStreamConsumer {
+            settings,
+            client,
+            ingestor,
+            metrics,
+            conns: None,
+            reread_pending: true,
+            pending_cursor: "0".into(),
+            claim_cursor: "0-0".into(),
+            last_claim: None,
+            next_count,
+        }
+    }
+
+    pub fn settings(&self) -> &ConsumerSettings {
+        &self.settings
+    }
+
+    /// Loops until `shutdown` is cancelled. A batch in flight always finishes (and is acknowledged);
+    /// the blocking read returns within the BLOCK time, so shutdown takes at most that long.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        info!(stream = %self.settings.stream, group = %self.settings.group, consumer = %self.settings.consumer, "consumer started");
+        let mut outage: Option<(Instant, &'static str)> = None;
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match self.process_next_batch().await {
+                Ok(report) => {
+                    if let Some((since, what)) = outage.take() {
+                        info!(
+                            component = what,
+                            outage_ms = since.elapsed().as_millis() as u64,
+                            "ingest resumed"
+                        );
+                    }
+                    backoff = Duration::from_millis(100);
+                    if report.read == 0 && self.settings.block.is_zero() {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        }
+                    }
+                }
+                Err(e) => {
+                    if outage.is_none() {
+                        warn!(component = e.component(), error = %e, "ingest paused: retrying with backoff (logged once per outage)");
+                        outage = Some((Instant::now(), e.component()));
+                    } else {
+                        debug!(error = %e, "still unavailable");
+                    }
+                    if matches!(e, ConsumerError::Redis(_)) {
+                        self.conns = None;
+                    }
+                    // Wait until the failing component answers again before touching entries, so an
+                    // outage does not count as deliveries and push healthy entries to the DLQ.
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(jitter(backoff)) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        if self.component_healthy(&e).await {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        info!(consumer = %self.settings.consumer, "consumer stopped");
+    }
+
+    async fn component_healthy(&mut self, e: &ConsumerError) -> bool {
+        match e {
+            ConsumerError::Redis(_) => self.ensure_connected().await.is_ok(),
+            ConsumerError::Database(_) => self.ingestor.db().ping().await.is_ok(),
+            ConsumerError::Storage(_) => self.ingestor.store().check().await.is_ok(),
+            ConsumerError::Task(_) => true,
+        }
+    }
+
+    async fn ensure_connected(&mut self) -> Result<&mut Conns, ConsumerError> {
+        if self.conns.is_none() {
+            let read_cfg = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(5)))
+                .set_response_timeout(Some(self.settings.block + Duration::from_secs(10)));
+            let cmd_cfg = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(5)))
+                .set_response_timeout(Some(Duration::from_secs(30)));
+            let read = self
+                .client
+                .get_multiplexed_async_connection_with_config(&read_cfg)
+                .await?;
+            let mut cmd = self
+                .client
+                .get_multiplexed_async_connection_with_config(&cmd_cfg)
+                .await?;
+            create_group(&mut cmd, &self.settings).await?;
+            self.conns = Some(Conns { read, cmd });
+            self.reread_pending = true;
+            self.pending_cursor = "0".into();
+        }
+        match self.conns.as_mut() {
+            Some(c) => Ok(c),
+            None => Err(ConsumerError::Task("connection vanished".into())),
+        }
+    }
+
+    /// One step: our own pending entries first (after start/reconnect/failure), then entries claimed
+    /// from dead consumers (every `claim_interval`), then new entries (blocking up to `block`).
+    pub async fn process_next_batch(&mut self) -> Result<BatchReport, ConsumerError> {
+        self.ensure_connected().await?;
+        if self.reread_pending {
+            let cursor = self.pending_cursor.clone();
+            let entries = self.read(&cursor, false).await?;
+            match entries.last() {
+                None => {
+                    self.reread_pending = false;
+                    self.pending_cursor = "0".into();
+                }
+                Some(last) => {
+                    self.pending_cursor = last.id.clone();
+                    let entries = self.with_delivery_counts(entries).await?;
+                    return self.handle(entries).await;
+                }
+            }
+        }
+        let claim_due = self
+            .last_claim
+            .is_none_or(|t| t.elapsed() >= self.settings.claim_interval)
+            || self.claim_cursor != "0-0";
+        if claim_due {
+            let entries = self.claim().await?;
+            if !entries.is_empty() {
+                return self.handle(entries).await;
+            }
+        }
+        let entries = self.read(">", true).await?;
+        self.handle(entries).await
+    }
+
+    async fn read(&mut self, id: &str, block: bool) -> Result<Vec<RawEntry>, ConsumerError> {
+        let s = &self.settings;
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&s.group)
+            .arg(&s.consumer)
+            .arg("COUNT")
+            .arg(self.next_count);
+        if block && !s.block.is_zero() {
+            cmd.arg("BLOCK").arg(s.block.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(&s.stream).arg(id);
+        let settings = self.settings.clone();
+        let conns = self.ensure_connected().await?;
+        match cmd.query_async::<Value>(&mut conns.read).await {
+            Ok(v) => Ok(parse_read_reply(v)),
+            Err(e) if e.code() == Some("NOGROUP") => {
+                warn!(stream = %settings.stream, group = %settings.group, "consumer group vanished (stream deleted?): recreating it");
+                create_group(&mut conns.cmd, &settings).await?;
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Claims entries idle longer than `claim_idle` (from dead consumers, or our own failed ones).
+    async fn claim(&mut self) -> Result<Vec<RawEntry>, ConsumerError> {
+        self.last_claim = Some(Instant::now());
+        let s = self.settings.clone();
+        let cursor = self.claim_cursor.clone();
+        let count = self.next_count;
+        let conns = self.ensure_connected().await?;
+        let v: Value = redis::cmd("XAUTOCLAIM")
+            .arg(&s.stream)
+            .arg(&s.group)
+            .arg(&s.consumer)
+            .arg(s.claim_idle.as_millis() as u64)
+            .arg(&cursor)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conns.cmd)
+            .await?;
+        let (next, entries, deleted) = parse_autoclaim_reply(v);
+        if !deleted.is_empty() {
+            info!(
+                count = deleted.len(),
+                "claimed pending entries that were deleted from the stream; dropped from the group"
+            );
+            self.metrics
+                .entries_deleted
+                .fetch_add(deleted.len() as u64, Relaxed);
+        }
+        if !entries.is_empty() {
+            info!(
+                count = entries.len(),
+                "claimed entries idle for over {} ms",
+                s.claim_idle.as_millis()
+            );
+        }
+        self.claim_cursor = next;
+        if self.claim_cursor == "0-0" {
+            self.remove_dead_consumers().await?;
+        }
+        self.with_delivery_counts(entries).await
+    }
+
+    async fn remove_dead_consumers(&mut self) -> Result<(), ConsumerError> {
+        let s = self.settings.clone();
+        let metrics = self.metrics.clone();
+        let conns = self.ensure_connected().await?;
+        let v: Value = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&s.stream)
+            .arg(&s.group)
+            .query_async(&mut conns.cmd)
+            .await?;
+        for c in parse_consumers(v) {
+            if c.name != s.consumer
+                && c.pending == 0
+                && c.idle_ms as u128 > s.dead_consumer_idle.as_millis()
+            {
+                let _: i64 = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&s.stream)
+                    .arg(&s.group)
+                    .arg(&c.name)
+                    .query_async(&mut conns.cmd)
+                    .await?;
+                info!(consumer = %c.name, idle_ms = c.idle_ms, "removed dead consumer with nothing pending");
+                metrics.consumers_removed.fetch_add(1, Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills `deliveries` from XPENDING for entries that may have been delivered before.
+    async fn with_delivery_counts(
+        &mut self,
+        mut entries: Vec<RawEntry>,
+    ) -> Result<Vec<RawEntry>, ConsumerError> {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Ok(entries);
+        };
+        let s = self.settings.clone();
+        let (first, last) = (first.id.clone(), last.id.clone());
+        let n = entries.len();
+        let conns = self.ensure_connected().await?;
+        let v: Value = redis::cmd("XPENDING")
+            .arg(&s.stream)
+            .arg(&s.group)
+            .arg(&first)
+            .arg(&last)
+            .arg(n)
+            .arg(&s.consumer)
+            .query_async(&mut conns.cmd)
+            .await?;
+        let counts: HashMap<String, u64> = parse_pending_counts(v).into_iter().collect();
+        for e in &mut entries {
+            e.deliveries = counts.get(&e.id).copied().unwrap_or(1);
+        }
+        Ok(entries)
+    }
+
+    /// Adapts the next read's COUNT so a batch holds about `batch_memory_bytes` of entries.
+    fn adapt_count(&mut self, entries: &[RawEntry]) {
+        let total: usize = entries.iter().map(RawEntry::size_bytes).sum();
+        let avg = (total / entries.len().max(1)).max(1);
+        self.next_count =
+            (self.settings.batch_memory_bytes / avg).clamp(1, self.settings.batch_size.max(1));
+    }
+
+    async fn handle(&mut self, entries: Vec<RawEntry>) -> Result<BatchReport, ConsumerError> {
+        let mut report = BatchReport {
+            read: entries.len(),
+            ..Default::default()
+        };
+        if entries.is_empty() {
+            return Ok(report);
+        }
+        let started = Instant::now();
+        self.metrics
+            .entries_read
+            .fetch_add(entries.len() as u64, Relaxed);
+        self.adapt_count(&entries);
+        let max = self.settings.max_deliveries;
+        let max_payload = self.settings.max_payload_bytes;
+
+        let mut to_ack: Vec<String> = Vec::new();
+        let mut poison: Vec<(RawEntry, String)> = Vec::new();
+        let mut candidates = Vec::with_capacity(entries.len());
+        for e in entries {
+            if e.fields.is_none() {
+                report.deleted += 1;
+                to_ack.push(e.id);
+            } else if e.deliveries > max {
+                let reason = format!(
+                    "delivered {} times (limit {max}) without being stored; see the service log for entry_id {}",
+                    e.deliveries, e.id
+                );
+                poison.push((e, reason));
+            } else {
+                candidates.push(e);
+            }
+        }
+        // JSON decoding is CPU work: keep it off the reactor.
+        let decoded: Vec<Result<DecodedEntry, (RawEntry, String)>> =
+            tokio::task::spawn_blocking(move || {
+                candidates
+                    .into_iter()
+                    .map(|e| decode_entry(e, max_payload).map_err(|(e, err)| (e, err.0)))
+                    .collect()
+            })
+            .await
+            .map_err(|e| ConsumerError::Task(format!("decode task failed: {e}")))?;
+        let mut valid = Vec::with_capacity(decoded.len());
+        for d in decoded {
+            match d {
+                Ok(d) => valid.push(d),
+                Err((e, reason)) => poison.push((e, reason)),
+            }
+        }
+        if !poison.is_empty() {
+            report.dead_lettered = poison.len();
+            self.dead_letter(&poison).await?;
+        }
+
+        match self.ingestor.ingest(&valid).await {
+            Ok(summary) => {
+                to_ack.extend(valid.iter().map(|d| d.entry_id.clone()));
+                tally(&mut report, &summary.outcomes);
+                self.record(&summary);
+            }
+            Err(e) => {
+                if let Some(outage) = self.outage(e).await {
+                    self.reread_pending = true;
+                    self.pending_cursor = "0".into();
+                    self.ack(&to_ack).await?;
+                    return Err(outage);
+                }
+                // Isolate the entry that broke the batch: one transaction per entry.
+                for d in &valid {
+                    match self.ingestor.ingest(std::slice::from_ref(d)).await {
+                        Ok(summary) => {
+                            to_ack.push(d.entry_id.clone());
+                            tally(&mut report, &summary.outcomes);
+                            self.record(&summary);
+                        }
+                        Err(e) => {
+                            if let Some(outage) = self.outage(e).await {
+                                self.reread_pending = true;
+                                self.pending_cursor = "0".into();
+                                self.ack(&to_ack).await?;
+                                return Err(outage);
+                            }
+                            report.failed += 1;
+                            self.metrics.entries_failed.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+        self.ack(&to_ack).await?;
+        self.metrics.batches.fetch_add(1, Relaxed);
+        self.metrics.observe_batch(started.elapsed().as_secs_f64());
+        debug!(
+            read = report.read,
+            stored = report.stored,
+            stale = report.stale,
+            duplicate = report.duplicate,
+            dead_lettered = report.dead_lettered,
+            failed = report.failed,
+            latency_ms = started.elapsed().as_millis() as u64,
+            "batch processed"
+        );
+        Ok(report)
+    }
+
+    fn record(&self, s: &super::pipeline::IngestSummary) {
+        self.metrics.rows_written.fetch_add(s.rows_written, Relaxed);
+        self.metrics.audio_stored.fetch_add(s.audio_stored, Relaxed);
+        self.metrics.audio_failed.fetch_add(s.audio_failed, Relaxed);
+        for o in &s.outcomes {
+            let c = match o {
+                EntryOutcome::Stored => &self.metrics.entries_stored,
+                EntryOutcome::Stale => &self.metrics.entries_stale,
+                EntryOutcome::Duplicate => &self.metrics.entries_duplicate,
+            };
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// `Some` when the failure is an outage of the database or the store (retry the same entries once
+    /// it is back); `None` when the entries themselves may be at fault.
+    async fn outage(&self, e: IngestError) -> Option<ConsumerError> {
+        if e.is_storage_outage() {
+            let IngestError::Storage(s) = e else {
+                return None;
+            };
+            return Some(ConsumerError::Storage(s));
+        }
+        match e {
+            IngestError::Database(db_err) => {
+                if self.ingestor.db().ping().await.is_err() {
+                    Some(ConsumerError::Database(db_err))
+                } else {
+                    error!(error = %db_err, "batch failed; retrying its entries one by one");
+                    None
+                }
+            }
+            other => {
+                error!(error = %other, "batch failed; retrying its entries one by one");
+                None
+            }
+        }
+    }
+
+    async fn ack(&mut self, ids: &[String]) -> Result<(), ConsumerError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let s = self.settings.clone();
+        let conns = self.ensure_connected().await?;
+        let mut cmd = redis::cmd("XACK");
+        cmd.arg(&s.stream).arg(&s.group).arg(ids);
+        let _: i64 = cmd.query_async(&mut conns.cmd).await?;
+        Ok(())
+    }
+
+    /// Copies each entry with the reason to the dead-letter stream and acknowledges it, atomically.
+    async fn dead_letter(&mut self, poison: &[(RawEntry, String)]) -> Result<(), ConsumerError> {
+        let s = self.settings.clone();
+        let now = chrono::Utc::now().to_rfc3339();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (e, reason) in poison {
+            warn!(entry_id = %e.id, deliveries = e.deliveries, reason = %reason, "entry dead-lettered");
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(&s.dlq_stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(s.dlq_maxlen)
+                .arg("*");
+            cmd.arg("dlq_reason").arg(reason);
+            cmd.arg("dlq_original_id").arg(&e.id);
+            cmd.arg("dlq_source_stream").arg(&s.stream);
+            cmd.arg("dlq_consumer").arg(&s.consumer);
+            cmd.arg("dlq_deliveries").arg(e.deliveries);
+            cmd.arg("dlq_failed_at").arg(&now);
+            for (k, v) in e.fields.iter().flatten() {
+                cmd.arg(k.as_str()).arg(v.as_slice());
+            }
+            pipe.add_command(cmd).ignore();
+            pipe.cmd("XACK")
+                .arg(&s.stream)
+                .arg(&s.group)
+                .arg(&e.id)
+                .ignore();
+        }
+        let conns = self.ensure_connected().await?;
+        let _: () = pipe.query_async(&mut conns.cmd).await?;
+        self.metrics
+            .entries_dead_lettered
+            .fetch_add(poison.len() as u64, Relaxed);
+        Ok(())
+    }
+}
+
+fn tally(report: &mut BatchReport, outcomes: &[EntryOutcome]) {
+    for o in outcomes {
+        match o {
+            EntryOutcome::Stored => report.stored += 1,
+            EntryOutcome::Stale => report.stale += 1,
+            EntryOutcome::Duplicate => report.duplicate += 1,
+        }
+    }
+}
+
+/// Creates the group at ID 0 with MKSTREAM, so reports published before the first start are consumed.
+async fn create_group(
+    conn: &mut MultiplexedConnection,
+    s: &ConsumerSettings,
+) -> Result<(), RedisError> {
+    let r: Result<(), RedisError> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&s.stream)
+        .arg(&s.group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await;
+    match r {
+        Ok(()) => {
+            info!(stream = %s.stream, group = %s.group, "created consumer group at ID 0");
+            Ok(())
+        }
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// ±25 % jitter so replicas do not retry in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    let factor = 0.75 + f64::from(nanos % 1000) / 2000.0;
+    d.mul_f64(factor)
+}

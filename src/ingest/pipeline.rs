@@ -1,0 +1,356 @@
+//! The ingest pipeline, independent of Redis: a batch of decoded entries → stale filtering → one merged
+//! snapshot per call (newest `seq` wins per turn, event and segment) → audio decoded, measured and
+//! stored → one database transaction. The consumer acknowledges only after this returns `Ok`.
+
+use super::contract::{AudioRef, AudioSegment, Event, SessionReport, Turn};
+use super::entry::DecodedEntry;
+use super::persist::{self, SegmentRow};
+use crate::audio::{self, AudioMetrics};
+use crate::storage::{AudioStore, StorageError, segment_key};
+use base64::Engine;
+use futures::{StreamExt, stream};
+use sea_orm::{DatabaseConnection, DbErr};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// What happened to one entry of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryOutcome {
+    /// Its rows are committed (possibly merged with newer reports of the same call in the batch).
+    Stored,
+    /// A newer report of the call is already stored: nothing changed.
+    Stale,
+    /// This exact `seq` of the call is already stored (a redelivery or a re-publish): nothing changed.
+    Duplicate,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct IngestSummary {
+    /// One outcome per input entry, in input order.
+    pub outcomes: Vec<EntryOutcome>,
+    pub sessions_written: u64,
+    pub rows_written: u64,
+    pub audio_stored: u64,
+    pub audio_failed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+impl IngestError {
+    /// True when retrying later can succeed without changing the entry (the store is down).
+    pub fn is_storage_outage(&self) -> bool {
+        matches!(self, IngestError::Storage(StorageError::Unavailable(_)))
+    }
+}
+
+/// Persists batches of reports. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Ingestor {
+    db: DatabaseConnection,
+    store: Arc<dyn AudioStore>,
+    /// Prefix of every audio object key this service writes (e.g. per test, or per environment).
+    key_prefix: String,
+    /// How many segments are decoded and uploaded at once.
+    audio_concurrency: usize,
+}
+
+/// One call's reports of a batch merged into a single snapshot.
+pub(super) struct CallSnapshot<'a> {
+    /// The newest report: session-level fields come from it.
+    pub head: &'a SessionReport,
+    pub turns: BTreeMap<i64, (&'a Turn, i64)>,
+    pub events: BTreeMap<i64, (&'a Event, i64)>,
+    /// Segment, the seq of the report it came from, and that report's entry index.
+    pub segments: BTreeMap<&'a str, (&'a AudioSegment, i64, usize)>,
+    /// Indexes (in the batch) of the entries merged here.
+    pub entries: Vec<usize>,
+}
+
+impl Ingestor {
+    pub fn new(
+        db: DatabaseConnection,
+        store: Arc<dyn AudioStore>,
+        key_prefix: String,
+        audio_concurrency: usize,
+    ) -> Self {
+        Ingestor {
+            db,
+            store,
+            key_prefix,
+            audio_concurrency: audio_concurrency.max(1),
+        }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn store(&self) -> &Arc<dyn AudioStore> {
+        &self.store
+    }
+
+    /// Ingests a batch in one transaction. On `Err` nothing of the batch is committed (audio objects
+    /// may exist: they are content-addressed, so a retry rewrites the same keys).
+    pub async fn ingest(&self, batch: &[DecodedEntry]) -> Result<IngestSummary, IngestError> {
+        let mut summary = IngestSummary {
+            outcomes: vec![EntryOutcome::Stored; batch.len()],
+            ..Default::default()
+        };
+        if batch.is_empty() {
+            return Ok(summary);
+        }
+        let mut by_call: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, e) in batch.iter().enumerate() {
+            by_call
+                .entry(e.report.call_id.as_str())
+                .or_default()
+                .push(i);
+        }
+        let stored = persist::stored_seqs(&self.db, by_call.keys().copied()).await?;
+
+        let mut snapshots = Vec::with_capacity(by_call.len());
+        for (call_id, mut idxs) in by_call {
+            let stored_seq = stored.get(call_id).copied();
+            idxs.retain(|&i| {
+                let seq = batch[i].report.seq;
+                match stored_seq {
+                    Some(s) if seq < s => {
+                        summary.outcomes[i] = EntryOutcome::Stale;
+                        false
+                    }
+                    Some(s) if seq == s => {
+                        summary.outcomes[i] = EntryOutcome::Duplicate;
+                        false
+                    }
+                    _ => true,
+                }
+            });
+            if idxs.is_empty() {
+                continue;
+            }
+            // Ascending seq; for equal seqs the later entry wins (stable sort keeps stream order).
+            idxs.sort_by_key(|&i| batch[i].report.seq);
+            snapshots.push(merge(batch, idxs));
+        }
+        if snapshots.is_empty() {
+            return Ok(summary);
+        }
+
+        let segment_rows = self.store_audio(batch, &snapshots, &mut summary).await?;
+        let written = persist::write_snapshots(&self.db, &snapshots, segment_rows).await?;
+        for (snap, won) in snapshots.iter().zip(&written.won) {
+            if !won {
+                // A newer report of this call was committed concurrently by another consumer.
+                for &i in &snap.entries {
+                    summary.outcomes[i] = EntryOutcome::Stale;
+                }
+            }
+        }
+        summary.sessions_written = written.sessions;
+        summary.rows_written = written.rows;
+        Ok(summary)
+    }
+
+    /// Resolves, measures and stores every segment's audio; returns the rows per snapshot.
+    async fn store_audio(
+        &self,
+        batch: &[DecodedEntry],
+        snapshots: &[CallSnapshot<'_>],
+        summary: &mut IngestSummary,
+    ) -> Result<Vec<Vec<SegmentRow>>, IngestError> {
+        // Futures are built up front (not inside a stream combinator's closure) so the spawned
+        // consumer future stays `Send` without higher-ranked lifetime trouble.
+        let mut jobs = Vec::new();
+        for (si, snap) in snapshots.iter().enumerate() {
+            for &(seg, seq, entry) in snap.segments.values() {
+                let fut = self.store_segment(&batch[entry].report, seg, seq, &batch[entry].fields);
+                jobs.push(async move { (si, fut.await) });
+            }
+        }
+        let results: Vec<(usize, Result<SegmentRow, IngestError>)> = stream::iter(jobs)
+            .buffer_unordered(self.audio_concurrency)
+            .collect()
+            .await;
+        let mut rows: Vec<Vec<SegmentRow>> = snapshots.iter().map(|_| Vec::new()).collect();
+        for (si, row) in results {
+            let row = row?;
+            match row.status {
+                SegmentStatus::Stored => summary.audio_stored += 1,
+                SegmentStatus::Error => summary.audio_failed += 1,
+                SegmentStatus::Missing => {}
+            }
+            rows[si].push(row);
+        }
+        Ok(rows)
+    }
+
+    async fn store_segment(
+        &self,
+        report: &SessionReport,
+        seg: &AudioSegment,
+        seq: i64,
+        fields: &HashMap<String, Vec<u8>>,
+    ) -> Result<SegmentRow, IngestError> {
+        let mut row = SegmentRow::new(seg, seq);
+        let audio_ref = seg.audio_ref();
+        // 1. Get the bytes.
+        let bytes: Vec<u8> = match audio_ref {
+            AudioRef::None => {
+                return Ok(row.missing("the report carries no audio for this segment"));
+            }
+            AudioRef::Field(name) => match fields.get(name) {
+                Some(b) => b.clone(),
+                None => {
+                    return Ok(row.missing(format!("the stream entry has no field {name:?}")));
+                }
+            },
+            AudioRef::B64(text) => {
+                let text = text.clone();
+                let decoded = tokio::task::spawn_blocking(move || {
+                    base64::engine::general_purpose::STANDARD.decode(text.trim())
+                })
+                .await
+                .map_err(|e| IngestError::Task(e.to_string()))?;
+                match decoded {
+                    Ok(b) => b,
+                    Err(e) => return Ok(row.error(format!("audio.b64 is not valid base64: {e}"))),
+                }
+            }
+            AudioRef::S3 { key, bucket } => {
+                row.s3_key = Some(key.clone());
+                row.bucket = bucket.clone();
+                match self.store.get(bucket.as_deref(), key).await {
+                    Ok(Some(b)) => b,
+                    Ok(None) => {
+                        return Ok(row.missing(format!(
+                            "object {key:?} not found in {}",
+                            bucket.as_deref().unwrap_or("the audio store")
+                        )));
+                    }
+                    Err(e @ StorageError::InvalidKey { .. }) => return Ok(row.error(e.to_string())),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        row.size_bytes = Some(bytes.len() as i64);
+
+        // 2. Decode and measure off the reactor.
+        let (bytes, measured) = tokio::task::spawn_blocking(move || {
+            let m = audio::decode_wav(&bytes).map(|a| audio::measure(&a));
+            (bytes, m)
+        })
+        .await
+        .map_err(|e| IngestError::Task(e.to_string()))?;
+
+        // 3. Store our copy (agent-uploaded objects stay where they are). Broken audio is kept too:
+        //    what the agent actually sent is evidence.
+        if !matches!(audio_ref, AudioRef::S3 { .. }) {
+            let key = segment_key(
+                &self.key_prefix,
+                &report.tenant_id,
+                &report.call_id,
+                &seg.segment_id,
+                &bytes,
+            );
+            self.store.put(&key, &bytes, "audio/wav").await?;
+            row.s3_key = Some(key);
+        }
+        Ok(match measured {
+            Ok(m) => row.stored(&m),
+            Err(e) => row.error(e.to_string()),
+        })
+    }
+}
+
+/// Merges one call's live entries (ascending seq) into a snapshot: a later report replaces what an
+/// earlier one said about the same key; keys only an earlier report mentions are kept.
+fn merge(batch: &[DecodedEntry], idxs: Vec<usize>) -> CallSnapshot<'_> {
+    let head_idx = *idxs.last().unwrap_or(&0);
+    let mut snap = CallSnapshot {
+        head: &batch[head_idx].report,
+        turns: BTreeMap::new(),
+        events: BTreeMap::new(),
+        segments: BTreeMap::new(),
+        entries: Vec::with_capacity(idxs.len()),
+    };
+    for i in idxs {
+        let r = &batch[i].report;
+        for t in &r.turns {
+            snap.turns.insert(t.index, (t, r.seq));
+        }
+        for e in &r.events {
+            snap.events.insert(e.seq, (e, r.seq));
+        }
+        for s in &r.audio_segments {
+            snap.segments.insert(s.segment_id.as_str(), (s, r.seq, i));
+        }
+        snap.entries.push(i);
+    }
+    snap
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentStatus {
+    Stored,
+    Missing,
+    Error,
+}
+
+impl SegmentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SegmentStatus::Stored => "stored",
+            SegmentStatus::Missing => "missing",
+            SegmentStatus::Error => "error",
+        }
+    }
+}
+
+impl SegmentRow {
+    fn new(seg: &AudioSegment, seq: i64) -> Self {
+        SegmentRow {
+            segment_id: seg.segment_id.clone(),
+            segment_type: seg.segment_type.as_str(),
+            turn_index: seg.turn_index,
+            offset_ms: seg.offset_ms,
+            duration_ms: seg.duration_ms,
+            s3_key: None,
+            bucket: None,
+            source: seg.audio_ref().source(),
+            size_bytes: None,
+            metrics: None,
+            status: SegmentStatus::Missing,
+            error: None,
+            report_seq: seq,
+        }
+    }
+
+    fn missing(mut self, why: impl Into<String>) -> Self {
+        self.status = SegmentStatus::Missing;
+        self.error = Some(why.into());
+        self
+    }
+
+    fn error(mut self, why: impl Into<String>) -> Self {
+        self.status = SegmentStatus::Error;
+        self.error = Some(why.into());
+        self
+    }
+
+    fn stored(mut self, m: &AudioMetrics) -> Self {
+        self.status = SegmentStatus::Stored;
+        if self.duration_ms.is_none() {
+            self.duration_ms = Some(m.duration_ms.round() as i64);
+        }
+        self.metrics = Some(m.clone());
+        self
+    }
+}

@@ -1,0 +1,12 @@
+//! call-insights: consumes Atlas's session reports from Redis, stores sessions, turns, events and audio,
+//! and serves them to QA engineers.
+
+pub mod api;
+pub mod app;
+pub mod audio;
+pub mod config;
+pub mod db;
+pub mod ingest;
+pub mod metrics;
+pub mod produce;
+pub mod storage;

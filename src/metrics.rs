@@ -1,0 +1,129 @@
+//! Process-wide counters of the ingest path, rendered in the Prometheus text format at `/metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Upper bounds (seconds) of the ingest batch latency histogram.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Debug, Default)]
+pub struct IngestMetrics {
+    pub entries_read: AtomicU64,
+    pub entries_stored: AtomicU64,
+    pub entries_stale: AtomicU64,
+    pub entries_duplicate: AtomicU64,
+    pub entries_dead_lettered: AtomicU64,
+    pub entries_failed: AtomicU64,
+    pub entries_deleted: AtomicU64,
+    pub batches: AtomicU64,
+    pub rows_written: AtomicU64,
+    pub audio_stored: AtomicU64,
+    pub audio_failed: AtomicU64,
+    pub consumers_removed: AtomicU64,
+    latency_buckets: [AtomicU64; 12],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+}
+
+impl IngestMetrics {
+    pub fn observe_batch(&self, seconds: f64) {
+        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+            if seconds <= *le {
+                self.latency_buckets[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_us
+            .fetch_add((seconds * 1e6) as u64, Relaxed);
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let counters: [(&str, &str, &AtomicU64); 12] = [
+            (
+                "entries_read_total",
+                "Stream entries read (new, pending and claimed)",
+                &self.entries_read,
+            ),
+            (
+                "entries_stored_total",
+                "Entries whose report was committed",
+                &self.entries_stored,
+            ),
+            (
+                "entries_stale_total",
+                "Entries older than the stored report of their call (changed nothing)",
+                &self.entries_stale,
+            ),
+            (
+                "entries_duplicate_total",
+                "Entries whose seq was already stored (redeliveries, re-publishes)",
+                &self.entries_duplicate,
+            ),
+            (
+                "entries_dead_lettered_total",
+                "Entries copied to the dead-letter stream",
+                &self.entries_dead_lettered,
+            ),
+            (
+                "entries_failed_total",
+                "Entry processing failures left pending for retry",
+                &self.entries_failed,
+            ),
+            (
+                "entries_deleted_total",
+                "Pending entries that had been deleted from the stream",
+                &self.entries_deleted,
+            ),
+            ("batches_total", "Batches processed", &self.batches),
+            (
+                "rows_written_total",
+                "Database rows inserted or updated",
+                &self.rows_written,
+            ),
+            (
+                "audio_segments_stored_total",
+                "Audio segments decoded and stored",
+                &self.audio_stored,
+            ),
+            (
+                "audio_segments_failed_total",
+                "Audio segments that could not be decoded",
+                &self.audio_failed,
+            ),
+            (
+                "consumers_removed_total",
+                "Dead consumers removed from the group",
+                &self.consumers_removed,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP call_insights_ingest_{name} {help}\n# TYPE call_insights_ingest_{name} counter"
+            );
+            let _ = writeln!(out, "call_insights_ingest_{name} {}", v.load(Relaxed));
+        }
+        let name = "call_insights_ingest_batch_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time to process one batch (decode, audio, commit, ack)\n# TYPE {name} histogram"
+        );
+        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{le}\"}} {}",
+                self.latency_buckets[i].load(Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.latency_sum_us.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}

@@ -1,0 +1,381 @@
+//! `call-insights produce`: a Rust Atlas simulator publishing realistic synthetic session reports (partials
+//! then a final per call, ≈13 turns and ≈32 events per final, optional speech-like audio) exactly as the
+//! contract lays them out, for demos, tests and benchmarks.
+
+use crate::audio::encode_wav_i16;
+use chrono::{Duration as ChronoDuration, TimeZone, Utc};
+use serde_json::{Value, json};
+use std::io::Write;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProduceOptions {
+    /// Calls to simulate.
+    #[arg(long, default_value_t = 10)]
+    pub calls: usize,
+    /// Partial reports per call before the final one.
+    #[arg(long, default_value_t = 2)]
+    pub partials: usize,
+    /// Attach audio: full-call pre/post noise suppression recordings and one STT input per user turn
+    /// (16 kHz mono 16-bit, raw WAV in `audio:<segment_id>` fields).
+    #[arg(long)]
+    pub audio: bool,
+    /// gzip the JSON payloads (`payload_encoding gzip`).
+    #[arg(long)]
+    pub gzip: bool,
+    /// Calls in flight at once: their reports interleave on the stream like concurrent calls do.
+    #[arg(long, default_value_t = 100)]
+    pub concurrency: usize,
+    /// Seed of the generator (same seed, same reports).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Prefix of generated call ids.
+    #[arg(long, default_value = "sim")]
+    pub call_prefix: String,
+}
+
+/// xorshift64*: small, fast, reproducible.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [0, 1).
+    pub fn f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.f64()
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next_u64() % items.len() as u64) as usize]
+    }
+}
+
+const USER_LINES: [&str; 10] = [
+    "My account number is four four seven two.",
+    "Can you move my appointment to Thursday afternoon?",
+    "I was charged twice for the same order last week.",
+    "Yes, that works for me, thank you.",
+    "What time do you close on Saturdays?",
+    "I need to update the address on my account.",
+    "Could you repeat the confirmation number please?",
+    "No, I meant the one from last Tuesday.",
+    "Is there a fee if I cancel today?",
+    "Okay, please go ahead and book it.",
+];
+
+const AGENT_LINES: [&str; 8] = [
+    "Thanks. Your current balance is two hundred and twelve dollars.",
+    "I have moved your appointment to Thursday at three pm.",
+    "I'm sorry about that. I have opened a refund request for you.",
+    "Is there anything else I can help you with today?",
+    "We are open from nine to five on Saturdays.",
+    "Sure, what is the new address?",
+    "Your confirmation number is A B seven nine two.",
+    "There is no fee if you cancel more than a day ahead.",
+];
+
+const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
+
+/// One stream entry: the JSON payload and any audio fields.
+pub struct SimEntry {
+    pub call_id: String,
+    pub payload: Vec<u8>,
+    pub audio: Vec<(String, Vec<u8>)>,
+}
+
+struct SimTurn {
+    user: bool,
+    start_ms: i64,
+    end_ms: i64,
+    json: Value,
+}
+
+/// Generates every report (partials, then the final) of call number `n`.
+pub fn generate_call(n: usize, opts: &ProduceOptions) -> Vec<SimEntry> {
+    let mut rng = Rng::new(opts.seed ^ (n as u64).wrapping_mul(0x1000_0000_01B3));
+    let call_id = format!("{}-{n:07}-{:08x}", opts.call_prefix, rng.next_u64() as u32);
+    let tenant = *rng.pick(&TENANTS);
+    let started_at = Utc
+        .timestamp_opt(1_793_000_000 + n as i64 * 37, 0)
+        .single()
+        .unwrap_or_else(Utc::now);
+
+    // Conversation: alternating user/agent exchanges, ending with the agent.
+    let exchanges = 6 + (rng.next_u64() % 2) as usize; // 12 or 14 turns, ≈13
+    let mut turns: Vec<SimTurn> = Vec::new();
+    let mut events: Vec<Value> = Vec::new();
+    let mut t = 800i64;
+    for x in 0..exchanges {
+        let u_start = t;
+        let u_end = u_start + rng.range(900.0, 3000.0) as i64;
+        let conf = (rng.range(0.78, 0.98) * 1000.0).round() / 1000.0;
+        let transcription = (rng.range(80.0, 280.0) * 10.0).round() / 10.0;
+        let eot = (rng.range(250.0, 480.0) * 10.0).round() / 10.0;
+        let user_line = *rng.pick(&USER_LINES);
+        let ui = turns.len() as i64;
+        turns.push(SimTurn {
+            user: true,
+            start_ms: u_start,
+            end_ms: u_end,
+            json: json!({"index": ui, "role": "user", "content": user_line, "start_ms": u_start, "end_ms": u_end,
+                "stt_confidence": conf, "transcription_delay_ms": transcription, "end_of_turn_delay_ms": eot, "interrupted": false}),
+        });
+        let seq0 = events.len() as i64;
+        events.push(json!({"seq": seq0, "type": "user_started_speaking", "at_ms": u_start, "turn_index": ui}));
+        events.push(json!({"seq": seq0 + 1, "type": "user_stopped_speaking", "at_ms": u_end, "turn_index": ui, "data": {"speech_duration_ms": u_end - u_start}}));
+        events.push(json!({"seq": seq0 + 2, "type": "user_transcript", "at_ms": u_end + transcription as i64, "turn_index": ui,
+            "data": {"final": true, "transcript": user_line, "confidence": conf}}));
+
+        let ttft = (rng.range(220.0, 420.0) * 10.0).round() / 10.0;
+        let ttfb = (rng.range(150.0, 360.0) * 10.0).round() / 10.0;
+        let e2e = ((eot + ttft + ttfb + rng.range(20.0, 80.0)) * 10.0).round() / 10.0;
+        let a_start = u_end + e2e as i64;
+        let a_end = a_start + rng.range(1800.0, 3600.0) as i64;
+        let ai = turns.len() as i64;
+        let tool_calls = if x == 0 {
+            json!([{"name": "lookup_account", "arguments": {"account": "4472"}, "result": {"ok": true}, "error": null,
+                "duration_ms": (rng.range(60.0, 200.0) * 10.0).round() / 10.0}])
+        } else {
+            Value::Null
+        };
+        turns.push(SimTurn {
+            user: false,
+            start_ms: a_start,
+            end_ms: a_end,
+            json: json!({"index": ai, "role": "assistant", "content": *rng.pick(&AGENT_LINES), "start_ms": a_start, "end_ms": a_end,
+                "llm_ttft_ms": ttft, "tts_ttfb_ms": ttfb, "e2e_latency_ms": e2e, "interrupted": false, "tool_calls": tool_calls}),
+        });
+        let seq0 = events.len() as i64;
+        events.push(json!({"seq": seq0, "type": "agent_started_speaking", "at_ms": a_start, "turn_index": ai}));
+        events.push(json!({"seq": seq0 + 1, "type": "agent_stopped_speaking", "at_ms": a_end, "turn_index": ai}));
+        t = a_end + rng.range(400.0, 1500.0) as i64;
+    }
+    let call_ms = t;
+    let ended_at = started_at + ChronoDuration::milliseconds(call_ms);
+
+    let base = json!({
+        "schema_version": 1, "call_id": call_id, "room_id": format!("RM_{n:07}"), "job_id": format!("AJ_{n:07}"),
+        "tenant_id": tenant, "agent_id": "booking-bot", "channel_type": if n % 2 == 0 { "webrtc" } else { "sip" },
+        "pipeline": {"stt": {"provider": "deepgram", "model": "nova-3"}, "llm": {"provider": "openai", "model": "gpt-4o-mini"},
+            "tts": {"provider": "cartesia", "model": "sonic-2"},
+            "vad": {"threshold": 0.5, "noise_suppression_enabled": true, "rnnoise_enabled": true}},
+        "started_at": started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    });
+
+    let total = opts.partials + 1;
+    let mut out = Vec::with_capacity(total);
+    for seq in 0..total {
+        let is_final = seq + 1 == total;
+        // A partial knows the conversation up to a point in time.
+        let horizon = if is_final {
+            i64::MAX
+        } else {
+            call_ms * (seq as i64 + 1) / total as i64
+        };
+        let known_turns: Vec<&SimTurn> = turns.iter().filter(|t| t.end_ms <= horizon).collect();
+        let known_events: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["at_ms"].as_i64().unwrap_or(0) <= horizon)
+            .collect();
+        let mut report = base.clone();
+        report["report_type"] = json!(if is_final { "final" } else { "partial" });
+        report["seq"] = json!(seq);
+        report["turns"] = Value::Array(known_turns.iter().map(|t| t.json.clone()).collect());
+        report["events"] = Value::Array(known_events.into_iter().cloned().collect());
+        let mut audio = Vec::new();
+        if is_final {
+            report["ended_at"] =
+                json!(ended_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            report["duration_seconds"] = json!(call_ms as f64 / 1000.0);
+            report["outcome"] =
+                json!({"close_reason": "user_hangup", "was_transferred": false, "error": null});
+            let mut segments = Vec::new();
+            if opts.audio {
+                let user_spans: Vec<(i64, i64)> = turns
+                    .iter()
+                    .filter(|t| t.user)
+                    .map(|t| (t.start_ms, t.end_ms))
+                    .collect();
+                let pre = synth_user_track(&mut rng, call_ms, &user_spans, 0.006);
+                let post = synth_user_track(&mut rng, call_ms, &user_spans, 0.0004);
+                for (id, kind, samples) in [
+                    ("full_pre_rnnoise", "full_pre_rnnoise", &pre),
+                    ("full_post_rnnoise", "full_post_rnnoise", &post),
+                ] {
+                    segments.push(json!({"segment_id": id, "segment_type": kind, "turn_index": null, "offset_ms": 0,
+                        "duration_ms": call_ms, "audio": {"field": format!("audio:{id}")}}));
+                    audio.push((format!("audio:{id}"), encode_wav_i16(samples, SAMPLE_RATE)));
+                }
+                for (i, turn) in turns.iter().enumerate().filter(|(_, t)| t.user) {
+                    let id = format!("stt_input-{i}");
+                    let slice = slice_ms(&post, turn.start_ms, turn.end_ms);
+                    segments.push(json!({"segment_id": id, "segment_type": "stt_input", "turn_index": i, "offset_ms": turn.start_ms,
+                        "duration_ms": turn.end_ms - turn.start_ms, "audio": {"field": format!("audio:{id}")}}));
+                    audio.push((format!("audio:{id}"), encode_wav_i16(slice, SAMPLE_RATE)));
+                }
+            }
+            report["audio_segments"] = Value::Array(segments);
+        } else {
+            report["ended_at"] = Value::Null;
+            report["outcome"] = json!({});
+            report["audio_segments"] = json!([]);
+        }
+        let json_bytes = serde_json::to_vec(&report).unwrap_or_default();
+        out.push(SimEntry {
+            call_id: call_id.clone(),
+            payload: if opts.gzip {
+                gzip(&json_bytes)
+            } else {
+                json_bytes
+            },
+            audio,
+        });
+    }
+    out
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e =
+        flate2::write::GzEncoder::new(Vec::with_capacity(b.len() / 4), flate2::Compression::fast());
+    let _ = e.write_all(b);
+    e.finish().unwrap_or_default()
+}
+
+pub const SAMPLE_RATE: u32 = 16_000;
+
+fn slice_ms(s: &[f32], start_ms: i64, end_ms: i64) -> &[f32] {
+    let at = |ms: i64| ((ms.max(0) as usize) * SAMPLE_RATE as usize / 1000).min(s.len());
+    &s[at(start_ms)..at(end_ms)]
+}
+
+/// Speech-like audio: voiced harmonics with a syllable-rate envelope during the user's turns, over
+/// background noise of the given amplitude.
+fn synth_user_track(rng: &mut Rng, call_ms: i64, spans: &[(i64, i64)], noise: f32) -> Vec<f32> {
+    let sr = SAMPLE_RATE as f32;
+    let n = (call_ms.max(0) as usize) * SAMPLE_RATE as usize / 1000;
+    let mut out = Vec::with_capacity(n);
+    let mut seed = rng.next_u64() as u32 | 1;
+    let mut span = 0usize;
+    let mut phase = 0.0f32;
+    let f0 = rng.range(110.0, 210.0) as f32;
+    for i in 0..n {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let white = (seed as f32 / u32::MAX as f32) * 2.0 - 1.0;
+        let ms = (i as i64) * 1000 / SAMPLE_RATE as i64;
+        while span < spans.len() && spans[span].1 <= ms {
+            span += 1;
+        }
+        let mut v = noise * white;
+        if span < spans.len() && spans[span].0 <= ms {
+            let t = i as f32 / sr;
+            let pitch = f0 * (1.0 + 0.08 * (t * 1.3 * std::f32::consts::TAU).sin());
+            phase = (phase + pitch / sr) % 1.0;
+            let p = phase * std::f32::consts::TAU;
+            let voiced =
+                p.sin() + 0.5 * (2.0 * p).sin() + 0.3 * (3.0 * p).sin() + 0.15 * (5.0 * p).sin();
+            let syllables = 0.5 + 0.5 * (t * 4.0 * std::f32::consts::TAU).sin();
+            v += 0.22 * voiced * syllables;
+        }
+        out.push(v);
+    }
+    out
+}
+
+/// Publishes `opts.calls` calls to `stream`, interleaving up to `opts.concurrency` calls at a time.
+/// Returns the number of entries and bytes published.
+pub async fn publish(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    opts: &ProduceOptions,
+    progress: Option<&indicatif::ProgressBar>,
+) -> redis::RedisResult<(u64, u64)> {
+    let window = opts.concurrency.max(1);
+    let (mut entries, mut bytes) = (0u64, 0u64);
+    for first in (0..opts.calls).step_by(window) {
+        let calls: Vec<Vec<SimEntry>> = (first..(first + window).min(opts.calls))
+            .map(|n| generate_call(n, opts))
+            .collect();
+        for seq in 0..=opts.partials {
+            let mut pipe = redis::pipe();
+            let mut in_pipe = 0u64;
+            for call in &calls {
+                let e = &call[seq];
+                let mut cmd = redis::cmd("XADD");
+                cmd.arg(stream)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(1_000_000)
+                    .arg("*")
+                    .arg("payload")
+                    .arg(&e.payload);
+                if opts.gzip {
+                    cmd.arg("payload_encoding").arg("gzip");
+                }
+                bytes += e.payload.len() as u64;
+                for (k, v) in &e.audio {
+                    cmd.arg(k).arg(v);
+                    bytes += v.len() as u64;
+                }
+                pipe.add_command(cmd).ignore();
+                in_pipe += 1;
+            }
+            let _: () = pipe.query_async(conn).await?;
+            entries += in_pipe;
+            if let Some(p) = progress {
+                p.inc(in_pipe);
+            }
+        }
+    }
+    Ok((entries, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::decode_report;
+
+    #[test]
+    fn generated_reports_are_valid_and_realistic() {
+        let opts = ProduceOptions {
+            calls: 1,
+            partials: 2,
+            audio: true,
+            gzip: false,
+            concurrency: 1,
+            seed: 7,
+            call_prefix: "t".into(),
+        };
+        let entries = generate_call(3, &opts);
+        assert_eq!(entries.len(), 3);
+        let reports: Vec<_> = entries
+            .iter()
+            .map(|e| decode_report(&e.payload).unwrap())
+            .collect();
+        assert_eq!(
+            reports.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        let last = &reports[2];
+        assert!(last.is_final());
+        assert!((12..=14).contains(&last.turns.len()));
+        assert!((30..=35).contains(&last.events.len()));
+        assert!(reports[0].turns.len() < last.turns.len());
+        assert_eq!(entries[2].audio.len(), last.audio_segments.len());
+        let pre = crate::audio::decode_wav(&entries[2].audio[0].1).unwrap();
+        assert!(pre.duration_ms() > 15_000.0);
+        let m = crate::audio::measure(&pre);
+        assert!(m.snr_estimate.unwrap() > 15.0, "{m:?}");
+        // Same seed, same reports.
+        assert_eq!(generate_call(3, &opts)[0].payload, entries[0].payload);
+    }
+}

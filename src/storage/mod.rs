@@ -1,0 +1,102 @@
+//! Audio storage: one `AudioStore` trait with an S3 implementation (rust-s3: Garage, MinIO, AWS,
+//! DigitalOcean Spaces) and a local-folder implementation (the embedded default). Objects are written
+//! durably before the database commit that references them.
+
+mod fs;
+mod s3;
+
+pub use fs::FsStore;
+pub use s3::{S3Settings, S3Store};
+
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The key cannot name an object here (e.g. `..` in a filesystem key). The entry's fault.
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    /// The store did not answer or refused: infrastructure, retry later.
+    #[error("audio store unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait AudioStore: Send + Sync + std::fmt::Debug {
+    /// `s3` or `filesystem`, for logs and `/readyz`.
+    fn kind(&self) -> &'static str;
+    /// Writes an object durably (fsync'd file, or an S3 PUT that answered 200).
+    async fn put(&self, key: &str, bytes: &[u8], content_type: &str) -> Result<(), StorageError>;
+    /// Reads an object; `Ok(None)` when it does not exist. `bucket` names another bucket of the same
+    /// S3 endpoint (agent-uploaded audio); the filesystem store ignores it.
+    async fn get(&self, bucket: Option<&str>, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Cheap reachability check for `/readyz`.
+    async fn check(&self) -> Result<(), StorageError>;
+}
+
+/// Builds the canonical object key of a segment's audio: `<tenant>/<call_id>/<segment_id>.<hash>.wav`.
+/// The content hash makes a re-delivered report write the same object again (idempotent) while a
+/// different rendition of the same segment never overwrites the one a newer report points to.
+pub fn segment_key(
+    prefix: &str,
+    tenant: &str,
+    call_id: &str,
+    segment_id: &str,
+    bytes: &[u8],
+) -> String {
+    format!(
+        "{prefix}{}/{}/{}.{:016x}.wav",
+        key_component(tenant),
+        key_component(call_id),
+        key_component(segment_id),
+        fnv1a64(bytes)
+    )
+}
+
+/// Percent-encodes everything but `[A-Za-z0-9_-]` and non-leading dots, so any id is one safe path
+/// component (no `/`, no `..`).
+fn key_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, b) in s.bytes().enumerate() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// FNV-1a, 64 bit: a stable content fingerprint (not a security hash).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_safe_path_components() {
+        let k = segment_key("", "acme", "../../etc", "a/b c", b"x");
+        assert!(k.starts_with("acme/%2E.%2F..%2Fetc/a%2Fb%20c."), "{k}");
+        assert_eq!(k.matches('/').count(), 2, "{k}");
+        assert!(!k.contains("/../"));
+    }
+
+    #[test]
+    fn same_bytes_same_key_other_bytes_other_key() {
+        assert_eq!(
+            segment_key("p/", "t", "c", "s", b"abc"),
+            segment_key("p/", "t", "c", "s", b"abc")
+        );
+        assert_ne!(
+            segment_key("p/", "t", "c", "s", b"abc"),
+            segment_key("p/", "t", "c", "s", b"abd")
+        );
+    }
+}
