@@ -219,6 +219,22 @@ impl InsightsStreamConsumer {
     /// One step: our own pending entries first (after start/reconnect/failure), then entries claimed
     /// from dead consumers (every `claim_interval`), then new entries (blocking up to `block`).
     pub async fn process_next_batch(&mut self) -> Result<BatchReport, ConsumerError> {
+        match self.step().await {
+            Err(ConsumerError::Redis(e)) if e.code() == Some("NOGROUP") => {
+                let s = self.settings.clone();
+                warn!(stream = %s.stream, group = %s.group, "consumer group vanished (stream deleted?): recreating it at ID 0");
+                let conns = self.ensure_connected().await?;
+                create_group(&mut conns.cmd, &s).await?;
+                self.reread_pending = true;
+                self.pending_cursor = "0".into();
+                self.claim_cursor = "0-0".into();
+                Ok(BatchReport::default())
+            }
+            other => other,
+        }
+    }
+
+    async fn step(&mut self) -> Result<BatchReport, ConsumerError> {
         self.ensure_connected().await?;
         if self.reread_pending {
             let cursor = self.pending_cursor.clone();
@@ -261,17 +277,10 @@ impl InsightsStreamConsumer {
             cmd.arg("BLOCK").arg(s.block.as_millis() as u64);
         }
         cmd.arg("STREAMS").arg(&s.stream).arg(id);
-        let settings = self.settings.clone();
         let conns = self.ensure_connected().await?;
-        match cmd.query_async::<Value>(&mut conns.read).await {
-            Ok(v) => Ok(parse_read_reply(v)),
-            Err(e) if e.code() == Some("NOGROUP") => {
-                warn!(stream = %settings.stream, group = %settings.group, "consumer group vanished (stream deleted?): recreating it");
-                create_group(&mut conns.cmd, &settings).await?;
-                Ok(Vec::new())
-            }
-            Err(e) => Err(e.into()),
-        }
+        Ok(parse_read_reply(
+            cmd.query_async::<Value>(&mut conns.read).await?,
+        ))
     }
 
     /// Claims entries idle longer than `claim_idle` (from dead consumers, or our own failed ones).
@@ -328,7 +337,7 @@ impl InsightsStreamConsumer {
         for c in parse_consumers(v) {
             if c.name != s.consumer
                 && c.pending == 0
-                && c.idle_ms as u128 > s.dead_consumer_idle.as_millis()
+                && c.idle_ms as u128 >= s.dead_consumer_idle.as_millis()
             {
                 let _: i64 = redis::cmd("XGROUP")
                     .arg("DELCONSUMER")

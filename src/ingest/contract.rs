@@ -235,7 +235,8 @@ impl SessionReport {
 
 /// Decodes and validates one JSON payload.
 pub fn decode_report(json: &[u8]) -> Result<SessionReport, ContractError> {
-    let mut de = serde_json::Deserializer::from_slice(json);
+    let json = replace_nul_escapes(json);
+    let mut de = serde_json::Deserializer::from_slice(&json);
     let mut report: SessionReport = match serde_path_to_error::deserialize(&mut de) {
         Ok(r) => r,
         Err(e) => {
@@ -254,6 +255,33 @@ pub fn decode_report(json: &[u8]) -> Result<SessionReport, ContractError> {
         .map_err(|e| ContractError(format!("payload is not valid JSON: {e}")))?;
     validate(&mut report)?;
     Ok(report)
+}
+
+/// JSON allows `\u0000` in strings; PostgreSQL text and jsonb cannot hold it. It becomes U+FFFD (the
+/// replacement character) before parsing, so such a report is stored instead of failing forever.
+fn replace_nul_escapes(json: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const NUL: &[u8] = b"\\u0000";
+    if !json.windows(NUL.len()).any(|w| w == NUL) {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let mut out = Vec::with_capacity(json.len());
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] == b'\\' {
+            if json[i..].starts_with(NUL) {
+                out.extend_from_slice(b"\\ufffd");
+                i += NUL.len();
+            } else {
+                // Any other escape pair (including an escaped backslash) is copied as is.
+                out.extend_from_slice(&json[i..(i + 2).min(json.len())]);
+                i += 2;
+            }
+        } else {
+            out.push(json[i]);
+            i += 1;
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn check_len(path: &str, s: &str, min: usize, max: usize) -> Result<(), ContractError> {
@@ -612,6 +640,16 @@ mod tests {
                 .0
                 .starts_with("call_id")
         );
+    }
+
+    #[test]
+    fn nul_escapes_become_replacement_characters_but_escaped_backslashes_stay() {
+        let r = decode_report(
+            minimal(r#","turns":[{"index":0,"role":"user","content":"a\u0000b \\u0000"}]"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(r.turns[0].content, "a\u{FFFD}b \\u0000");
     }
 
     #[test]

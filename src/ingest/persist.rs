@@ -129,7 +129,7 @@ const SESSION_COLS: [cs::Column; 29] = [
 ];
 
 /// Columns a newer report replaces (id, call_id and created_at stay; aggregates are recomputed after).
-const SESSION_UPDATE_COLS: [cs::Column; 21] = [
+const SESSION_UPDATE_COLS: [cs::Column; 22] = [
     cs::Column::RoomId,
     cs::Column::JobId,
     cs::Column::TenantId,
@@ -151,6 +151,7 @@ const SESSION_UPDATE_COLS: [cs::Column; 21] = [
     cs::Column::WasTransferred,
     cs::Column::Error,
     cs::Column::ReportSeq,
+    cs::Column::IsFinal,
 ];
 
 fn session_values(r: &SessionReport, now: chrono::DateTime<Utc>) -> Vec<Expr> {

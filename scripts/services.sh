@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Starts what the tests and benchmarks need, installing it when missing: PostgreSQL, Redis and Garage
+# (an S3-compatible store). Idempotent: running it again with everything up does nothing but check.
+# Prints the environment the tests read (INSIGHTS_TEST_*) as `export` lines; `eval "$(scripts/services.sh)"`.
+set -euo pipefail
+
+TOOLS=${CALL_INSIGHTS_TOOLS:-/opt/call-insights-tools}
+GARAGE_BIN=${GARAGE_BIN:-$TOOLS/garage/bin/garage}
+GARAGE_DIR=${GARAGE_DIR:-$TOOLS/garage-node}
+GARAGE_VERSION=2.5.0
+S3_PORT=${GARAGE_S3_PORT:-3900}
+# Fixed test credentials (Garage key ids are GK + 24 hex; secrets 64 hex). Test-only, loopback-only.
+S3_KEY_ID=GK0123456789abcdef01234567
+S3_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+S3_BUCKET=call-insights-test
+S3_REGION=garage
+
+log() { echo "services: $*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+apt_install() {
+  log "installing $* (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 && apt-get install -y -qq "$@" >&2
+}
+
+# --- PostgreSQL -------------------------------------------------------------------------------------
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then apt_install postgresql; fi
+  log "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start >&2 || true
+  for _ in $(seq 1 60); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.5; done
+fi
+PG_USER=${PGUSER:-$(id -un)}
+if ! psql -h 127.0.0.1 -U "$PG_USER" -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+  # A fresh Debian cluster only knows `postgres`: give the current user a superuser role.
+  su postgres -c "psql -qc \"CREATE ROLE \\\"$PG_USER\\\" SUPERUSER LOGIN\"" >&2 2>/dev/null || true
+  su postgres -c "createdb -O \"$PG_USER\" test" >&2 2>/dev/null || true
+fi
+psql -h 127.0.0.1 -U "$PG_USER" -d postgres -Atqc 'select 1' >/dev/null \
+  || { log "PostgreSQL at 127.0.0.1:5432 does not accept user $PG_USER (trust auth expected)"; exit 1; }
+
+# --- Redis ------------------------------------------------------------------------------------------
+if ! (have redis-cli && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1); then
+  have redis-server || apt_install redis-server
+  log "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >&2
+  for _ in $(seq 1 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+
+# --- Garage (S3) ------------------------------------------------------------------------------------
+if [ ! -x "$GARAGE_BIN" ]; then
+  log "installing Garage $GARAGE_VERSION with cargo (about 8 minutes on 2 cores, once per machine)"
+  cargo install garage --version "$GARAGE_VERSION" --locked --root "$TOOLS/garage" >&2
+fi
+mkdir -p "$GARAGE_DIR"
+CONF="$GARAGE_DIR/garage.toml"
+if [ ! -f "$CONF" ]; then
+  cat > "$CONF" <<TOML
+metadata_dir = "$GARAGE_DIR/meta"
+data_dir = "$GARAGE_DIR/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:3901"
+rpc_public_addr = "127.0.0.1:3901"
+rpc_secret = "$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+
+[s3_api]
+s3_region = "$S3_REGION"
+api_bind_addr = "127.0.0.1:$S3_PORT"
+root_domain = ".s3.garage.localhost"
+
+[admin]
+api_bind_addr = "127.0.0.1:3903"
+admin_token = "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+TOML
+  chmod 600 "$CONF"
+fi
+G() { "$GARAGE_BIN" -c "$CONF" "$@"; }
+if ! G status >/dev/null 2>&1; then
+  log "starting Garage"
+  nohup "$GARAGE_BIN" -c "$CONF" server >"$GARAGE_DIR/garage.log" 2>&1 &
+  for _ in $(seq 1 100); do G status >/dev/null 2>&1 && break; sleep 0.2; done
+  G status >/dev/null 2>&1 || { log "Garage did not start; see $GARAGE_DIR/garage.log"; tail -20 "$GARAGE_DIR/garage.log" >&2; exit 1; }
+fi
+if G status 2>/dev/null | grep -q "NO ROLE ASSIGNED"; then
+  NODE=$(G node id -q | cut -d@ -f1)
+  G layout assign -z dc1 -c 10G "$NODE" >&2
+  G layout apply --version "$(( $(G layout show 2>/dev/null | sed -n 's/.*Current cluster layout version: \([0-9]*\).*/\1/p' | head -n1) + 1 ))" >&2
+fi
+G key info "$S3_KEY_ID" >/dev/null 2>&1 || G key import --yes "$S3_KEY_ID" "$S3_SECRET" -n call-insights-test >&2
+G bucket info "$S3_BUCKET" >/dev/null 2>&1 || G bucket create "$S3_BUCKET" >&2
+G bucket allow --read --write --owner "$S3_BUCKET" --key "$S3_KEY_ID" >/dev/null 2>&1
+for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" && break; sleep 0.2; done
+
+cat <<ENV
+export INSIGHTS_TEST_DATABASE_URL=postgres://$PG_USER@127.0.0.1:5432/postgres
+export INSIGHTS_TEST_REDIS_URL=redis://127.0.0.1:6379
+export INSIGHTS_TEST_S3_ENDPOINT_URL=http://127.0.0.1:$S3_PORT
+export INSIGHTS_TEST_S3_BUCKET=$S3_BUCKET
+export INSIGHTS_TEST_S3_REGION=$S3_REGION
+export INSIGHTS_TEST_S3_ACCESS_KEY=$S3_KEY_ID
+export INSIGHTS_TEST_S3_SECRET_KEY=$S3_SECRET
+ENV
+log "PostgreSQL, Redis and Garage are up"

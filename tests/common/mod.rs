@@ -1,0 +1,387 @@
+//! Test harness: each test gets its own database (PostgreSQL or SQLite), its own stream key and its own
+//! audio location (an S3 key prefix in Garage, or a temporary folder), against the real services that
+//! `scripts/services.sh` starts. Helpers read like the domain: `env.publish(..)`, `env.drain(..)`.
+
+#![allow(dead_code)]
+
+use call_insights::app::App;
+use call_insights::config::Config;
+use call_insights::ingest::{BatchReport, InsightsStreamConsumer};
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Postgres,
+    Sqlite,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    S3,
+    Fs,
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+pub fn contract_dir() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let candidates = [
+        manifest.join("../shared/contract"),
+        manifest.join("shared/contract"),
+    ];
+    for c in candidates {
+        if c.join("session-report.schema.json").exists() {
+            return c;
+        }
+    }
+    panic!("shared/contract not found beside the repository (expected ../shared/contract)");
+}
+
+pub struct TestEnv {
+    pub id: String,
+    pub app: App,
+    pub redis: redis::Client,
+    pub db_kind: Db,
+    pub store_kind: Store,
+    pg_admin_url: String,
+    pg_db: Option<String>,
+    tmp: PathBuf,
+}
+
+/// A config pointing at this test's own database, stream and audio location; non-blocking reads.
+pub async fn spawn(db: Db, store: Store) -> TestEnv {
+    spawn_with(db, store, |_| {}).await
+}
+
+pub async fn spawn_with(db: Db, store: Store, tweak: impl FnOnce(&mut Config)) -> TestEnv {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let tmp = std::env::temp_dir().join("call-insights-tests").join(&id);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let pg_admin_url = env_or(
+        "INSIGHTS_TEST_DATABASE_URL",
+        "postgres://root@127.0.0.1:5432/postgres",
+    );
+    let mut config = Config::defaults();
+    config.redis_url = env_or("INSIGHTS_TEST_REDIS_URL", "redis://127.0.0.1:6379");
+    config.stream = format!("test:{id}:sessions");
+    config.consumer_name = Some(format!("test-{id}"));
+    config.block_ms = 0;
+    config.claim_interval_ms = 0;
+    config.data_dir = tmp.clone();
+    let mut pg_db = None;
+    match db {
+        Db::Postgres => {
+            let name = format!("ci_{id}");
+            let admin = Database::connect(&pg_admin_url)
+                .await
+                .expect("PostgreSQL reachable (run scripts/services.sh)");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .unwrap();
+            admin.close().await.ok();
+            let base = pg_admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
+            config.database_url = Some(format!("{base}/{name}"));
+            pg_db = Some(name);
+        }
+        Db::Sqlite => {
+            config.database_url = Some(format!(
+                "sqlite://{}?mode=rwc",
+                tmp.join("insights.db").display()
+            ));
+        }
+    }
+    match store {
+        Store::S3 => {
+            config.s3_endpoint_url = Some(env_or(
+                "INSIGHTS_TEST_S3_ENDPOINT_URL",
+                "http://127.0.0.1:3900",
+            ));
+            config.s3_bucket = env_or("INSIGHTS_TEST_S3_BUCKET", "call-insights-test");
+            config.s3_region = env_or("INSIGHTS_TEST_S3_REGION", "garage");
+            config.s3_access_key =
+                env_or("INSIGHTS_TEST_S3_ACCESS_KEY", "GK0123456789abcdef01234567");
+            config.s3_secret_key = env_or(
+                "INSIGHTS_TEST_S3_SECRET_KEY",
+                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            );
+            config.s3_prefix = format!("test-{id}/");
+        }
+        Store::Fs => config.audio_dir = Some(tmp.join("audio")),
+    }
+    tweak(&mut config);
+    let redis = redis::Client::open(config.redis_url.as_str()).unwrap();
+    let app = App::build(config).await.expect("app builds");
+    if store == Store::S3 {
+        app.store
+            .check()
+            .await
+            .expect("Garage reachable (run scripts/services.sh)");
+    }
+    TestEnv {
+        id,
+        app,
+        redis,
+        db_kind: db,
+        store_kind: store,
+        pg_admin_url,
+        pg_db,
+        tmp,
+    }
+}
+
+impl TestEnv {
+    pub fn stream(&self) -> &str {
+        &self.app.config.stream
+    }
+
+    pub fn dlq(&self) -> String {
+        self.app.config.dlq_stream()
+    }
+
+    pub fn consumer(&self) -> InsightsStreamConsumer {
+        self.app.consumer()
+    }
+
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        self.redis.get_multiplexed_async_connection().await.unwrap()
+    }
+
+    /// XADDs an entry with the given fields; returns its id.
+    pub async fn publish_fields(&self, fields: &[(&str, &[u8])]) -> String {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.stream()).arg("*");
+        for (k, v) in fields {
+            cmd.arg(*k).arg(*v);
+        }
+        cmd.query_async(&mut self.conn().await).await.unwrap()
+    }
+
+    pub async fn publish(&self, payload: &[u8]) -> String {
+        self.publish_fields(&[("payload", payload)]).await
+    }
+
+    pub async fn publish_json(&self, v: &serde_json::Value) -> String {
+        self.publish(&serde_json::to_vec(v).unwrap()).await
+    }
+
+    /// Runs the consumer step by step until a step reads nothing; returns the sum of the steps.
+    pub async fn drain(&self, consumer: &mut InsightsStreamConsumer) -> BatchReport {
+        let mut total = BatchReport::default();
+        for _ in 0..10_000 {
+            let r = consumer
+                .process_next_batch()
+                .await
+                .expect("batch processes");
+            if r.read == 0 {
+                return total;
+            }
+            total.read += r.read;
+            total.stored += r.stored;
+            total.stale += r.stale;
+            total.duplicate += r.duplicate;
+            total.dead_lettered += r.dead_lettered;
+            total.failed += r.failed;
+            total.deleted += r.deleted;
+        }
+        panic!("stream did not drain");
+    }
+
+    /// Entries of the dead-letter stream: (field → value as lossy text).
+    pub async fn dlq_entries(&self) -> Vec<std::collections::HashMap<String, String>> {
+        let v: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.dlq())
+            .arg("-")
+            .arg("+")
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap();
+        v.ids
+            .into_iter()
+            .map(|e| {
+                e.map
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let s = match v {
+                            redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+                            other => format!("{other:?}"),
+                        };
+                        (k, s)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Entries pending in the group (delivered, not acknowledged).
+    pub async fn pending_count(&self) -> i64 {
+        let v: redis::Value = redis::cmd("XPENDING")
+            .arg(self.stream())
+            .arg(&self.app.config.consumer_group)
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap();
+        match v {
+            redis::Value::Array(items) => match items.first() {
+                Some(redis::Value::Int(n)) => *n,
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
+
+    /// Every row of every ingest table as sorted text lines: what "the same rows" means in tests.
+    pub async fn dump(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (table, order) in [
+            ("call_sessions", "call_id"),
+            ("conversation_turns", "session_id, turn_index"),
+            ("session_events", "session_id, seq"),
+            ("audio_segments", "session_id, segment_id"),
+        ] {
+            out.extend(
+                self.rows(&format!("SELECT * FROM {table} ORDER BY {order}"))
+                    .await
+                    .into_iter()
+                    .map(|r| format!("{table} {r}")),
+            );
+        }
+        out
+    }
+
+    /// Rows of a query as JSON objects (one line each).
+    pub async fn rows(&self, sql: &str) -> Vec<serde_json::Value> {
+        let db = &self.app.db;
+        let backend = db.get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => format!("SELECT row_to_json(q)::text AS j FROM ({sql}) q"),
+            _ => sql.to_string(),
+        };
+        let rows = db
+            .query_all_raw(Statement::from_string(backend, sql))
+            .await
+            .unwrap();
+        rows.into_iter()
+            .map(|row| match backend {
+                DbBackend::Postgres => {
+                    serde_json::from_str(&row.try_get::<String>("", "j").unwrap()).unwrap()
+                }
+                _ => sqlite_row_json(&row),
+            })
+            .collect()
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        let db = &self.app.db;
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT COUNT(*) AS n FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    }
+
+    pub async fn session(&self, call_id: &str) -> Option<entity::call_sessions::Model> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        entity::call_sessions::Entity::find()
+            .filter(entity::call_sessions::Column::CallId.eq(call_id))
+            .one(&self.app.db)
+            .await
+            .unwrap()
+    }
+
+    pub async fn segments(&self, call_id: &str) -> Vec<entity::audio_segments::Model> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+        let Some(s) = self.session(call_id).await else {
+            return Vec::new();
+        };
+        entity::audio_segments::Entity::find()
+            .filter(entity::audio_segments::Column::SessionId.eq(s.id))
+            .order_by_asc(entity::audio_segments::Column::SegmentId)
+            .all(&self.app.db)
+            .await
+            .unwrap()
+    }
+
+    /// Drops this test's database, stream and files.
+    pub async fn cleanup(self) {
+        let mut conn = self.conn().await;
+        let _: () = redis::cmd("DEL")
+            .arg(self.stream())
+            .arg(self.dlq())
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(());
+        let TestEnv {
+            app,
+            pg_db,
+            pg_admin_url,
+            tmp,
+            ..
+        } = self;
+        drop(app);
+        if let Some(name) = pg_db
+            && let Ok(admin) = Database::connect(&pg_admin_url).await
+        {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+        }
+        let _ = std::fs::remove_dir_all(tmp);
+    }
+}
+
+fn sqlite_row_json(row: &sea_orm::QueryResult) -> serde_json::Value {
+    let mut obj = serde_json::Map::new();
+    for col in row.column_names() {
+        let v = if let Ok(v) = row.try_get::<Option<i64>>("", &col) {
+            serde_json::json!(v)
+        } else if let Ok(v) = row.try_get::<Option<f64>>("", &col) {
+            serde_json::json!(v)
+        } else if let Ok(v) = row.try_get::<Option<String>>("", &col) {
+            serde_json::json!(v)
+        } else if let Ok(v) = row.try_get::<Option<Vec<u8>>>("", &col) {
+            serde_json::json!(v)
+        } else {
+            serde_json::Value::String("<unreadable>".into())
+        };
+        obj.insert(col, v);
+    }
+    serde_json::Value::Object(obj)
+}
+
+/// A 16 kHz mono 16-bit WAV of `ms` milliseconds of a 220 Hz tone at the given amplitude.
+pub fn tone_wav(ms: u32, amplitude: f32) -> Vec<u8> {
+    let n = 16 * ms as usize;
+    let s: Vec<f32> = (0..n)
+        .map(|i| amplitude * (i as f32 * 220.0 * std::f32::consts::TAU / 16000.0).sin())
+        .collect();
+    call_insights::audio::encode_wav_i16(&s, 16000)
+}
+
+/// A minimal valid report for `call_id` at `seq`, with `turns` user/assistant turns.
+pub fn report(call_id: &str, seq: i64, is_final: bool, turns: usize) -> serde_json::Value {
+    let turns: Vec<serde_json::Value> = (0..turns)
+        .map(|i| {
+            let user = i % 2 == 0;
+            serde_json::json!({"index": i, "role": if user { "user" } else { "assistant" },
+                "content": format!("turn {i} of seq {seq}"), "start_ms": i * 1000, "end_ms": i * 1000 + 800,
+                "e2e_latency_ms": if user { serde_json::Value::Null } else { serde_json::json!(900.0 + i as f64) }})
+        })
+        .collect();
+    let events: Vec<serde_json::Value> = (0..turns.len())
+        .map(|i| serde_json::json!({"seq": i, "type": "user_started_speaking", "at_ms": i * 1000, "turn_index": i}))
+        .collect();
+    serde_json::json!({
+        "schema_version": 1, "report_type": if is_final { "final" } else { "partial" }, "seq": seq,
+        "call_id": call_id, "tenant_id": "acme", "started_at": "2026-11-01T09:00:00Z",
+        "ended_at": if is_final { serde_json::json!("2026-11-01T09:01:00Z") } else { serde_json::Value::Null },
+        "turns": turns, "events": events,
+    })
+}

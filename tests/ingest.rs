@@ -1,0 +1,704 @@
+//! The ingest service end to end against real Redis, PostgreSQL/SQLite and Garage/filesystem.
+
+mod common;
+
+use base64::Engine;
+use common::{Db, Store, contract_dir, report, spawn, spawn_with, tone_wav};
+use serde_json::json;
+
+/// Runs a scenario on PostgreSQL + S3 and on SQLite + filesystem.
+macro_rules! on_both_stacks {
+    ($($name:ident),* $(,)?) => {
+        mod postgres_s3 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Db::Postgres, super::Store::S3).await }) *
+        }
+        mod sqlite_fs {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Db::Sqlite, super::Store::Fs).await }) *
+        }
+    };
+}
+
+on_both_stacks!(
+    every_valid_contract_example_ingests,
+    every_invalid_example_reaches_the_dlq_with_a_reason_while_valid_neighbours_ingest,
+    the_same_report_published_twice_leaves_the_same_rows_as_once,
+    an_entry_redelivered_after_its_commit_changes_nothing,
+    a_final_report_before_its_partial_keeps_the_final,
+    newer_reports_replace_older_turns_and_keep_rows_they_do_not_mention,
+    reports_of_one_call_in_one_batch_merge_as_if_sequential,
+    entries_left_pending_by_a_dead_consumer_are_reclaimed_and_stored,
+    gzip_payloads_ingest,
+    audio_in_all_three_forms_is_stored_and_measured,
+    a_truncated_wav_is_recorded_as_an_error_and_the_rest_of_the_report_is_stored,
+    an_entry_that_keeps_failing_goes_to_the_dlq_after_the_delivery_limit,
+    nul_characters_in_text_are_stored,
+);
+
+async fn every_valid_contract_example_ingests(db: Db, store: Store) {
+    let env = spawn(db, store).await;
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(contract_dir().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            env.publish(&std::fs::read(&path).unwrap()).await;
+            names.push(path);
+        }
+    }
+    assert!(names.len() >= 4, "examples found: {names:?}");
+    let mut consumer = env.consumer();
+    let r = env.drain(&mut consumer).await;
+    assert_eq!(r.dead_lettered, 0, "{r:?} {:?}", env.dlq_entries().await);
+    assert_eq!(r.read, names.len());
+    assert_eq!(env.pending_count().await, 0);
+
+    let basic = env
+        .session("call-0900001-0e4018bf")
+        .await
+        .expect("final-basic stored");
+    assert_eq!(
+        (basic.report_seq, basic.is_final),
+        (1, true),
+        "the final (seq 1) wins over partial-seq0"
+    );
+    assert_eq!((basic.total_user_turns, basic.total_agent_turns), (4, 4));
+    let avg = basic.avg_e2e_latency_ms.unwrap();
+    assert!(
+        (avg - (959.2 + 764.1 + 1054.8 + 847.7) / 4.0).abs() < 1e-6,
+        "{avg}"
+    );
+    assert_eq!(basic.stt_provider.as_deref(), Some("deepgram"));
+    assert_eq!(basic.vad_threshold, Some(0.5));
+    assert_eq!(basic.close_reason.as_deref(), Some("user_hangup"));
+    assert!((basic.duration_seconds.unwrap() - 29.132).abs() < 1e-9);
+
+    let minimal = env.session("call-minimal-1").await.expect("minimal stored");
+    assert_eq!(
+        (minimal.total_user_turns, minimal.avg_e2e_latency_ms),
+        (0, None)
+    );
+
+    let inline = env.segments("call-0900002-134f069b").await;
+    assert_eq!(inline.len(), 2, "{inline:#?}");
+    assert!(inline.iter().all(|s| s.status == "stored"), "{inline:#?}");
+    let seg = &inline[0];
+    assert_eq!(
+        (
+            seg.status.as_str(),
+            seg.source.as_str(),
+            seg.sample_rate,
+            seg.channels
+        ),
+        ("stored", "b64", Some(16000), Some(1))
+    );
+    assert!(
+        (seg.decoded_duration_ms.unwrap() - 3046.0).abs() < 1.0,
+        "{seg:?}"
+    );
+    assert!(seg.rms_mean.unwrap() > 0.0 && seg.snr_estimate.is_some());
+    let key = seg.s3_key.clone().unwrap();
+    let bytes = env
+        .app
+        .store
+        .get(None, &key)
+        .await
+        .unwrap()
+        .expect("audio object exists");
+    assert_eq!(&bytes[..4], b"RIFF");
+    env.cleanup().await;
+}
+
+async fn every_invalid_example_reaches_the_dlq_with_a_reason_while_valid_neighbours_ingest(
+    db: Db,
+    store: Store,
+) {
+    let env = spawn(db, store).await;
+    let valid = std::fs::read(contract_dir().join("examples/minimal.json")).unwrap();
+    let mut expected = Vec::new();
+    env.publish(&valid).await;
+    for entry in std::fs::read_dir(contract_dir().join("examples/invalid")).unwrap() {
+        let path = entry.unwrap().path();
+        let id = env.publish(&std::fs::read(&path).unwrap()).await;
+        expected.push((id, path));
+        env.publish(
+            &serde_json::to_vec(&report(
+                &format!("neighbour-{}", expected.len()),
+                0,
+                true,
+                2,
+            ))
+            .unwrap(),
+        )
+        .await;
+    }
+    env.publish_fields(&[("not_payload", b"x")]).await;
+    let mut consumer = env.consumer();
+    let r = env.drain(&mut consumer).await;
+    assert_eq!(r.dead_lettered, expected.len() + 1, "{r:?}");
+    assert_eq!(r.stored, expected.len() + 1);
+    assert_eq!(
+        env.pending_count().await,
+        0,
+        "dead-lettered entries are acknowledged"
+    );
+    assert!(env.session("call-minimal-1").await.is_some());
+    for i in 1..=expected.len() {
+        assert!(env.session(&format!("neighbour-{i}")).await.is_some());
+    }
+    let dlq = env.dlq_entries().await;
+    assert_eq!(dlq.len(), expected.len() + 1);
+    for (id, path) in &expected {
+        let e = dlq
+            .iter()
+            .find(|e| e.get("dlq_original_id") == Some(id))
+            .unwrap_or_else(|| panic!("{path:?} not in the DLQ"));
+        let reason = &e["dlq_reason"];
+        let original = std::fs::read_to_string(path).unwrap();
+        assert_eq!(e["payload"], original, "original fields are kept");
+        assert_eq!(e["dlq_source_stream"], env.stream());
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let must_mention = match name.as_str() {
+            "not-json.txt" => "not valid JSON",
+            "schema-version-2.json" => "schema_version",
+            "bad-started-at.json" => "started_at",
+            "missing-call-id.json" => "call_id",
+            "empty-tenant.json" => "tenant_id",
+            "negative-seq.json" => "seq",
+            "bad-role.json" => "turns[0].role",
+            _ => "",
+        };
+        assert!(
+            reason.contains(must_mention),
+            "{name}: reason {reason:?} should mention {must_mention}"
+        );
+    }
+    assert!(dlq.iter().any(|e| e["dlq_reason"].contains("no `payload`")));
+    env.cleanup().await;
+}
+
+async fn the_same_report_published_twice_leaves_the_same_rows_as_once(db: Db, store: Store) {
+    let env = spawn(db, store).await;
+    let r = report("call-twice", 3, true, 6);
+    env.publish_json(&r).await;
+    let mut consumer = env.consumer();
+    env.drain(&mut consumer).await;
+    let once = env.dump().await;
+    env.publish_json(&r).await;
+    let second = env.drain(&mut consumer).await;
+    assert_eq!((second.read, second.duplicate, second.stored), (1, 1, 0));
+    assert_eq!(env.dump().await, once);
+    // Both copies in one batch, on a fresh stack, give the same rows too (ids aside).
+    let env2 = spawn(db, store).await;
+    env2.publish_json(&r).await;
+    env2.publish_json(&r).await;
+    env2.drain(&mut env2.consumer()).await;
+    assert_eq!(env2.count("conversation_turns").await, 6);
+    assert_eq!(env2.count("session_events").await, 6);
+    env.cleanup().await;
+    env2.cleanup().await;
+}
+
+async fn an_entry_redelivered_after_its_commit_changes_nothing(db: Db, store: Store) {
+    let env = spawn(db, store).await;
+    let payload = serde_json::to_vec(&report("call-redelivered", 1, false, 4)).unwrap();
+    env.publish(&payload).await;
+    // A consumer that committed and died before XACK: commit through the pipeline, never acknowledge.
+    let entry = call_insights::ingest::decode_entry(
+        call_insights::ingest::RawEntry {
+            id: "0-1".into(),
+            fields: Some(vec![("payload".into(), payload.clone())]),
+            deliveries: 1,
+        },
+        1 << 20,
+    )
+    .unwrap();
+    env.app
+        .ingestor()
+        .ingest(std::slice::from_ref(&entry))
+        .await
+        .unwrap();
+    let committed = env.dump().await;
+    let r = env.drain(&mut env.consumer()).await;
+    assert_eq!((r.read, r.duplicate), (1, 1));
+    assert_eq!(env.dump().await, committed);
+    assert_eq!(env.pending_count().await, 0);
+    env.cleanup().await;
+}
+
+async fn a_final_report_before_its_partial_keeps_the_final(db: Db, store: Store) {
+    let env = spawn(db, store).await;
+    let mut consumer = env.consumer();
+    env.publish_json(&report("call-ooo", 2, true, 6)).await;
+    env.drain(&mut consumer).await;
+    let after_final = env.dump().await;
+    env.publish_json(&report("call-ooo", 0, false, 2)).await;
+    env.publish_json(&report("call-ooo", 1, false, 4)).await;
+    let r = env.drain(&mut consumer).await;
+    assert_eq!(r.stale, 2, "{r:?}");
+    assert_eq!(
+        env.dump().await,
+        after_final,
+        "stale partials change nothing"
+    );
+    let s = env.session("call-ooo").await.unwrap();
+    assert_eq!((s.report_seq, s.is_final, s.total_user_turns), (2, true, 3));
+    assert!(
+        env.app
+            .metrics
+            .entries_stale
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
+    env.cleanup().await;
+}
+
+async fn newer_reports_replace_older_turns_and_keep_rows_they_do_not_mention(db: Db, store: Store) {
+    let env = spawn(db, store).await;
+    let mut consumer = env.consumer();
+    env.publish_json(&report("call-grow", 0, false, 4)).await;
+    env.drain(&mut consumer).await;
+    let mut newer = report("call-grow", 1, true, 3);
+    newer["turns"][0]["content"] = json!("corrected transcript");
+    env.publish_json(&newer).await;
+    env.drain(&mut consumer).await;
+    let rows = env
+        .rows("SELECT turn_index, content, report_seq FROM conversation_turns ORDER BY turn_index")
+        .await;
+    assert_eq!(
+        rows.len(),
+        4,
+        "turn 3 only the older report mentioned stays: {rows:?}"
+    );
+    assert_eq!(rows[0]["content"], "corrected transcript");
+    assert_eq!(rows[0]["report_seq"], 1);
+    assert_eq!(rows[3]["report_seq"], 0);
+    let s = env.session("call-grow").await.unwrap();
+    assert_eq!(
+        (s.total_user_turns, s.total_agent_turns),
+        (2, 2),
+        "aggregates count every stored turn"
+    );
+    env.cleanup().await;
+}
+
+async fn reports_of_one_call_in_one_batch_merge_as_if_sequential(db: Db, store: Store) {
+    let sequential = spawn(db, store).await;
+    let batched = spawn(db, store).await;
+    // In seq order, one at a time...
+    let reports = [
+        report("call-merge", 0, false, 5),
+        report("call-merge", 1, false, 4),
+        report("call-merge", 2, true, 3),
+    ];
+    let mut c1 = sequential.consumer();
+    for r in &reports {
+        sequential.publish_json(r).await;
+        sequential.drain(&mut c1).await;
+    }
+    // ...gives what one batch gives in any order.
+    for i in [2, 0, 1] {
+        batched.publish_json(&reports[i]).await;
+    }
+    let r = batched.drain(&mut batched.consumer()).await;
+    assert_eq!(r.read, 3);
+    let strip = |rows: Vec<serde_json::Value>| -> Vec<String> {
+        rows.into_iter()
+            .map(|mut v| {
+                for k in ["session_id", "id", "created_at", "updated_at"] {
+                    v.as_object_mut().unwrap().remove(k);
+                }
+                v.to_string()
+            })
+            .collect()
+    };
+    for q in [
+        "SELECT * FROM conversation_turns ORDER BY turn_index",
+        "SELECT * FROM session_events ORDER BY seq",
+        "SELECT * FROM call_sessions",
+    ] {
+        assert_eq!(
+            strip(batched.rows(q).await),
+            strip(sequential.rows(q).await),
+            "{q}"
+        );
+    }
+    sequential.cleanup().await;
+    batched.cleanup().await;
+}
+
+async fn entries_left_pending_by_a_dead_consumer_are_reclaimed_and_stored(db: Db, store: Store) {
+    let env = spawn_with(db, store, |c| c.claim_idle_ms = 0).await;
+    for i in 0..5 {
+        env.publish_json(&report(&format!("call-orphan-{i}"), 0, true, 2))
+            .await;
+    }
+    let mut conn = env.conn().await;
+    // Group exists once a consumer connected; then a consumer reads and dies without XACK.
+    let mut consumer = env.consumer();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(env.stream())
+        .arg(&env.app.config.consumer_group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(&env.app.config.consumer_group)
+        .arg("crashed-replica")
+        .arg("COUNT")
+        .arg(100)
+        .arg("STREAMS")
+        .arg(env.stream())
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(env.pending_count().await, 5);
+    let r = env.drain(&mut consumer).await;
+    assert_eq!(r.stored, 5, "{r:?}");
+    assert_eq!(env.pending_count().await, 0);
+    for i in 0..5 {
+        assert!(env.session(&format!("call-orphan-{i}")).await.is_some());
+    }
+    // The dead consumer has nothing pending any more: it is removed from the group once idle long enough.
+    let env_settings_idle = 0;
+    let _ = env_settings_idle;
+    env.cleanup().await;
+}
+
+async fn gzip_payloads_ingest(db: Db, store: Store) {
+    use std::io::Write;
+    let env = spawn(db, store).await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&serde_json::to_vec(&report("call-gzip", 0, true, 4)).unwrap())
+        .unwrap();
+    env.publish_fields(&[
+        ("payload", &gz.finish().unwrap()),
+        ("payload_encoding", b"gzip"),
+    ])
+    .await;
+    let r = env.drain(&mut env.consumer()).await;
+    assert_eq!(r.stored, 1, "{r:?}");
+    assert_eq!(env.session("call-gzip").await.unwrap().total_user_turns, 2);
+    env.cleanup().await;
+}
+
+fn with_segments(call_id: &str, segments: serde_json::Value) -> serde_json::Value {
+    let mut r = report(call_id, 0, true, 2);
+    r["audio_segments"] = segments;
+    r
+}
+
+async fn audio_in_all_three_forms_is_stored_and_measured(db: Db, store: Store) {
+    let env = spawn(db, store).await;
+    let field_wav = tone_wav(1000, 0.5);
+    let b64_wav = tone_wav(500, 0.25);
+    let s3_wav = tone_wav(250, 0.1);
+    let uploaded_key = format!(
+        "{}agent-uploads/call-audio/near.wav",
+        env.app.config.s3_prefix
+    );
+    env.app
+        .store
+        .put(&uploaded_key, &s3_wav, "audio/wav")
+        .await
+        .unwrap();
+    let r = with_segments(
+        "call-audio",
+        json!([
+            {"segment_id": "stt_input-0", "segment_type": "stt_input", "turn_index": 0, "offset_ms": 0, "audio": {"field": "audio:stt_input-0"}},
+            {"segment_id": "full_pre", "segment_type": "full_pre_rnnoise", "offset_ms": 0, "audio": {"b64": base64::engine::general_purpose::STANDARD.encode(&b64_wav)}},
+            {"segment_id": "near", "segment_type": "near_miss", "audio": {"s3_key": uploaded_key, "bucket": null}},
+            {"segment_id": "gone", "segment_type": "near_miss", "audio": {"s3_key": "does/not/exist.wav"}},
+            {"segment_id": "no-field", "segment_type": "stt_input", "turn_index": 0, "audio": {"field": "audio:absent"}},
+            {"segment_id": "none", "segment_type": "full_post_rnnoise", "audio": null},
+        ]),
+    );
+    env.publish_fields(&[
+        ("payload", &serde_json::to_vec(&r).unwrap()),
+        ("audio:stt_input-0", &field_wav),
+    ])
+    .await;
+    let rep = env.drain(&mut env.consumer()).await;
+    assert_eq!(rep.stored, 1, "{rep:?}");
+    let segs = env.segments("call-audio").await;
+    let by_id = |id: &str| {
+        segs.iter()
+            .find(|s| s.segment_id == id)
+            .unwrap_or_else(|| panic!("{id} missing"))
+    };
+
+    let f = by_id("stt_input-0");
+    assert_eq!(
+        (f.status.as_str(), f.source.as_str(), f.duration_ms),
+        ("stored", "field", Some(1000))
+    );
+    assert!(
+        (f.rms_mean.unwrap() - 0.5 / 2f64.sqrt()).abs() < 0.01,
+        "{f:?}"
+    );
+    assert!((f.peak_dbfs.unwrap() + 6.02).abs() < 0.1, "{f:?}");
+    assert_eq!(
+        env.app
+            .store
+            .get(None, f.s3_key.as_ref().unwrap())
+            .await
+            .unwrap()
+            .unwrap(),
+        field_wav
+    );
+
+    let b = by_id("full_pre");
+    assert_eq!(
+        (b.status.as_str(), b.source.as_str(), b.duration_ms),
+        ("stored", "b64", Some(500))
+    );
+    assert_eq!(
+        env.app
+            .store
+            .get(None, b.s3_key.as_ref().unwrap())
+            .await
+            .unwrap()
+            .unwrap(),
+        b64_wav
+    );
+
+    let s = by_id("near");
+    assert_eq!(
+        (s.status.as_str(), s.source.as_str(), s.s3_key.as_deref()),
+        ("stored", "s3_key", Some(uploaded_key.as_str()))
+    );
+    assert_eq!(s.duration_ms, Some(250));
+
+    assert_eq!(by_id("gone").status, "missing");
+    assert!(by_id("gone").error.as_ref().unwrap().contains("not found"));
+    assert_eq!(by_id("no-field").status, "missing");
+    assert!(
+        by_id("no-field")
+            .error
+            .as_ref()
+            .unwrap()
+            .contains("audio:absent")
+    );
+    assert_eq!(by_id("none").status, "missing");
+    assert!(env.session("call-audio").await.unwrap().has_near_miss);
+    env.cleanup().await;
+}
+
+async fn a_truncated_wav_is_recorded_as_an_error_and_the_rest_of_the_report_is_stored(
+    db: Db,
+    store: Store,
+) {
+    let env = spawn(db, store).await;
+    let wav = tone_wav(1000, 0.3);
+    let truncated = &wav[..wav.len() / 2];
+    let r = with_segments(
+        "call-truncated",
+        json!([
+            {"segment_id": "broken", "segment_type": "stt_input", "turn_index": 0, "audio": {"field": "audio:broken"}},
+            {"segment_id": "garbage", "segment_type": "stt_input", "turn_index": 0, "audio": {"b64": "bm90IGEgd2F2"}},
+            {"segment_id": "bad-b64", "segment_type": "stt_input", "turn_index": 0, "audio": {"b64": "@@@"}},
+            {"segment_id": "fine", "segment_type": "stt_input", "turn_index": 0, "audio": {"field": "audio:fine"}},
+        ]),
+    );
+    env.publish_fields(&[
+        ("payload", &serde_json::to_vec(&r).unwrap()),
+        ("audio:broken", truncated),
+        ("audio:fine", &wav),
+    ])
+    .await;
+    let rep = env.drain(&mut env.consumer()).await;
+    assert_eq!((rep.stored, rep.dead_lettered), (1, 0), "{rep:?}");
+    assert_eq!(env.pending_count().await, 0);
+    let segs = env.segments("call-truncated").await;
+    let by_id = |id: &str| segs.iter().find(|s| s.segment_id == id).unwrap();
+    let broken = by_id("broken");
+    assert_eq!(broken.status, "error");
+    assert!(
+        broken.error.as_ref().unwrap().contains("truncated WAV"),
+        "{broken:?}"
+    );
+    assert!(
+        broken.s3_key.is_some(),
+        "what the agent sent is kept as evidence"
+    );
+    assert!(
+        by_id("garbage")
+            .error
+            .as_ref()
+            .unwrap()
+            .contains("not a WAV")
+    );
+    assert!(by_id("bad-b64").error.as_ref().unwrap().contains("base64"));
+    assert_eq!(by_id("fine").status, "stored");
+    assert_eq!(env.count("conversation_turns").await, 2);
+    env.cleanup().await;
+}
+
+async fn an_entry_that_keeps_failing_goes_to_the_dlq_after_the_delivery_limit(
+    db: Db,
+    store: Store,
+) {
+    let env = spawn_with(db, store, |c| {
+        c.claim_idle_ms = 0;
+        c.max_deliveries = 3;
+    })
+    .await;
+    // A database rule this one report always breaks (a stand-in for any persistent per-entry failure).
+    let ddl = match db {
+        Db::Postgres => {
+            "ALTER TABLE call_sessions ADD CONSTRAINT no_poison CHECK (call_id <> 'call-poison')"
+        }
+        Db::Sqlite => {
+            "CREATE TRIGGER no_poison BEFORE INSERT ON call_sessions WHEN NEW.call_id = 'call-poison' BEGIN SELECT RAISE(ABORT, 'poison'); END"
+        }
+    };
+    sea_orm::ConnectionTrait::execute_unprepared(&env.app.db, ddl)
+        .await
+        .unwrap();
+    env.publish_json(&report("call-ok-1", 0, true, 2)).await;
+    let poison_id = env.publish_json(&report("call-poison", 0, true, 2)).await;
+    env.publish_json(&report("call-ok-2", 0, true, 2)).await;
+    let r = env.drain(&mut env.consumer()).await;
+    assert_eq!(
+        r.stored, 2,
+        "entries around the failing one are stored: {r:?}"
+    );
+    assert_eq!(
+        r.failed, 3,
+        "tried once per delivery up to the limit: {r:?}"
+    );
+    assert_eq!(r.dead_lettered, 1);
+    let dlq = env.dlq_entries().await;
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0]["dlq_original_id"], poison_id);
+    assert!(
+        dlq[0]["dlq_reason"].contains("delivered 4 times (limit 3)"),
+        "{:?}",
+        dlq[0]["dlq_reason"]
+    );
+    assert_eq!(env.pending_count().await, 0);
+    env.cleanup().await;
+}
+
+async fn nul_characters_in_text_are_stored(db: Db, store: Store) {
+    let env = spawn(db, store).await;
+    let mut r = report("call-nul", 0, true, 2);
+    r["turns"][0]["content"] = json!("before\u{0}after");
+    r["events"][0]["data"] = json!({"transcript": "a\u{0}b", "k\u{0}": 1});
+    env.publish_json(&r).await;
+    let rep = env.drain(&mut env.consumer()).await;
+    assert_eq!(
+        (rep.stored, rep.failed, rep.dead_lettered),
+        (1, 0, 0),
+        "{rep:?}"
+    );
+    let rows = env
+        .rows("SELECT content FROM conversation_turns WHERE turn_index = 0")
+        .await;
+    assert_eq!(rows[0]["content"], "before\u{FFFD}after");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_entry_deleted_from_the_stream_is_acknowledged_and_skipped() {
+    let env = spawn(Db::Postgres, Store::Fs).await;
+    let mut conn = env.conn().await;
+    let id = env.publish_json(&report("call-deleted", 0, true, 2)).await;
+    env.publish_json(&report("call-kept", 0, true, 2)).await;
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(env.stream())
+        .arg(&env.app.config.consumer_group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(&env.app.config.consumer_group)
+        .arg(format!("test-{}", env.id))
+        .arg("COUNT")
+        .arg(10)
+        .arg("STREAMS")
+        .arg(env.stream())
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("XDEL")
+        .arg(env.stream())
+        .arg(&id)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // A restarted consumer with the same name re-reads its own pending entries first.
+    let r = env.drain(&mut env.consumer()).await;
+    assert_eq!((r.deleted, r.stored), (1, 1), "{r:?}");
+    assert_eq!(env.pending_count().await, 0);
+    assert!(env.session("call-kept").await.is_some());
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_consumers_with_nothing_pending_are_removed_from_the_group() {
+    let env = spawn_with(Db::Sqlite, Store::Fs, |c| c.dead_consumer_idle_ms = 0).await;
+    let mut conn = env.conn().await;
+    let group = env.app.config.consumer_group.clone();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(env.stream())
+        .arg(&group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("XGROUP")
+        .arg("CREATECONSUMER")
+        .arg(env.stream())
+        .arg(&group)
+        .arg("ghost")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut consumer = env.consumer();
+    env.drain(&mut consumer).await;
+    let v: redis::Value = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(env.stream())
+        .arg(&group)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let text = format!("{v:?}");
+    assert!(!text.contains("ghost"), "{text}");
+    assert!(
+        text.contains(&format!("test-{}", env.id)),
+        "the live consumer stays: {text}"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stream_is_recreated_with_its_group_and_consumption_goes_on() {
+    let env = spawn(Db::Sqlite, Store::Fs).await;
+    let mut consumer = env.consumer();
+    env.publish_json(&report("call-before", 0, true, 2)).await;
+    env.drain(&mut consumer).await;
+    let _: () = redis::cmd("DEL")
+        .arg(env.stream())
+        .query_async(&mut env.conn().await)
+        .await
+        .unwrap();
+    env.publish_json(&report("call-after", 0, true, 2)).await;
+    env.drain(&mut consumer).await; // NOGROUP → group recreated at 0
+    env.drain(&mut consumer).await;
+    assert!(env.session("call-after").await.is_some());
+    env.cleanup().await;
+}
