@@ -163,7 +163,7 @@ pub fn generate_call(n: usize, opts: &ProduceOptions) -> Vec<SimEntry> {
 
     let base = json!({
         "schema_version": 1, "call_id": call_id, "room_id": format!("RM_{n:07}"), "job_id": format!("AJ_{n:07}"),
-        "tenant_id": tenant, "agent_id": "booking-bot", "channel_type": if n % 2 == 0 { "webrtc" } else { "sip" },
+        "tenant_id": tenant, "agent_id": "booking-bot", "channel_type": if n.is_multiple_of(2) { "webrtc" } else { "sip" },
         "pipeline": {"stt": {"provider": "deepgram", "model": "nova-3"}, "llm": {"provider": "openai", "model": "gpt-4o-mini"},
             "tts": {"provider": "cartesia", "model": "sonic-2"},
             "vad": {"threshold": 0.5, "noise_suppression_enabled": true, "rnnoise_enabled": true}},

@@ -385,3 +385,165 @@ pub fn report(call_id: &str, seq: i64, is_final: bool, turns: usize) -> serde_js
         "turns": turns, "events": events,
     })
 }
+
+/// The real `call-insights` binary running against a test's database, stream and store.
+pub struct ServiceProcess {
+    pub child: std::process::Child,
+    pub http_addr: String,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl TestEnv {
+    /// The `INSIGHTS_*` variables describing this test's stack (what operators set).
+    pub fn service_env(&self) -> Vec<(String, String)> {
+        let c = &self.app.config;
+        let mut v = vec![
+            ("INSIGHTS_REDIS_URL", c.redis_url.clone()),
+            ("INSIGHTS_STREAM", c.stream.clone()),
+            ("INSIGHTS_CONSUMER_GROUP", c.consumer_group.clone()),
+            ("INSIGHTS_DATABASE_URL", c.database_url()),
+            ("INSIGHTS_DATA_DIR", c.data_dir.display().to_string()),
+            ("INSIGHTS_HTTP_ADDR", "127.0.0.1:0".to_string()),
+            ("INSIGHTS_BLOCK_MS", "200".to_string()),
+            ("INSIGHTS_S3_PREFIX", c.s3_prefix.clone()),
+        ];
+        match &c.s3_endpoint_url {
+            Some(e) => v.extend([
+                ("INSIGHTS_S3_ENDPOINT_URL", e.clone()),
+                ("INSIGHTS_S3_BUCKET", c.s3_bucket.clone()),
+                ("INSIGHTS_S3_REGION", c.s3_region.clone()),
+                ("INSIGHTS_S3_ACCESS_KEY", c.s3_access_key.clone()),
+                ("INSIGHTS_S3_SECRET_KEY", c.s3_secret_key.clone()),
+            ]),
+            None => v.push(("INSIGHTS_AUDIO_DIR", c.audio_dir().display().to_string())),
+        }
+        v.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+
+    /// Starts the binary with this test's environment plus `extra`; returns once it listens.
+    pub fn start_service(&self, extra: &[(&str, &str)]) -> ServiceProcess {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_call-insights"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info");
+        for (k, v) in self.service_env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("service starts");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(i) = line.find("http_addr=") {
+                    let addr: String = line[i + 10..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace())
+                        .collect();
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let http_addr = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("service did not start: {:#?}", log.lock().unwrap()));
+        ServiceProcess {
+            child,
+            http_addr,
+            log,
+        }
+    }
+}
+
+impl ServiceProcess {
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http_addr)
+    }
+
+    pub fn log_lines(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits (polling, bounded) for the process to exit.
+    pub async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("service did not exit within 60 s")
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` every 50 ms for up to `secs` seconds (a wait for a condition, not a timing assertion).
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+impl TestEnv {
+    /// Group lag + pending: 0 when every published entry is consumed and acknowledged.
+    pub async fn unfinished(&self) -> i64 {
+        let v: redis::Value = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(self.stream())
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap_or(redis::Value::Nil);
+        let text = format!("{v:?}");
+        let grab = |key: &str| -> i64 {
+            text.split(&format!("bulk-string('\"{key}\"'), int("))
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(i64::MAX / 4)
+        };
+        if text.contains("lag\"'), nil") {
+            return i64::MAX / 4;
+        }
+        grab("pending") + grab("lag")
+    }
+}
