@@ -11,8 +11,8 @@ use entity::{
 };
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, Value};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, Statement, TransactionTrait,
+    ColumnTrait, ColumnType, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityName,
+    EntityTrait, QueryFilter, QueryResult, QuerySelect, Statement, TransactionTrait,
 };
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -128,33 +128,17 @@ const SESSION_COLS: [cs::Column; 29] = [
     cs::Column::UpdatedAt,
 ];
 
-/// Columns a newer report replaces (id, call_id and created_at stay; aggregates are recomputed after).
-const SESSION_UPDATE_COLS: [cs::Column; 22] = [
-    cs::Column::RoomId,
-    cs::Column::JobId,
-    cs::Column::TenantId,
-    cs::Column::AgentId,
-    cs::Column::ChannelType,
-    cs::Column::SttProvider,
-    cs::Column::SttModel,
-    cs::Column::LlmProvider,
-    cs::Column::LlmModel,
-    cs::Column::TtsProvider,
-    cs::Column::TtsModel,
-    cs::Column::VadThreshold,
-    cs::Column::NoiseSuppressionEnabled,
-    cs::Column::RnnoiseEnabled,
-    cs::Column::StartedAt,
-    cs::Column::EndedAt,
-    cs::Column::DurationSeconds,
-    cs::Column::CloseReason,
-    cs::Column::WasTransferred,
-    cs::Column::Error,
-    cs::Column::ReportSeq,
-    cs::Column::IsFinal,
+/// Columns a newer report does not replace besides `call_id`: what stays (id, created_at) and the
+/// aggregates recomputed after the children are written.
+const SESSION_KEEP_COLS: [cs::Column; 5] = [
+    cs::Column::Id,
+    cs::Column::CreatedAt,
+    cs::Column::TotalUserTurns,
+    cs::Column::TotalAgentTurns,
+    cs::Column::HasNearMiss,
 ];
 
-fn session_values(r: &SessionReport, now: chrono::DateTime<Utc>) -> Vec<Expr> {
+fn session_values(r: &SessionReport, now: chrono::DateTime<Utc>) -> Vec<Value> {
     let duration = r.duration_seconds.or_else(|| {
         r.ended_at
             .map(|end| std::cmp::max((end - r.started_at).num_milliseconds(), 0) as f64 / 1000.0)
@@ -191,7 +175,7 @@ fn session_values(r: &SessionReport, now: chrono::DateTime<Utc>) -> Vec<Expr> {
         now.into(),
         now.into(),
     ];
-    v.into_iter().map(Expr::val).collect()
+    v.into()
 }
 
 const TURN_COLS: [ct::Column; 15] = [
@@ -251,38 +235,173 @@ fn json(v: Option<serde_json::Value>) -> Value {
     Value::Json(v.map(Box::new))
 }
 
-/// Multi-row guarded upserts of `rows`, chunked under the bind-parameter limit.
-async fn upsert_rows<T, C, X>(
+/// Guarded upserts of `rows` (values in `cols` order). PostgreSQL receives each chunk as one JSON
+/// parameter expanded by `json_to_recordset`: one statement text per table, prepared once and cached,
+/// instead of a new multi-thousand-parameter VALUES statement per batch. SQLite gets multi-row VALUES
+/// under its bind-parameter limit. Returns the rows affected and the `returning` columns' rows.
+#[allow(clippy::too_many_arguments)]
+async fn upsert<E, C, X>(
     c: &X,
-    table: T,
+    entity: E,
     cols: &[C],
-    keys: &[C],
+    (keys, keep): (&[C], &[C]),
     seq_col: C,
-    rows: Vec<Vec<Expr>>,
-) -> Result<u64, DbErr>
+    strictly_newer: bool,
+    rows: Vec<Vec<Value>>,
+    returning: &[C],
+) -> Result<(u64, Vec<QueryResult>), DbErr>
 where
-    T: sea_orm::sea_query::IntoIden + Copy,
-    C: sea_orm::sea_query::IntoIden + sea_orm::IdenStatic + Copy,
+    E: EntityName + sea_orm::sea_query::IntoIden + Copy,
+    C: ColumnTrait + sea_orm::sea_query::IntoIden + Copy,
     X: ConnectionTrait,
 {
-    let update: Vec<C> = cols
-        .iter()
-        .copied()
-        .filter(|col| !keys.iter().any(|k| k.as_str() == col.as_str()))
-        .collect();
+    let fixed = |col: &C| keys.iter().chain(keep).any(|k| k.as_str() == col.as_str());
+    let update: Vec<C> = cols.iter().copied().filter(|col| !fixed(col)).collect();
+    let mut affected = 0u64;
+    let mut returned = Vec::new();
+    if rows.is_empty() {
+        return Ok((affected, returned));
+    }
+    if c.get_database_backend() == DbBackend::Postgres {
+        let sql = pg_upsert_sql(
+            entity.table_name(),
+            cols,
+            keys,
+            &update,
+            seq_col,
+            strictly_newer,
+            returning,
+        );
+        for chunk in rows.chunks(5000) {
+            let json = rows_as_json(cols, chunk);
+            let stmt = Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql.as_str(),
+                [Value::String(Some(json))],
+            );
+            if returning.is_empty() {
+                affected += c.execute_raw(stmt).await?.rows_affected();
+            } else {
+                let rows = c.query_all_raw(stmt).await?;
+                affected += rows.len() as u64;
+                returned.extend(rows);
+            }
+        }
+        return Ok((affected, returned));
+    }
     let per_stmt = (MAX_PARAMS / cols.len()).max(1);
-    let mut n = 0u64;
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let mut q = Query::insert();
-        q.into_table(table).columns(cols.iter().copied());
+        q.into_table(entity).columns(cols.iter().copied());
         for row in rows.by_ref().take(per_stmt) {
-            q.values(row).map_err(build_err)?;
+            q.values(row.into_iter().map(Expr::val))
+                .map_err(build_err)?;
         }
-        q.on_conflict(guarded_upsert(table, keys, &update, seq_col, false));
-        n += c.execute(&q).await?.rows_affected();
+        q.on_conflict(guarded_upsert(
+            entity,
+            keys,
+            &update,
+            seq_col,
+            strictly_newer,
+        ));
+        if returning.is_empty() {
+            affected += c.execute(&q).await?.rows_affected();
+        } else {
+            q.returning(Query::returning().columns(returning.iter().copied()));
+            let rows = c.query_all(&q).await?;
+            affected += rows.len() as u64;
+            returned.extend(rows);
+        }
     }
-    Ok(n)
+    Ok((affected, returned))
+}
+
+fn pg_type(t: &ColumnType) -> &'static str {
+    match t {
+        ColumnType::Uuid => "uuid",
+        ColumnType::BigInteger => "int8",
+        ColumnType::Integer => "int4",
+        ColumnType::Double => "float8",
+        ColumnType::Boolean => "bool",
+        ColumnType::TimestampWithTimeZone => "timestamptz",
+        ColumnType::Json | ColumnType::JsonBinary => "jsonb",
+        _ => "text",
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pg_upsert_sql<C: ColumnTrait>(
+    table: &str,
+    cols: &[C],
+    keys: &[C],
+    update: &[C],
+    seq_col: C,
+    strictly_newer: bool,
+    returning: &[C],
+) -> String {
+    let list = |cs: &[C]| {
+        cs.iter()
+            .map(|c| format!("\"{}\"", c.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let defs = cols
+        .iter()
+        .map(|c| format!("\"{}\" {}", c.as_str(), pg_type(c.def().get_column_type())))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let set = update
+        .iter()
+        .map(|c| format!("\"{0}\" = EXCLUDED.\"{0}\"", c.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let op = if strictly_newer { "<" } else { "<=" };
+    let seq = seq_col.as_str();
+    let ret = if returning.is_empty() {
+        String::new()
+    } else {
+        format!(" RETURNING {}", list(returning))
+    };
+    format!(
+        "INSERT INTO \"{table}\" ({cols}) SELECT {cols} FROM json_to_recordset($1::json) AS r({defs}) \
+         ON CONFLICT ({keys}) DO UPDATE SET {set} WHERE \"{table}\".\"{seq}\" {op} EXCLUDED.\"{seq}\"{ret}",
+        cols = list(cols),
+        keys = list(keys),
+    )
+}
+
+/// Rows as a JSON array of objects keyed by column name (what `json_to_recordset` reads).
+fn rows_as_json<C: ColumnTrait>(cols: &[C], rows: &[Vec<Value>]) -> String {
+    use serde_json::Value as J;
+    let names: Vec<&str> = cols.iter().map(|c| c.as_str()).collect();
+    let array: Vec<J> = rows
+        .iter()
+        .map(|row| {
+            let obj: serde_json::Map<String, J> = names
+                .iter()
+                .zip(row)
+                .map(|(name, v)| {
+                    let j = match v {
+                        Value::Bool(b) => b.map_or(J::Null, J::Bool),
+                        Value::Int(i) => i.map_or(J::Null, J::from),
+                        Value::BigInt(i) => i.map_or(J::Null, J::from),
+                        Value::Double(d) => d.map_or(J::Null, J::from),
+                        Value::String(s) => s.clone().map_or(J::Null, J::String),
+                        Value::Uuid(u) => u.map_or(J::Null, |u| J::String(u.to_string())),
+                        Value::ChronoDateTimeUtc(t) => {
+                            t.map_or(J::Null, |t| J::String(t.to_rfc3339()))
+                        }
+                        Value::Json(j) => j.as_deref().cloned().unwrap_or(J::Null),
+                        _ => J::Null,
+                    };
+                    (name.to_string(), j)
+                })
+                .collect();
+            J::Object(obj)
+        })
+        .collect();
+    J::Array(array).to_string()
 }
 
 /// Writes every snapshot in one transaction and recomputes the sessions' aggregates.
@@ -296,29 +415,25 @@ pub(super) async fn write_snapshots(
 
     // 1. Sessions: the guarded upsert returns only the calls this batch is newest for.
     let mut ids: HashMap<String, Uuid> = HashMap::with_capacity(snapshots.len());
-    let update: Vec<cs::Column> = SESSION_UPDATE_COLS.to_vec();
-    for chunk in snapshots.chunks(MAX_PARAMS / SESSION_COLS.len()) {
-        let mut q = Query::insert();
-        q.into_table(cs::Entity).columns(SESSION_COLS);
-        for snap in chunk {
-            q.values(session_values(snap.head, now))
-                .map_err(build_err)?;
-        }
-        let mut on_conflict = guarded_upsert(
-            cs::Entity,
-            &[cs::Column::CallId],
-            &update,
-            cs::Column::ReportSeq,
-            true,
-        );
-        on_conflict.value(cs::Column::UpdatedAt, Expr::val(now));
-        q.on_conflict(on_conflict);
-        q.returning(Query::returning().columns([cs::Column::Id, cs::Column::CallId]));
-        for row in txn.query_all(&q).await? {
-            let id: Uuid = row.try_get("", "id")?;
-            let call_id: String = row.try_get("", "call_id")?;
-            ids.insert(call_id, id);
-        }
+    let session_rows: Vec<Vec<Value>> = snapshots
+        .iter()
+        .map(|snap| session_values(snap.head, now))
+        .collect();
+    let (_, returned) = upsert(
+        &txn,
+        cs::Entity,
+        &SESSION_COLS,
+        (&[cs::Column::CallId], &SESSION_KEEP_COLS),
+        cs::Column::ReportSeq,
+        true,
+        session_rows,
+        &[cs::Column::Id, cs::Column::CallId],
+    )
+    .await?;
+    for row in returned {
+        let id: Uuid = row.try_get("", "id")?;
+        let call_id: String = row.try_get("", "call_id")?;
+        ids.insert(call_id, id);
     }
     let won: Vec<bool> = snapshots
         .iter()
@@ -362,7 +477,7 @@ pub(super) async fn write_snapshots(
                 json(tool_calls),
                 (*seq).into(),
             ];
-            turns.push(v.into_iter().map(Expr::val).collect());
+            turns.push(Vec::from(v));
         }
         for (e, seq) in snap.events.values() {
             let v: [Value; 7] = [
@@ -374,7 +489,7 @@ pub(super) async fn write_snapshots(
                 json(e.data.clone().filter(|d| !d.is_null())),
                 (*seq).into(),
             ];
-            events.push(v.into_iter().map(Expr::val).collect());
+            events.push(Vec::from(v));
         }
         for s in segs {
             let m = s.metrics.as_ref();
@@ -402,36 +517,45 @@ pub(super) async fn write_snapshots(
                 s.error.into(),
                 s.report_seq.into(),
             ];
-            segments.push(v.into_iter().map(Expr::val).collect());
+            segments.push(Vec::from(v));
         }
     }
-    rows_written += upsert_rows(
+    rows_written += upsert(
         &txn,
         ct::Entity,
         &TURN_COLS,
-        &[ct::Column::SessionId, ct::Column::TurnIndex],
+        (&[ct::Column::SessionId, ct::Column::TurnIndex], &[]),
         ct::Column::ReportSeq,
+        false,
         turns,
+        &[],
     )
-    .await?;
-    rows_written += upsert_rows(
+    .await?
+    .0;
+    rows_written += upsert(
         &txn,
         ev::Entity,
         &EVENT_COLS,
-        &[ev::Column::SessionId, ev::Column::Seq],
+        (&[ev::Column::SessionId, ev::Column::Seq], &[]),
         ev::Column::ReportSeq,
+        false,
         events,
+        &[],
     )
-    .await?;
-    rows_written += upsert_rows(
+    .await?
+    .0;
+    rows_written += upsert(
         &txn,
         seg::Entity,
         &SEGMENT_COLS,
-        &[seg::Column::SessionId, seg::Column::SegmentId],
+        (&[seg::Column::SessionId, seg::Column::SegmentId], &[]),
         seg::Column::ReportSeq,
+        false,
         segments,
+        &[],
     )
-    .await?;
+    .await?
+    .0;
 
     // 3. Aggregates over everything stored for the call (rows a newer snapshot omits still count).
     let won_ids: Vec<Uuid> = ids.values().copied().collect();
