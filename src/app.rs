@@ -4,6 +4,7 @@
 use crate::api;
 use crate::config::Config;
 use crate::db;
+use crate::ingest::row_cache::RowCache;
 use crate::ingest::{ConsumerSettings, Ingestor, InsightsStreamConsumer};
 use crate::metrics::IngestMetrics;
 use crate::storage::{AudioStore, FsStore, S3Settings, S3Store};
@@ -29,6 +30,8 @@ pub struct App {
     pub redis: redis::Client,
     /// Ingest counters rendered at `/metrics`.
     pub metrics: Arc<IngestMetrics>,
+    /// Fingerprints of committed rows per call, shared by every ingestor of the process.
+    pub row_cache: Arc<RowCache>,
 }
 
 /// Builds the audio store the configuration asks for.
@@ -64,12 +67,14 @@ impl App {
                 crate::config::redact_url(&config.redis_url)
             )
         })?;
+        let row_cache = Arc::new(RowCache::new(config.row_cache_calls));
         Ok(App {
             config,
             db,
             store,
             redis,
             metrics: Arc::new(IngestMetrics::default()),
+            row_cache,
         })
     }
 
@@ -98,6 +103,7 @@ impl App {
             self.store.clone(),
             self.config.s3_prefix.clone(),
             self.config.audio_concurrency,
+            self.row_cache.clone(),
         )
     }
 

@@ -200,6 +200,15 @@ pub struct Config {
         global = true
     )]
     pub audio_concurrency: usize,
+    /// Calls whose committed rows are remembered (fingerprints, ≈5 KB each) so newer reports send only
+    /// what changed; 0 disables.
+    #[arg(
+        long,
+        env = "INSIGHTS_ROW_CACHE_CALLS",
+        default_value_t = 20_000,
+        global = true
+    )]
+    pub row_cache_calls: usize,
     /// Timeout of one object-store request.
     #[arg(
         long,

@@ -34,6 +34,7 @@ on_both_stacks!(
     a_truncated_wav_is_recorded_as_an_error_and_the_rest_of_the_report_is_stored,
     an_entry_that_keeps_failing_goes_to_the_dlq_after_the_delivery_limit,
     nul_characters_in_text_are_stored,
+    a_call_written_by_another_replica_in_between_is_applied_in_full,
 );
 
 async fn every_valid_contract_example_ingests(db: Db, store: Store) {
@@ -700,5 +701,53 @@ async fn a_deleted_stream_is_recreated_with_its_group_and_consumption_goes_on() 
     env.drain(&mut consumer).await; // NOGROUP → group recreated at 0
     env.drain(&mut consumer).await;
     assert!(env.session("call-after").await.is_some());
+    env.cleanup().await;
+}
+
+async fn a_call_written_by_another_replica_in_between_is_applied_in_full(db: Db, store: Store) {
+    use call_insights::ingest::{Ingestor, RawEntry, decode_entry, row_cache::RowCache};
+    let env = spawn(db, store).await;
+    let decode = |v: &serde_json::Value| {
+        let raw = RawEntry {
+            id: "0-1".into(),
+            fields: Some(vec![("payload".into(), serde_json::to_vec(v).unwrap())]),
+            deliveries: 1,
+        };
+        decode_entry(raw, 1 << 20).unwrap()
+    };
+    let here = env.app.ingestor();
+    let replica = Ingestor::new(
+        env.app.db.clone(),
+        env.app.store.clone(),
+        String::new(),
+        2,
+        std::sync::Arc::new(RowCache::new(100)),
+    );
+    let seq0 = report("call-two-replicas", 0, false, 4);
+    let mut seq1 = report("call-two-replicas", 1, false, 4);
+    seq1["turns"][0]["content"] = json!("what the other replica stored");
+    seq1["turns"][1]["e2e_latency_ms"] = json!(5000.0);
+    let mut seq2 = report("call-two-replicas", 2, true, 4);
+    seq2["turns"][0] = seq0["turns"][0].clone(); // back to what this process last wrote
+    seq2["turns"][1] = seq0["turns"][1].clone();
+    here.ingest(&[decode(&seq0)]).await.unwrap();
+    replica.ingest(&[decode(&seq1)]).await.unwrap();
+    here.ingest(&[decode(&seq2)]).await.unwrap();
+    let rows = env
+        .rows("SELECT turn_index, content FROM conversation_turns ORDER BY turn_index")
+        .await;
+    assert_eq!(rows[0]["content"], seq0["turns"][0]["content"], "{rows:?}");
+    let s = env.session("call-two-replicas").await.unwrap();
+    let expected = (seq0["turns"][1]["e2e_latency_ms"].as_f64().unwrap()
+        + seq2["turns"][3]["e2e_latency_ms"].as_f64().unwrap())
+        / 2.0;
+    assert!(
+        (s.avg_e2e_latency_ms.unwrap() - expected).abs() < 1e-9,
+        "{s:?}"
+    );
+    assert_eq!(
+        (s.report_seq, s.total_user_turns, s.total_agent_turns),
+        (2, 2, 2)
+    );
     env.cleanup().await;
 }

@@ -2,14 +2,15 @@
 //! guarded by `report_seq` so an older report can never overwrite a newer one, even when two consumers
 //! race on the same call (the session upsert row-locks the call until commit).
 
-use super::contract::SessionReport;
+use super::contract::{Role, SessionReport};
 use super::pipeline::{CallSnapshot, SegmentStatus};
+use super::row_cache::{Aggregates, CallRows, RowFact, TurnFact, fingerprint};
 use crate::audio::AudioMetrics;
 use chrono::Utc;
 use entity::{
     audio_segments as seg, call_sessions as cs, conversation_turns as ct, session_events as ev,
 };
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, Value};
+use sea_orm::sea_query::{Expr, OnConflict, Query, Value};
 use sea_orm::{
     ColumnTrait, ColumnType, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityName,
     EntityTrait, QueryFilter, QueryResult, QuerySelect, Statement, TransactionTrait,
@@ -40,6 +41,8 @@ pub(super) struct Written {
     pub won: Vec<bool>,
     pub sessions: u64,
     pub rows: u64,
+    /// Per snapshot: what the database now holds for the call (for the row cache), when won.
+    pub call_rows: Vec<Option<CallRows>>,
 }
 
 /// Rows per statement, keeping every statement under PostgreSQL's 65,535 and SQLite's 32,766
@@ -71,32 +74,7 @@ fn build_err(e: sea_orm::sea_query::error::Error) -> DbErr {
     DbErr::Custom(format!("cannot build statement: {e}"))
 }
 
-/// `ON CONFLICT (keys) DO UPDATE SET <cols> = excluded.<cols> WHERE <table>.report_seq <op> excluded.report_seq`
-fn guarded_upsert<T, C>(
-    table: T,
-    keys: &[C],
-    update: &[C],
-    seq_col: C,
-    strictly_newer: bool,
-) -> OnConflict
-where
-    T: sea_orm::sea_query::IntoIden + Copy,
-    C: sea_orm::sea_query::IntoIden + Copy,
-{
-    let current = Expr::col((table, seq_col));
-    let incoming = Expr::col((Alias::new("excluded"), seq_col));
-    let guard = if strictly_newer {
-        current.lt(incoming)
-    } else {
-        current.lte(incoming)
-    };
-    OnConflict::columns(keys.iter().copied())
-        .update_columns(update.iter().copied())
-        .action_and_where(guard)
-        .to_owned()
-}
-
-const SESSION_COLS: [cs::Column; 29] = [
+const SESSION_COLS: [cs::Column; 30] = [
     cs::Column::Id,
     cs::Column::CallId,
     cs::Column::RoomId,
@@ -121,6 +99,7 @@ const SESSION_COLS: [cs::Column; 29] = [
     cs::Column::Error,
     cs::Column::TotalUserTurns,
     cs::Column::TotalAgentTurns,
+    cs::Column::AvgE2eLatencyMs,
     cs::Column::ReportSeq,
     cs::Column::IsFinal,
     cs::Column::HasNearMiss,
@@ -128,23 +107,16 @@ const SESSION_COLS: [cs::Column; 29] = [
     cs::Column::UpdatedAt,
 ];
 
-/// Columns a newer report does not replace besides `call_id`: what stays (id, created_at) and the
-/// aggregates recomputed after the children are written.
-const SESSION_KEEP_COLS: [cs::Column; 5] = [
-    cs::Column::Id,
-    cs::Column::CreatedAt,
-    cs::Column::TotalUserTurns,
-    cs::Column::TotalAgentTurns,
-    cs::Column::HasNearMiss,
-];
+/// Columns a newer report does not replace besides `call_id`.
+const SESSION_KEEP_COLS: [cs::Column; 2] = [cs::Column::Id, cs::Column::CreatedAt];
 
-fn session_values(r: &SessionReport, now: chrono::DateTime<Utc>) -> Vec<Value> {
+fn session_values(r: &SessionReport, now: chrono::DateTime<Utc>, agg: Aggregates) -> Vec<Value> {
     let duration = r.duration_seconds.or_else(|| {
         r.ended_at
             .map(|end| std::cmp::max((end - r.started_at).num_milliseconds(), 0) as f64 / 1000.0)
     });
     let p = &r.pipeline;
-    let v: [Value; 29] = [
+    let v: [Value; 30] = [
         Uuid::new_v4().into(),
         r.call_id.clone().into(),
         r.room_id.clone().into(),
@@ -167,11 +139,12 @@ fn session_values(r: &SessionReport, now: chrono::DateTime<Utc>) -> Vec<Value> {
         r.outcome.close_reason.clone().into(),
         r.outcome.was_transferred.into(),
         r.outcome.error.clone().into(),
-        0i32.into(),
-        0i32.into(),
+        agg.user_turns.into(),
+        agg.agent_turns.into(),
+        agg.avg_e2e_latency_ms.into(),
         r.seq.into(),
         r.is_final().into(),
-        false.into(),
+        agg.has_near_miss.into(),
         now.into(),
         now.into(),
     ];
@@ -298,13 +271,13 @@ where
             q.values(row.into_iter().map(Expr::val))
                 .map_err(build_err)?;
         }
-        q.on_conflict(guarded_upsert(
-            entity,
-            keys,
-            &update,
-            seq_col,
-            strictly_newer,
-        ));
+        let guard = guard_sql(entity.table_name(), &update, seq_col, strictly_newer);
+        q.on_conflict(
+            OnConflict::columns(keys.iter().copied())
+                .update_columns(update.iter().copied())
+                .action_and_where(Expr::cust(guard))
+                .to_owned(),
+        );
         if returning.is_empty() {
             affected += c.execute(&q).await?.rows_affected();
         } else {
@@ -356,8 +329,7 @@ fn pg_upsert_sql<C: ColumnTrait>(
         .map(|c| format!("\"{0}\" = EXCLUDED.\"{0}\"", c.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
-    let op = if strictly_newer { "<" } else { "<=" };
-    let seq = seq_col.as_str();
+    let guard = guard_sql(table, update, seq_col, strictly_newer);
     let ret = if returning.is_empty() {
         String::new()
     } else {
@@ -365,9 +337,38 @@ fn pg_upsert_sql<C: ColumnTrait>(
     };
     format!(
         "INSERT INTO \"{table}\" ({cols}) SELECT {cols} FROM json_to_recordset($1::json) AS r({defs}) \
-         ON CONFLICT ({keys}) DO UPDATE SET {set} WHERE \"{table}\".\"{seq}\" {op} EXCLUDED.\"{seq}\"{ret}",
+         ON CONFLICT ({keys}) DO UPDATE SET {set} WHERE {guard}{ret}",
         cols = list(cols),
         keys = list(keys),
+    )
+}
+
+/// The conflict action's WHERE: sessions take a strictly newer report; a child row takes a report at
+/// least as new, and only when its content changed (an unchanged row is not rewritten: no new tuple,
+/// no index churn, and its report_seq stays that of the report that last changed it). The same SQL
+/// runs on PostgreSQL and SQLite (IS DISTINCT FROM needs SQLite 3.39; the bundled one is newer).
+fn guard_sql<C: ColumnTrait>(
+    table: &str,
+    update: &[C],
+    seq_col: C,
+    strictly_newer: bool,
+) -> String {
+    let seq = seq_col.as_str();
+    if strictly_newer {
+        return format!("\"{table}\".\"{seq}\" < excluded.\"{seq}\"");
+    }
+    let content: Vec<&C> = update.iter().filter(|c| c.as_str() != seq).collect();
+    let side = |prefix: &str| {
+        content
+            .iter()
+            .map(|c| format!("{prefix}\"{}\"", c.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "\"{table}\".\"{seq}\" <= excluded.\"{seq}\" AND ({}) IS DISTINCT FROM ({})",
+        side(&format!("\"{table}\".")),
+        side("excluded.")
     )
 }
 
@@ -404,12 +405,148 @@ fn rows_as_json<C: ColumnTrait>(cols: &[C], rows: &[Vec<Value>]) -> String {
     J::Array(array).to_string()
 }
 
-/// Writes every snapshot in one transaction and recomputes the sessions' aggregates.
+/// One snapshot's child rows, built before the session id is known (slot 0 is filled in later).
+struct ChildRows {
+    turns: Vec<Vec<Value>>,
+    events: Vec<Vec<Value>>,
+    segments: Vec<Vec<Value>>,
+    state: CallRows,
+}
+
+/// Content fingerprint of a child row: everything but the session id (slot 0) and report_seq (last).
+fn row_hash(row: &[Value]) -> u64 {
+    fingerprint(&row[1..row.len() - 1])
+}
+
+/// Builds a snapshot's rows and drops those `known` says the database already holds unchanged.
+fn child_rows(
+    snap: &CallSnapshot<'_>,
+    segs: Vec<SegmentRow>,
+    known: Option<&CallRows>,
+) -> ChildRows {
+    let mut state = known.cloned().unwrap_or_default();
+    state.seq = snap.head.seq;
+    state.complete = known.is_some_and(|k| k.complete);
+    let placeholder = Value::Uuid(None);
+    let mut out = ChildRows {
+        turns: Vec::new(),
+        events: Vec::new(),
+        segments: Vec::new(),
+        state,
+    };
+    for (t, seq) in snap.turns.values() {
+        let tool_calls = t.tool_calls.as_ref().map(|calls| {
+            serde_json::Value::Array(
+                calls
+                    .iter()
+                    .cloned()
+                    .map(serde_json::Value::Object)
+                    .collect(),
+            )
+        });
+        let row: Vec<Value> = vec![
+            placeholder.clone(),
+            t.index.into(),
+            t.role.as_str().into(),
+            t.content.clone().into(),
+            t.start_ms.into(),
+            t.end_ms.into(),
+            t.interrupted.into(),
+            t.stt_confidence.into(),
+            t.transcription_delay_ms.into(),
+            t.end_of_turn_delay_ms.into(),
+            t.llm_ttft_ms.into(),
+            t.tts_ttfb_ms.into(),
+            t.e2e_latency_ms.into(),
+            json(tool_calls),
+            (*seq).into(),
+        ];
+        let fact = TurnFact {
+            hash: row_hash(&row),
+            user: t.role == Role::User,
+            assistant: t.role == Role::Assistant,
+            e2e_latency_ms: t.e2e_latency_ms,
+        };
+        if out.state.turns.insert(t.index, fact).map(|f| f.hash) != Some(fact.hash) {
+            out.turns.push(row);
+        }
+    }
+    for (e, seq) in snap.events.values() {
+        let row: Vec<Value> = vec![
+            placeholder.clone(),
+            e.seq.into(),
+            e.event_type.clone().into(),
+            e.at_ms.into(),
+            e.turn_index.into(),
+            json(e.data.clone().filter(|d| !d.is_null())),
+            (*seq).into(),
+        ];
+        let fact = RowFact {
+            hash: row_hash(&row),
+            near_miss: e.event_type == "near_miss",
+        };
+        if out.state.events.insert(e.seq, fact).map(|f| f.hash) != Some(fact.hash) {
+            out.events.push(row);
+        }
+    }
+    for s in segs {
+        let m = s.metrics.as_ref();
+        let near_miss = s.segment_type == "near_miss";
+        let id = s.segment_id.clone();
+        let row: Vec<Value> = vec![
+            placeholder.clone(),
+            s.segment_id.into(),
+            s.segment_type.into(),
+            s.turn_index.into(),
+            s.offset_ms.into(),
+            s.duration_ms.into(),
+            s.s3_key.into(),
+            s.bucket.into(),
+            s.source.into(),
+            s.size_bytes.into(),
+            m.map(|m| m.sample_rate as i32).into(),
+            m.map(|m| i32::from(m.channels)).into(),
+            m.map(|m| i32::from(m.bits_per_sample)).into(),
+            m.map(|m| m.duration_ms).into(),
+            m.map(|m| m.rms_mean).into(),
+            m.map(|m| m.rms_peak).into(),
+            m.and_then(|m| m.snr_estimate).into(),
+            m.and_then(|m| m.peak_dbfs).into(),
+            m.map(|m| m.clipped_ratio).into(),
+            s.status.as_str().into(),
+            s.error.into(),
+            s.report_seq.into(),
+        ];
+        let fact = RowFact {
+            hash: row_hash(&row),
+            near_miss,
+        };
+        if out.state.segments.insert(id, fact).map(|f| f.hash) != Some(fact.hash) {
+            out.segments.push(row);
+        }
+    }
+    out
+}
+
+/// Writes every snapshot in one transaction. `known[i]` is what the database is known to hold for
+/// snapshot i's call (from the row cache, or empty for a new call); rows it already holds unchanged
+/// are not sent, and when the knowledge is complete the aggregates are computed here instead of by
+/// a query.
 pub(super) async fn write_snapshots(
     db: &DatabaseConnection,
     snapshots: &[CallSnapshot<'_>],
     segment_rows: Vec<Vec<SegmentRow>>,
+    known: &[Option<std::sync::Arc<CallRows>>],
 ) -> Result<Written, DbErr> {
+    let mut phases = Phases::start();
+    let mut children: Vec<ChildRows> = snapshots
+        .iter()
+        .zip(segment_rows)
+        .zip(known)
+        .map(|((snap, segs), k)| child_rows(snap, segs, k.as_deref()))
+        .collect();
+    phases.mark("build_rows");
+
     let txn = db.begin().await?;
     let now = Utc::now();
 
@@ -417,7 +554,15 @@ pub(super) async fn write_snapshots(
     let mut ids: HashMap<String, Uuid> = HashMap::with_capacity(snapshots.len());
     let session_rows: Vec<Vec<Value>> = snapshots
         .iter()
-        .map(|snap| session_values(snap.head, now))
+        .zip(&children)
+        .map(|(snap, c)| {
+            let agg = if c.state.complete {
+                c.state.aggregates()
+            } else {
+                Aggregates::default()
+            };
+            session_values(snap.head, now, agg)
+        })
         .collect();
     let (_, returned) = upsert(
         &txn,
@@ -435,6 +580,7 @@ pub(super) async fn write_snapshots(
         let call_id: String = row.try_get("", "call_id")?;
         ids.insert(call_id, id);
     }
+    phases.mark("sessions");
     let won: Vec<bool> = snapshots
         .iter()
         .map(|s| ids.contains_key(&s.head.call_id))
@@ -442,82 +588,28 @@ pub(super) async fn write_snapshots(
     let mut rows_written = ids.len() as u64;
 
     // 2. Children of the calls we won.
-    let mut turns = Vec::new();
-    let mut events = Vec::new();
-    let mut segments = Vec::new();
-    for ((snap, segs), &w) in snapshots.iter().zip(segment_rows).zip(&won) {
+    let (mut turns, mut events, mut segments) = (Vec::new(), Vec::new(), Vec::new());
+    let mut needs_aggregates = Vec::new();
+    for ((snap, c), &w) in snapshots.iter().zip(&mut children).zip(&won) {
         if !w {
             continue;
         }
         let sid = ids[&snap.head.call_id];
-        for (t, seq) in snap.turns.values() {
-            let tool_calls = t.tool_calls.as_ref().map(|calls| {
-                serde_json::Value::Array(
-                    calls
-                        .iter()
-                        .cloned()
-                        .map(serde_json::Value::Object)
-                        .collect(),
-                )
-            });
-            let v: [Value; 15] = [
-                sid.into(),
-                t.index.into(),
-                t.role.as_str().into(),
-                t.content.clone().into(),
-                t.start_ms.into(),
-                t.end_ms.into(),
-                t.interrupted.into(),
-                t.stt_confidence.into(),
-                t.transcription_delay_ms.into(),
-                t.end_of_turn_delay_ms.into(),
-                t.llm_ttft_ms.into(),
-                t.tts_ttfb_ms.into(),
-                t.e2e_latency_ms.into(),
-                json(tool_calls),
-                (*seq).into(),
-            ];
-            turns.push(Vec::from(v));
+        for mut row in c
+            .turns
+            .drain(..)
+            .chain(c.events.drain(..))
+            .chain(c.segments.drain(..))
+        {
+            row[0] = sid.into();
+            match row.len() {
+                15 => turns.push(row),
+                7 => events.push(row),
+                _ => segments.push(row),
+            }
         }
-        for (e, seq) in snap.events.values() {
-            let v: [Value; 7] = [
-                sid.into(),
-                e.seq.into(),
-                e.event_type.clone().into(),
-                e.at_ms.into(),
-                e.turn_index.into(),
-                json(e.data.clone().filter(|d| !d.is_null())),
-                (*seq).into(),
-            ];
-            events.push(Vec::from(v));
-        }
-        for s in segs {
-            let m = s.metrics.as_ref();
-            let v: [Value; 22] = [
-                sid.into(),
-                s.segment_id.into(),
-                s.segment_type.into(),
-                s.turn_index.into(),
-                s.offset_ms.into(),
-                s.duration_ms.into(),
-                s.s3_key.into(),
-                s.bucket.into(),
-                s.source.into(),
-                s.size_bytes.into(),
-                m.map(|m| m.sample_rate as i32).into(),
-                m.map(|m| i32::from(m.channels)).into(),
-                m.map(|m| i32::from(m.bits_per_sample)).into(),
-                m.map(|m| m.duration_ms).into(),
-                m.map(|m| m.rms_mean).into(),
-                m.map(|m| m.rms_peak).into(),
-                m.and_then(|m| m.snr_estimate).into(),
-                m.and_then(|m| m.peak_dbfs).into(),
-                m.map(|m| m.clipped_ratio).into(),
-                s.status.as_str().into(),
-                s.error.into(),
-                s.report_seq.into(),
-            ];
-            segments.push(Vec::from(v));
+        if !c.state.complete {
+            needs_aggregates.push(sid);
         }
     }
     rows_written += upsert(
@@ -532,6 +624,7 @@ pub(super) async fn write_snapshots(
     )
     .await?
     .0;
+    phases.mark("turns");
     rows_written += upsert(
         &txn,
         ev::Entity,
@@ -544,6 +637,7 @@ pub(super) async fn write_snapshots(
     )
     .await?
     .0;
+    phases.mark("events");
     rows_written += upsert(
         &txn,
         seg::Entity,
@@ -556,18 +650,56 @@ pub(super) async fn write_snapshots(
     )
     .await?
     .0;
+    phases.mark("segments");
 
-    // 3. Aggregates over everything stored for the call (rows a newer snapshot omits still count).
-    let won_ids: Vec<Uuid> = ids.values().copied().collect();
-    for chunk in won_ids.chunks(1000) {
+    // 3. Aggregates of calls whose stored rows are not all known here (rows a newer snapshot omits
+    //    still count), computed over everything stored.
+    for chunk in needs_aggregates.chunks(1000) {
         update_aggregates(&txn, chunk).await?;
     }
+    phases.mark("aggregates");
     txn.commit().await?;
+    phases.mark("commit");
+    tracing::trace!(phases = %phases, sessions = ids.len(), "batch written");
+    let call_rows = children
+        .into_iter()
+        .zip(&won)
+        .map(|(c, &w)| w.then_some(c.state))
+        .collect();
     Ok(Written {
         won,
         sessions: ids.len() as u64,
         rows: rows_written,
+        call_rows,
     })
+}
+
+/// Per-phase durations of one batch write, for `RUST_LOG=call_insights=trace`.
+struct Phases {
+    last: std::time::Instant,
+    out: String,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Phases {
+            last: std::time::Instant::now(),
+            out: String::new(),
+        }
+    }
+
+    fn mark(&mut self, name: &str) {
+        let now = std::time::Instant::now();
+        self.out
+            .push_str(&format!("{name}={}ms ", (now - self.last).as_millis()));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.out.trim_end())
+    }
 }
 
 async fn update_aggregates<C: ConnectionTrait>(c: &C, ids: &[Uuid]) -> Result<(), DbErr> {

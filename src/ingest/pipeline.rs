@@ -5,6 +5,7 @@
 use super::contract::{AudioRef, AudioSegment, Event, SessionReport, Turn};
 use super::entry::DecodedEntry;
 use super::persist::{self, SegmentRow};
+use super::row_cache::{CallRows, RowCache};
 use crate::audio::{self, AudioMetrics};
 use crate::storage::{AudioStore, StorageError, segment_key};
 use base64::Engine;
@@ -60,6 +61,8 @@ pub struct Ingestor {
     key_prefix: String,
     /// How many segments are decoded and uploaded at once.
     audio_concurrency: usize,
+    /// Fingerprints of committed child rows per call, to send only what changed.
+    cache: Arc<RowCache>,
 }
 
 /// One call's reports of a batch merged into a single snapshot.
@@ -80,12 +83,14 @@ impl Ingestor {
         store: Arc<dyn AudioStore>,
         key_prefix: String,
         audio_concurrency: usize,
+        cache: Arc<RowCache>,
     ) -> Self {
         Ingestor {
             db,
             store,
             key_prefix,
             audio_concurrency: audio_concurrency.max(1),
+            cache,
         }
     }
 
@@ -117,6 +122,7 @@ impl Ingestor {
         let stored = persist::stored_seqs(&self.db, by_call.keys().copied()).await?;
 
         let mut snapshots = Vec::with_capacity(by_call.len());
+        let mut known = Vec::with_capacity(by_call.len());
         for (call_id, mut idxs) in by_call {
             let stored_seq = stored.get(call_id).copied();
             idxs.retain(|&i| {
@@ -139,13 +145,23 @@ impl Ingestor {
             // Ascending seq; for equal seqs the later entry wins (stable sort keeps stream order).
             idxs.sort_by_key(|&i| batch[i].report.seq);
             snapshots.push(merge(batch, idxs));
+            known.push(match stored_seq {
+                None => Some(Arc::new(CallRows::new_call())),
+                Some(s) => self.cache.get(call_id, s),
+            });
         }
         if snapshots.is_empty() {
             return Ok(summary);
         }
 
         let segment_rows = self.store_audio(batch, &snapshots, &mut summary).await?;
-        let written = persist::write_snapshots(&self.db, &snapshots, segment_rows).await?;
+        let written = persist::write_snapshots(&self.db, &snapshots, segment_rows, &known).await?;
+        for (snap, rows) in snapshots.iter().zip(written.call_rows) {
+            match rows {
+                Some(rows) => self.cache.put(&snap.head.call_id, rows),
+                None => self.cache.remove(&snap.head.call_id),
+            }
+        }
         for (snap, won) in snapshots.iter().zip(&written.won) {
             if !won {
                 // A newer report of this call was committed concurrently by another consumer.
@@ -283,11 +299,17 @@ fn merge(batch: &[DecodedEntry], idxs: Vec<usize>) -> CallSnapshot<'_> {
     };
     for i in idxs {
         let r = &batch[i].report;
+        // A row a later report repeats unchanged keeps the seq of the report that last changed it,
+        // exactly as one-by-one arrival leaves it.
         for t in &r.turns {
-            snap.turns.insert(t.index, (t, r.seq));
+            if snap.turns.get(&t.index).is_none_or(|(old, _)| *old != t) {
+                snap.turns.insert(t.index, (t, r.seq));
+            }
         }
         for e in &r.events {
-            snap.events.insert(e.seq, (e, r.seq));
+            if snap.events.get(&e.seq).is_none_or(|(old, _)| *old != e) {
+                snap.events.insert(e.seq, (e, r.seq));
+            }
         }
         for s in &r.audio_segments {
             snap.segments.insert(s.segment_id.as_str(), (s, r.seq, i));
