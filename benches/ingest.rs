@@ -130,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 1. Publish everything first: the measurement is the drain, not the producer.
     let client = redis::Client::open(redis_url.as_str())?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = produce::connect(&client).await?;
     let opts = ProduceOptions {
         calls: args.calls,
         partials: args.partials,

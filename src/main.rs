@@ -78,8 +78,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Produce(opts) => {
             let client = redis::Client::open(cli.config.redis_url.as_str())
                 .context("invalid INSIGHTS_REDIS_URL")?;
-            let mut conn = client
-                .get_multiplexed_async_connection()
+            let mut conn = produce::connect(&client)
                 .await
                 .context("cannot connect to Redis")?;
             let total = (opts.calls * (opts.partials + 1)) as u64;

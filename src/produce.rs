@@ -291,6 +291,44 @@ fn synth_user_track(rng: &mut Rng, call_ms: i64, spans: &[(i64, i64)], noise: f3
     out
 }
 
+const PIPELINE_BYTES: usize = 8 << 20;
+
+async fn flush(
+    conn: &mut redis::aio::MultiplexedConnection,
+    pipe: &mut redis::Pipeline,
+    in_pipe: &mut u64,
+    pipe_bytes: &mut usize,
+    entries: &mut u64,
+    bytes: &mut u64,
+    progress: Option<&indicatif::ProgressBar>,
+) -> redis::RedisResult<()> {
+    if *in_pipe == 0 {
+        return Ok(());
+    }
+    let _: () = pipe.query_async(conn).await?;
+    *entries += *in_pipe;
+    *bytes += *pipe_bytes as u64;
+    if let Some(p) = progress {
+        p.inc(*in_pipe);
+    }
+    pipe.clear();
+    *in_pipe = 0;
+    *pipe_bytes = 0;
+    Ok(())
+}
+
+/// A connection for publishing: large pipelines need more than redis-rs's 500 ms default.
+pub async fn connect(
+    client: &redis::Client,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
+        .set_response_timeout(Some(std::time::Duration::from_secs(60)));
+    client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+}
+
 /// Publishes `opts.calls` calls to `stream`, interleaving up to `opts.concurrency` calls at a time.
 /// Returns the number of entries and bytes published.
 pub async fn publish(
@@ -307,7 +345,7 @@ pub async fn publish(
             .collect();
         for seq in 0..=opts.partials {
             let mut pipe = redis::pipe();
-            let mut in_pipe = 0u64;
+            let (mut in_pipe, mut pipe_bytes) = (0u64, 0usize);
             for call in &calls {
                 let e = &call[seq];
                 let mut cmd = redis::cmd("XADD");
@@ -321,19 +359,37 @@ pub async fn publish(
                 if opts.gzip {
                     cmd.arg("payload_encoding").arg("gzip");
                 }
-                bytes += e.payload.len() as u64;
+                pipe_bytes += e.payload.len();
                 for (k, v) in &e.audio {
                     cmd.arg(k).arg(v);
-                    bytes += v.len() as u64;
+                    pipe_bytes += v.len();
                 }
                 pipe.add_command(cmd).ignore();
                 in_pipe += 1;
+                // Keep each round trip to a few MB (entries with audio are large).
+                if pipe_bytes >= PIPELINE_BYTES {
+                    flush(
+                        conn,
+                        &mut pipe,
+                        &mut in_pipe,
+                        &mut pipe_bytes,
+                        &mut entries,
+                        &mut bytes,
+                        progress,
+                    )
+                    .await?;
+                }
             }
-            let _: () = pipe.query_async(conn).await?;
-            entries += in_pipe;
-            if let Some(p) = progress {
-                p.inc(in_pipe);
-            }
+            flush(
+                conn,
+                &mut pipe,
+                &mut in_pipe,
+                &mut pipe_bytes,
+                &mut entries,
+                &mut bytes,
+                progress,
+            )
+            .await?;
         }
     }
     Ok((entries, bytes))

@@ -1,7 +1,7 @@
 //! Per-segment audio metrics: level (RMS mean and 20 ms peak), peak dBFS, clipping ratio and an SNR
 //! estimate (loud frames against the noise floor).
 
-use super::DecodedAudio;
+use super::{AudioError, DecodedAudio, WavInfo, read_wav};
 
 /// What a segment measured. Levels are linear full scale (0..1); dB values are dBFS.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,50 +31,108 @@ fn to_db(rms: f64) -> f64 {
     }
 }
 
-/// Measures decoded audio. The SNR estimate is the difference between the 90th and 10th percentile
-/// frame levels: speech frames against the noise floor between words.
-pub fn measure(a: &DecodedAudio) -> AudioMetrics {
-    let frame = (a.sample_rate as usize * FRAME_MS / 1000).max(1);
-    let mut sum_sq = 0.0f64;
-    let mut frame_db = Vec::with_capacity(a.samples.len() / frame + 1);
-    let mut rms_peak = 0.0f64;
-    for chunk in a.samples.chunks(frame) {
-        let sq: f64 = chunk.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
-        sum_sq += sq;
-        if chunk.len() == frame {
-            let rms = (sq / frame as f64).sqrt();
-            rms_peak = rms_peak.max(rms);
-            frame_db.push(to_db(rms));
+/// Accumulates level statistics over 20 ms frames, one mono sample at a time.
+struct LevelMeter {
+    frame: usize,
+    in_frame: usize,
+    frame_sq: f64,
+    sum_sq: f64,
+    samples: u64,
+    frame_db: Vec<f64>,
+    rms_peak: f64,
+}
+
+impl LevelMeter {
+    fn new(sample_rate: u32) -> Self {
+        let frame = (sample_rate as usize * FRAME_MS / 1000).max(1);
+        LevelMeter {
+            frame,
+            in_frame: 0,
+            frame_sq: 0.0,
+            sum_sq: 0.0,
+            samples: 0,
+            frame_db: Vec::new(),
+            rms_peak: 0.0,
         }
     }
-    let rms_mean = (sum_sq / a.samples.len().max(1) as f64).sqrt();
-    if frame_db.is_empty() {
-        rms_peak = rms_mean;
+
+    fn push(&mut self, s: f32) {
+        let sq = f64::from(s) * f64::from(s);
+        self.frame_sq += sq;
+        self.sum_sq += sq;
+        self.samples += 1;
+        self.in_frame += 1;
+        if self.in_frame == self.frame {
+            let rms = (self.frame_sq / self.frame as f64).sqrt();
+            self.rms_peak = self.rms_peak.max(rms);
+            self.frame_db.push(to_db(rms));
+            self.frame_sq = 0.0;
+            self.in_frame = 0;
+        }
     }
-    let snr_estimate = if frame_db.len() >= 10 && a.peak > 0.0 {
-        frame_db.sort_by(f64::total_cmp);
-        let p = |q: f64| frame_db[((frame_db.len() - 1) as f64 * q).round() as usize];
-        Some(p(0.9) - p(0.1))
-    } else {
-        None
-    };
-    AudioMetrics {
+
+    /// The SNR estimate is the difference between the 90th and 10th percentile frame levels: speech
+    /// frames against the noise floor between words.
+    fn finish(mut self, info: &WavInfo) -> AudioMetrics {
+        let rms_mean = (self.sum_sq / self.samples.max(1) as f64).sqrt();
+        let rms_peak = if self.frame_db.is_empty() {
+            rms_mean
+        } else {
+            self.rms_peak
+        };
+        let snr_estimate = if self.frame_db.len() >= 10 && info.peak > 0.0 {
+            self.frame_db.sort_by(f64::total_cmp);
+            let p = |q: f64| self.frame_db[((self.frame_db.len() - 1) as f64 * q).round() as usize];
+            Some(p(0.9) - p(0.1))
+        } else {
+            None
+        };
+        AudioMetrics {
+            sample_rate: info.sample_rate,
+            channels: info.channels,
+            bits_per_sample: info.bits_per_sample,
+            duration_ms: info.frames as f64 * 1000.0 / info.sample_rate as f64,
+            rms_mean,
+            rms_peak,
+            snr_estimate,
+            peak_dbfs: (info.peak > 0.0).then(|| 20.0 * f64::from(info.peak).log10()),
+            clipped_ratio: info.clipped_samples as f64 / info.total_samples.max(1) as f64,
+        }
+    }
+}
+
+/// Measures decoded audio.
+pub fn measure(a: &DecodedAudio) -> AudioMetrics {
+    let mut meter = LevelMeter::new(a.sample_rate);
+    for &s in &a.samples {
+        meter.push(s);
+    }
+    let info = WavInfo {
         sample_rate: a.sample_rate,
         channels: a.channels,
         bits_per_sample: a.bits_per_sample,
-        duration_ms: a.duration_ms(),
-        rms_mean,
-        rms_peak,
-        snr_estimate,
-        peak_dbfs: (a.peak > 0.0).then(|| 20.0 * f64::from(a.peak).log10()),
-        clipped_ratio: a.clipped_samples as f64 / a.total_samples.max(1) as f64,
-    }
+        frames: a.samples.len() as u64,
+        clipped_samples: a.clipped_samples,
+        total_samples: a.total_samples,
+        peak: a.peak,
+    };
+    meter.finish(&info)
+}
+
+/// Decodes and measures a WAV file in one pass without holding its samples (the ingest path).
+pub fn analyze_wav(bytes: &[u8]) -> Result<AudioMetrics, AudioError> {
+    // The frame length depends on the sample rate: read the header first (cheap), then stream.
+    let rate =
+        hound::WavReader::new(std::io::Cursor::new(bytes)).map_or(1, |r| r.spec().sample_rate);
+    let mut meter = LevelMeter::new(rate);
+    let info = read_wav(bytes, |s| meter.push(s))?;
+    Ok(meter.finish(&info))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::{decode_wav, encode_wav_i16};
+    use crate::audio::{analyze_wav, decode_wav, encode_wav_i16};
 
     #[test]
     fn sine_at_half_scale_measures_as_expected() {
@@ -110,6 +168,19 @@ mod tests {
             .collect();
         let m = measure(&decode_wav(&encode_wav_i16(&s, sr as u32)).unwrap());
         assert!(m.snr_estimate.unwrap() > 30.0, "{m:?}");
+    }
+
+    #[test]
+    fn streaming_analysis_equals_decode_then_measure() {
+        let s: Vec<f32> = (0..40_000)
+            .map(|i| 0.3 * (i as f32 * 0.05).sin() * if i % 7000 < 3500 { 1.0 } else { 0.01 })
+            .collect();
+        let bytes = encode_wav_i16(&s, 16000);
+        assert_eq!(
+            analyze_wav(&bytes).unwrap(),
+            measure(&decode_wav(&bytes).unwrap())
+        );
+        assert!(analyze_wav(&bytes[..100]).is_err());
     }
 
     #[test]

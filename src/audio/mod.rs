@@ -4,5 +4,5 @@
 mod metrics;
 mod wav;
 
-pub use metrics::{AudioMetrics, measure};
-pub use wav::{AudioError, DecodedAudio, decode_wav, encode_wav_i16};
+pub use metrics::{AudioMetrics, analyze_wav, measure};
+pub use wav::{AudioError, DecodedAudio, WavInfo, decode_wav, encode_wav_i16, read_wav};

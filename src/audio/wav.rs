@@ -54,8 +54,40 @@ fn map_hound(e: hound::Error) -> AudioError {
     }
 }
 
+/// What a WAV file said about itself and what reading its samples found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WavInfo {
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub bits_per_sample: u16,
+    /// Mono frames delivered.
+    pub frames: u64,
+    /// Samples (per channel, before averaging) at or near full scale.
+    pub clipped_samples: u64,
+    /// Samples read over all channels.
+    pub total_samples: u64,
+    /// Largest absolute sample value over all channels, full scale = 1.0.
+    pub peak: f32,
+}
+
 /// Decodes a whole WAV file held in memory.
 pub fn decode_wav(bytes: &[u8]) -> Result<DecodedAudio, AudioError> {
+    // Upper bound of the frame count for 16-bit and wider mono; grows if needed for 8-bit.
+    let mut samples = Vec::with_capacity(bytes.len() / 2);
+    let info = read_wav(bytes, |s| samples.push(s))?;
+    Ok(DecodedAudio {
+        sample_rate: info.sample_rate,
+        channels: info.channels,
+        bits_per_sample: info.bits_per_sample,
+        samples,
+        clipped_samples: info.clipped_samples,
+        total_samples: info.total_samples,
+        peak: info.peak,
+    })
+}
+
+/// Streams a WAV file's samples, averaged to mono, to `on_frame` without holding them.
+pub fn read_wav(bytes: &[u8], mut on_frame: impl FnMut(f32)) -> Result<WavInfo, AudioError> {
     let reader = hound::WavReader::new(Cursor::new(bytes)).map_err(map_hound)?;
     let spec = reader.spec();
     if spec.channels == 0 {
@@ -66,11 +98,11 @@ pub fn decode_wav(bytes: &[u8]) -> Result<DecodedAudio, AudioError> {
     }
     let declared = u64::from(reader.len());
     let channels = usize::from(spec.channels);
-    let mut out = DecodedAudio {
+    let mut info = WavInfo {
         sample_rate: spec.sample_rate,
         channels: spec.channels,
         bits_per_sample: spec.bits_per_sample,
-        samples: Vec::with_capacity(declared as usize / channels),
+        frames: 0,
         clipped_samples: 0,
         total_samples: 0,
         peak: 0.0,
@@ -80,7 +112,8 @@ pub fn decode_wav(bytes: &[u8]) -> Result<DecodedAudio, AudioError> {
             reader.into_samples::<f32>(),
             channels,
             declared,
-            &mut out,
+            &mut info,
+            &mut on_frame,
             |s| s,
         )?,
         (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
@@ -89,7 +122,8 @@ pub fn decode_wav(bytes: &[u8]) -> Result<DecodedAudio, AudioError> {
                 reader.into_samples::<i32>(),
                 channels,
                 declared,
-                &mut out,
+                &mut info,
+                &mut on_frame,
                 |s| s as f32 * scale,
             )?
         }
@@ -104,17 +138,18 @@ pub fn decode_wav(bytes: &[u8]) -> Result<DecodedAudio, AudioError> {
             )));
         }
     }
-    if out.samples.is_empty() {
+    if info.frames == 0 {
         return Err(AudioError::Empty);
     }
-    Ok(out)
+    Ok(info)
 }
 
 fn collect<S, I, F>(
     samples: I,
     channels: usize,
     declared: u64,
-    out: &mut DecodedAudio,
+    info: &mut WavInfo,
+    on_frame: &mut impl FnMut(f32),
     to_f32: F,
 ) -> Result<(), AudioError>
 where
@@ -129,34 +164,35 @@ where
             Ok(s) => to_f32(s),
             // hound reports a short read as an I/O or a format error: past the header, a sample that
             // cannot be read means the data chunk is shorter than the header says.
-            Err(_) if out.total_samples < declared => {
+            Err(_) if info.total_samples < declared => {
                 return Err(AudioError::Truncated {
                     declared,
-                    present: out.total_samples,
+                    present: info.total_samples,
                 });
             }
             Err(e) => return Err(map_hound(e)),
         };
         let a = v.abs();
         if a >= CLIP_LEVEL {
-            out.clipped_samples += 1;
+            info.clipped_samples += 1;
         }
-        if a > out.peak {
-            out.peak = a;
+        if a > info.peak {
+            info.peak = a;
         }
-        out.total_samples += 1;
+        info.total_samples += 1;
         acc += v;
         in_frame += 1;
         if in_frame == channels {
-            out.samples.push(acc * inv);
+            on_frame(acc * inv);
+            info.frames += 1;
             acc = 0.0;
             in_frame = 0;
         }
     }
-    if out.total_samples < declared {
+    if info.total_samples < declared {
         return Err(AudioError::Truncated {
             declared,
-            present: out.total_samples,
+            present: info.total_samples,
         });
     }
     Ok(())

@@ -100,6 +100,8 @@ pub struct InsightsStreamConsumer {
     claim_cursor: String,
     last_claim: Option<Instant>,
     next_count: usize,
+    /// Largest entry seen recently (bytes), decaying by half per batch.
+    largest_entry: usize,
 }
 
 impl InsightsStreamConsumer {
@@ -109,7 +111,8 @@ impl InsightsStreamConsumer {
         ingestor: Ingestor,
         metrics: Arc<IngestMetrics>,
     ) -> Self {
-        let next_count = settings.batch_size.max(1);
+        // Until entries have been seen, assume they may carry audio.
+        let next_count = settings.batch_size.clamp(1, 16);
         InsightsStreamConsumer {
             settings,
             client,
@@ -121,6 +124,7 @@ impl InsightsStreamConsumer {
             claim_cursor: "0-0".into(),
             last_claim: None,
             next_count,
+            largest_entry: settings_largest_default(),
         }
     }
 
@@ -381,12 +385,15 @@ impl InsightsStreamConsumer {
         Ok(entries)
     }
 
-    /// Adapts the next read's COUNT so a batch holds about `batch_memory_bytes` of entries.
+    /// Sizes the next read so a batch holds about `batch_memory_bytes`: COUNT = budget / the largest
+    /// entry seen recently. A read cannot be bounded in bytes, so the estimate is pessimistic: it
+    /// starts small, drops at once when a large entry (audio) shows up, and relaxes by half per batch
+    /// of small entries only.
     fn adapt_count(&mut self, entries: &[RawEntry]) {
-        let total: usize = entries.iter().map(RawEntry::size_bytes).sum();
-        let avg = (total / entries.len().max(1)).max(1);
-        self.next_count =
-            (self.settings.batch_memory_bytes / avg).clamp(1, self.settings.batch_size.max(1));
+        let largest = entries.iter().map(RawEntry::size_bytes).max().unwrap_or(0);
+        self.largest_entry = largest.max(self.largest_entry / 2).max(1);
+        self.next_count = (self.settings.batch_memory_bytes / self.largest_entry)
+            .clamp(1, self.settings.batch_size.max(1));
     }
 
     async fn handle(&mut self, entries: Vec<RawEntry>) -> Result<BatchReport, ConsumerError> {
@@ -616,6 +623,11 @@ async fn create_group(
         Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Initial estimate of the largest entry: a few MB, what a final report with audio weighs.
+fn settings_largest_default() -> usize {
+    2 << 20
 }
 
 /// ±25 % jitter so replicas do not retry in lockstep.

@@ -4,6 +4,7 @@
 use super::contract::{ContractError, SessionReport, decode_report};
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::Arc;
 
 /// One stream entry as read from Redis.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +31,8 @@ impl RawEntry {
 pub struct DecodedEntry {
     pub entry_id: String,
     pub report: SessionReport,
-    pub fields: HashMap<String, Vec<u8>>,
+    /// Shared, not copied: a segment's bytes go to the decoder and the store without a copy.
+    pub fields: HashMap<String, Arc<Vec<u8>>>,
 }
 
 /// Decodes an entry's payload and validates it against contract v1. On failure the entry comes back
@@ -46,6 +48,7 @@ pub fn decode_entry(
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|(k, _)| k != "payload" && k != "payload_encoding")
+                .map(|(k, v)| (k, Arc::new(v)))
                 .collect();
             Ok(DecodedEntry {
                 entry_id: entry.id,
@@ -195,7 +198,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            d.fields.get("audio:s1").map(Vec::as_slice),
+            d.fields.get("audio:s1").map(|v| v.as_slice()),
             Some(&b"RIFF"[..])
         );
     }

@@ -213,17 +213,17 @@ impl Ingestor {
         report: &SessionReport,
         seg: &AudioSegment,
         seq: i64,
-        fields: &HashMap<String, Vec<u8>>,
+        fields: &HashMap<String, Arc<Vec<u8>>>,
     ) -> Result<SegmentRow, IngestError> {
         let mut row = SegmentRow::new(seg, seq);
         let audio_ref = seg.audio_ref();
         // 1. Get the bytes.
-        let bytes: Vec<u8> = match audio_ref {
+        let bytes: Arc<Vec<u8>> = match audio_ref {
             AudioRef::None => {
                 return Ok(row.missing("the report carries no audio for this segment"));
             }
             AudioRef::Field(name) => match fields.get(name) {
-                Some(b) => b.clone(),
+                Some(b) => Arc::clone(b),
                 None => {
                     return Ok(row.missing(format!("the stream entry has no field {name:?}")));
                 }
@@ -236,7 +236,7 @@ impl Ingestor {
                 .await
                 .map_err(|e| IngestError::Task(e.to_string()))?;
                 match decoded {
-                    Ok(b) => b,
+                    Ok(b) => Arc::new(b),
                     Err(e) => return Ok(row.error(format!("audio.b64 is not valid base64: {e}"))),
                 }
             }
@@ -244,7 +244,7 @@ impl Ingestor {
                 row.s3_key = Some(key.clone());
                 row.bucket = bucket.clone();
                 match self.store.get(bucket.as_deref(), key).await {
-                    Ok(Some(b)) => b,
+                    Ok(Some(b)) => Arc::new(b),
                     Ok(None) => {
                         return Ok(row.missing(format!(
                             "object {key:?} not found in {}",
@@ -260,7 +260,7 @@ impl Ingestor {
 
         // 2. Decode and measure off the reactor.
         let (bytes, measured) = tokio::task::spawn_blocking(move || {
-            let m = audio::decode_wav(&bytes).map(|a| audio::measure(&a));
+            let m = audio::analyze_wav(&bytes);
             (bytes, m)
         })
         .await
