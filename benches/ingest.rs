@@ -162,6 +162,9 @@ async fn main() -> anyhow::Result<()> {
         .env("INSIGHTS_DATA_DIR", &tmp)
         .env("INSIGHTS_HTTP_ADDR", "127.0.0.1:0")
         .env("INSIGHTS_CONSUMER_NAME", "bench");
+    if let Ok(v) = std::env::var("MALLOC_ARENA_MAX") {
+        cmd.env("MALLOC_ARENA_MAX", v);
+    }
     if let Some(b) = &args.batch_size {
         cmd.env("INSIGHTS_BATCH_SIZE", b);
     }

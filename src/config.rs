@@ -147,7 +147,7 @@ pub struct Config {
     )]
     pub batch_size: usize,
     /// Target bytes of entries held per batch (COUNT adapts to entry size).
-    #[arg(long, env = "INSIGHTS_BATCH_MEMORY_BYTES", default_value_t = 24 << 20, global = true)]
+    #[arg(long, env = "INSIGHTS_BATCH_MEMORY_BYTES", default_value_t = 16 << 20, global = true)]
     pub batch_memory_bytes: usize,
     #[arg(long, env = "INSIGHTS_BLOCK_MS", default_value_t = 2000, global = true)]
     pub block_ms: u64,

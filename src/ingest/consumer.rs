@@ -100,7 +100,7 @@ pub struct InsightsStreamConsumer {
     claim_cursor: String,
     last_claim: Option<Instant>,
     next_count: usize,
-    /// Largest entry seen recently (bytes), decaying by half per batch.
+    /// Largest entry seen (bytes), decaying 1 % per batch.
     largest_entry: usize,
 }
 
@@ -124,7 +124,7 @@ impl InsightsStreamConsumer {
             claim_cursor: "0-0".into(),
             last_claim: None,
             next_count,
-            largest_entry: settings_largest_default(),
+            largest_entry: 1,
         }
     }
 
@@ -386,13 +386,17 @@ impl InsightsStreamConsumer {
     }
 
     /// Sizes the next read so a batch holds about `batch_memory_bytes`: COUNT = budget / the largest
-    /// entry seen recently. A read cannot be bounded in bytes, so the estimate is pessimistic: it
-    /// starts small, drops at once when a large entry (audio) shows up, and relaxes by half per batch
-    /// of small entries only.
+    /// entry seen. A read cannot be bounded in bytes, so the estimate is pessimistic: a stream that
+    /// carried audio once will again, so the largest size is remembered (decaying 1 % per batch), and
+    /// COUNT at most doubles per batch, starting from 16.
     fn adapt_count(&mut self, entries: &[RawEntry]) {
         let largest = entries.iter().map(RawEntry::size_bytes).max().unwrap_or(0);
-        self.largest_entry = largest.max(self.largest_entry / 2).max(1);
-        self.next_count = (self.settings.batch_memory_bytes / self.largest_entry)
+        self.largest_entry = largest
+            .max(self.largest_entry - self.largest_entry / 100)
+            .max(1);
+        let fits = self.settings.batch_memory_bytes / self.largest_entry;
+        self.next_count = fits
+            .min(self.next_count * 2)
             .clamp(1, self.settings.batch_size.max(1));
     }
 
@@ -623,11 +627,6 @@ async fn create_group(
         Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
         Err(e) => Err(e),
     }
-}
-
-/// Initial estimate of the largest entry: a few MB, what a final report with audio weighs.
-fn settings_largest_default() -> usize {
-    2 << 20
 }
 
 /// ±25 % jitter so replicas do not retry in lockstep.
