@@ -293,28 +293,43 @@ fn synth_user_track(rng: &mut Rng, call_ms: i64, spans: &[(i64, i64)], noise: f3
 
 const PIPELINE_BYTES: usize = 8 << 20;
 
-async fn flush(
-    conn: &mut redis::aio::MultiplexedConnection,
-    pipe: &mut redis::Pipeline,
-    in_pipe: &mut u64,
-    pipe_bytes: &mut usize,
-    entries: &mut u64,
-    bytes: &mut u64,
-    progress: Option<&indicatif::ProgressBar>,
-) -> redis::RedisResult<()> {
-    if *in_pipe == 0 {
-        return Ok(());
+/// A pipeline of XADDs flushed every few MB (entries with audio are large).
+struct Batch<'a> {
+    conn: &'a mut redis::aio::MultiplexedConnection,
+    pipe: redis::Pipeline,
+    queued: u64,
+    queued_bytes: usize,
+    entries: u64,
+    bytes: u64,
+    progress: Option<&'a indicatif::ProgressBar>,
+}
+
+impl Batch<'_> {
+    async fn push(&mut self, cmd: redis::Cmd, size: usize) -> redis::RedisResult<()> {
+        self.pipe.add_command(cmd).ignore();
+        self.queued += 1;
+        self.queued_bytes += size;
+        if self.queued_bytes >= PIPELINE_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
     }
-    let _: () = pipe.query_async(conn).await?;
-    *entries += *in_pipe;
-    *bytes += *pipe_bytes as u64;
-    if let Some(p) = progress {
-        p.inc(*in_pipe);
+
+    async fn flush(&mut self) -> redis::RedisResult<()> {
+        if self.queued == 0 {
+            return Ok(());
+        }
+        let _: () = self.pipe.query_async(self.conn).await?;
+        self.entries += self.queued;
+        self.bytes += self.queued_bytes as u64;
+        if let Some(p) = self.progress {
+            p.inc(self.queued);
+        }
+        self.pipe.clear();
+        self.queued = 0;
+        self.queued_bytes = 0;
+        Ok(())
     }
-    pipe.clear();
-    *in_pipe = 0;
-    *pipe_bytes = 0;
-    Ok(())
 }
 
 /// A connection for publishing: large pipelines need more than redis-rs's 500 ms default.
@@ -338,14 +353,20 @@ pub async fn publish(
     progress: Option<&indicatif::ProgressBar>,
 ) -> redis::RedisResult<(u64, u64)> {
     let window = opts.concurrency.max(1);
-    let (mut entries, mut bytes) = (0u64, 0u64);
+    let mut batch = Batch {
+        conn,
+        pipe: redis::pipe(),
+        queued: 0,
+        queued_bytes: 0,
+        entries: 0,
+        bytes: 0,
+        progress,
+    };
     for first in (0..opts.calls).step_by(window) {
         let calls: Vec<Vec<SimEntry>> = (first..(first + window).min(opts.calls))
             .map(|n| generate_call(n, opts))
             .collect();
         for seq in 0..=opts.partials {
-            let mut pipe = redis::pipe();
-            let (mut in_pipe, mut pipe_bytes) = (0u64, 0usize);
             for call in &calls {
                 let e = &call[seq];
                 let mut cmd = redis::cmd("XADD");
@@ -359,40 +380,17 @@ pub async fn publish(
                 if opts.gzip {
                     cmd.arg("payload_encoding").arg("gzip");
                 }
-                pipe_bytes += e.payload.len();
+                let mut size = e.payload.len();
                 for (k, v) in &e.audio {
                     cmd.arg(k).arg(v);
-                    pipe_bytes += v.len();
+                    size += v.len();
                 }
-                pipe.add_command(cmd).ignore();
-                in_pipe += 1;
-                // Keep each round trip to a few MB (entries with audio are large).
-                if pipe_bytes >= PIPELINE_BYTES {
-                    flush(
-                        conn,
-                        &mut pipe,
-                        &mut in_pipe,
-                        &mut pipe_bytes,
-                        &mut entries,
-                        &mut bytes,
-                        progress,
-                    )
-                    .await?;
-                }
+                batch.push(cmd, size).await?;
             }
-            flush(
-                conn,
-                &mut pipe,
-                &mut in_pipe,
-                &mut pipe_bytes,
-                &mut entries,
-                &mut bytes,
-                progress,
-            )
-            .await?;
         }
     }
-    Ok((entries, bytes))
+    batch.flush().await?;
+    Ok((batch.entries, batch.bytes))
 }
 
 #[cfg(test)]

@@ -334,30 +334,9 @@ async fn entries_left_pending_by_a_dead_consumer_are_reclaimed_and_stored(db: Db
         env.publish_json(&report(&format!("call-orphan-{i}"), 0, true, 2))
             .await;
     }
-    let mut conn = env.conn().await;
-    // Group exists once a consumer connected; then a consumer reads and dies without XACK.
+    // Another replica reads them and dies without XACK.
+    env.read_and_die("crashed-replica", 100).await;
     let mut consumer = env.consumer();
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(env.stream())
-        .arg(&env.app.config.consumer_group)
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(&env.app.config.consumer_group)
-        .arg("crashed-replica")
-        .arg("COUNT")
-        .arg(100)
-        .arg("STREAMS")
-        .arg(env.stream())
-        .arg(">")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
     assert_eq!(env.pending_count().await, 5);
     let r = env.drain(&mut consumer).await;
     assert_eq!(r.stored, 5, "{r:?}");
@@ -365,9 +344,6 @@ async fn entries_left_pending_by_a_dead_consumer_are_reclaimed_and_stored(db: Db
     for i in 0..5 {
         assert!(env.session(&format!("call-orphan-{i}")).await.is_some());
     }
-    // The dead consumer has nothing pending any more: it is removed from the group once idle long enough.
-    let env_settings_idle = 0;
-    let _ = env_settings_idle;
     env.cleanup().await;
 }
 
@@ -611,27 +587,8 @@ async fn a_pending_entry_deleted_from_the_stream_is_acknowledged_and_skipped() {
     let mut conn = env.conn().await;
     let id = env.publish_json(&report("call-deleted", 0, true, 2)).await;
     env.publish_json(&report("call-kept", 0, true, 2)).await;
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(env.stream())
-        .arg(&env.app.config.consumer_group)
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(&env.app.config.consumer_group)
-        .arg(format!("test-{}", env.id))
-        .arg("COUNT")
-        .arg(10)
-        .arg("STREAMS")
-        .arg(env.stream())
-        .arg(">")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    // This very consumer (same name) read them, then crashed.
+    env.read_and_die(&format!("test-{}", env.id), 10).await;
     let _: i64 = redis::cmd("XDEL")
         .arg(env.stream())
         .arg(&id)

@@ -233,6 +233,33 @@ impl TestEnv {
         }
     }
 
+    /// A consumer named `name` reads up to `count` entries and dies without acknowledging them
+    /// (creating the group first, as a running service would).
+    pub async fn read_and_die(&self, name: &str, count: usize) {
+        let mut conn = self.conn().await;
+        let group = &self.app.config.consumer_group;
+        let _: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.stream())
+            .arg(group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(name)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(self.stream())
+            .arg(">")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
     /// Every row of every ingest table as sorted text lines: what "the same rows" means in tests.
     pub async fn dump(&self) -> Vec<String> {
         let mut out = Vec::new();
