@@ -4,6 +4,7 @@
 use crate::api;
 use crate::config::Config;
 use crate::db;
+use crate::diagnosis::Thresholds;
 use crate::ingest::row_cache::RowCache;
 use crate::ingest::{ConsumerSettings, Ingestor, InsightsStreamConsumer};
 use crate::metrics::IngestMetrics;
@@ -32,6 +33,8 @@ pub struct App {
     pub metrics: Arc<IngestMetrics>,
     /// Fingerprints of committed rows per call, shared by every ingestor of the process.
     pub row_cache: Arc<RowCache>,
+    /// Diagnosis thresholds (defaults, or `INSIGHTS_DIAGNOSIS_CONFIG`).
+    pub thresholds: Arc<Thresholds>,
 }
 
 /// Builds the audio store the configuration asks for.
@@ -55,6 +58,7 @@ pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn AudioStore>> {
 impl App {
     /// Connects to the database (migrating it), the store and Redis (lazily).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let thresholds = Arc::new(Thresholds::load(config.diagnosis_config.as_deref())?);
         let db = db::connect(&config.database_url(), config.db_max_connections).await?;
         db::migrate(&db).await?;
         let store = build_store(&config)?;
@@ -75,6 +79,7 @@ impl App {
             redis,
             metrics: Arc::new(IngestMetrics::default()),
             row_cache,
+            thresholds,
         })
     }
 
@@ -104,6 +109,7 @@ impl App {
             self.config.s3_prefix.clone(),
             self.config.audio_concurrency,
             self.row_cache.clone(),
+            self.thresholds.clone(),
         )
     }
 

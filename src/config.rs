@@ -217,6 +217,9 @@ pub struct Config {
         global = true
     )]
     pub s3_timeout_ms: u64,
+    /// TOML file overriding diagnosis thresholds (keys: see README, "Diagnosis").
+    #[arg(long, env = "INSIGHTS_DIAGNOSIS_CONFIG", global = true)]
+    pub diagnosis_config: Option<String>,
     /// Log format: `text` or `json`.
     #[arg(
         long,

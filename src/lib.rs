@@ -6,6 +6,7 @@ pub mod app;
 pub mod audio;
 pub mod config;
 pub mod db;
+pub mod diagnosis;
 pub mod ingest;
 pub mod metrics;
 pub mod produce;

@@ -679,6 +679,7 @@ async fn a_call_written_by_another_replica_in_between_is_applied_in_full(db: Db,
         String::new(),
         2,
         std::sync::Arc::new(RowCache::new(100)),
+        env.app.thresholds.clone(),
     );
     let seq0 = report("call-two-replicas", 0, false, 4);
     let mut seq1 = report("call-two-replicas", 1, false, 4);

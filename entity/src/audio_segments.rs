@@ -36,6 +36,11 @@ pub struct Model {
     pub peak_dbfs: Option<f64>,
     /// Fraction of samples at or near full scale.
     pub clipped_ratio: Option<f64>,
+    /// Runs of 3 or more consecutive clipped samples (hard clipping rather than a stray peak).
+    pub clip_runs: Option<i32>,
+    /// Full-call recordings: level over the user's speech spans, overall and per user turn
+    /// (`{"overall_dbfs": -23.1, "turns": [{"turn_index": 0, "dbfs": -22.8}, ...]}`).
+    pub speech_levels: Option<Json>,
     /// `stored`, `missing` or `error`.
     pub status: String,
     pub error: Option<String>,

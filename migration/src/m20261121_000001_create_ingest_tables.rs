@@ -96,6 +96,8 @@ enum AudioSegments {
     SnrEstimate,
     PeakDbfs,
     ClippedRatio,
+    ClipRuns,
+    SpeechLevels,
     Status,
     Error,
     ReportSeq,
@@ -350,6 +352,8 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(AudioSegments::SnrEstimate).double())
                     .col(ColumnDef::new(AudioSegments::PeakDbfs).double())
                     .col(ColumnDef::new(AudioSegments::ClippedRatio).double())
+                    .col(ColumnDef::new(AudioSegments::ClipRuns).integer())
+                    .col(ColumnDef::new(AudioSegments::SpeechLevels).json_binary())
                     .col(ColumnDef::new(AudioSegments::Status).string().not_null())
                     .col(ColumnDef::new(AudioSegments::Error).text())
                     .col(

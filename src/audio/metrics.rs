@@ -16,7 +16,27 @@ pub struct AudioMetrics {
     pub snr_estimate: Option<f64>,
     /// `None` for digital silence (−∞ dBFS).
     pub peak_dbfs: Option<f64>,
+    /// Fraction of samples at or near full scale.
     pub clipped_ratio: f64,
+    /// Runs of 3 or more consecutive clipped samples.
+    pub clip_runs: u64,
+}
+
+/// A stretch of the recording to measure: (turn index, start ms, end ms) relative to its first sample.
+pub type Span = (i64, i64, i64);
+
+/// Level over the user's speech spans of a full-call recording (what noise suppression must keep).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SpeechLevels {
+    /// RMS over all spans together, dBFS (`None` when no span falls inside the recording).
+    pub overall_dbfs: Option<f64>,
+    pub turns: Vec<TurnLevel>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TurnLevel {
+    pub turn_index: i64,
+    pub dbfs: f64,
 }
 
 const FRAME_MS: usize = 20;
@@ -97,6 +117,7 @@ impl LevelMeter {
             snr_estimate,
             peak_dbfs: (info.peak > 0.0).then(|| 20.0 * f64::from(info.peak).log10()),
             clipped_ratio: info.clipped_samples as f64 / info.total_samples.max(1) as f64,
+            clip_runs: info.clip_runs,
         }
     }
 }
@@ -115,24 +136,78 @@ pub fn measure(a: &DecodedAudio) -> AudioMetrics {
         clipped_samples: a.clipped_samples,
         total_samples: a.total_samples,
         peak: a.peak,
+        clip_runs: a.clip_runs,
     };
     meter.finish(&info)
 }
 
 /// Decodes and measures a WAV file in one pass without holding its samples (the ingest path).
 pub fn analyze_wav(bytes: &[u8]) -> Result<AudioMetrics, AudioError> {
+    analyze_wav_spans(bytes, &[]).map(|(m, _)| m)
+}
+
+/// Like `analyze_wav`, plus the level over each span (for full-call recordings: the user's turns).
+pub fn analyze_wav_spans(
+    bytes: &[u8],
+    spans: &[Span],
+) -> Result<(AudioMetrics, SpeechLevels), AudioError> {
     // The frame length depends on the sample rate: read the header first (cheap), then stream.
     let rate =
         hound::WavReader::new(std::io::Cursor::new(bytes)).map_or(1, |r| r.spec().sample_rate);
     let mut meter = LevelMeter::new(rate);
-    let info = read_wav(bytes, |s| meter.push(s))?;
-    Ok(meter.finish(&info))
+    let to_sample = |ms: i64| (ms.max(0) as u64 * u64::from(rate)) / 1000;
+    let mut ranges: Vec<(i64, u64, u64)> = spans
+        .iter()
+        .filter(|(_, s, e)| e > s)
+        .map(|&(i, s, e)| (i, to_sample(s), to_sample(e)))
+        .collect();
+    ranges.sort_by_key(|r| r.1);
+    let mut sums = vec![(0.0f64, 0u64); ranges.len()];
+    let mut n = 0u64;
+    let mut first = 0usize;
+    let info = read_wav(bytes, |s| {
+        meter.push(s);
+        while first < ranges.len() && ranges[first].2 <= n {
+            first += 1;
+        }
+        let sq = f64::from(s) * f64::from(s);
+        for (k, r) in ranges.iter().enumerate().skip(first) {
+            if r.1 > n {
+                break;
+            }
+            if n < r.2 {
+                sums[k].0 += sq;
+                sums[k].1 += 1;
+            }
+        }
+        n += 1;
+    })?;
+    let (mut all_sq, mut all_n) = (0.0, 0u64);
+    let mut turns = Vec::new();
+    for (r, (sq, count)) in ranges.iter().zip(&sums) {
+        if *count > 0 {
+            all_sq += sq;
+            all_n += count;
+            turns.push(TurnLevel {
+                turn_index: r.0,
+                dbfs: to_db((sq / *count as f64).sqrt()),
+            });
+        }
+    }
+    let overall_dbfs = (all_n > 0).then(|| to_db((all_sq / all_n as f64).sqrt()));
+    Ok((
+        meter.finish(&info),
+        SpeechLevels {
+            overall_dbfs,
+            turns,
+        },
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::{analyze_wav, decode_wav, encode_wav_i16};
+    use crate::audio::{analyze_wav, analyze_wav_spans, decode_wav, encode_wav_i16};
 
     #[test]
     fn sine_at_half_scale_measures_as_expected() {
@@ -181,6 +256,27 @@ mod tests {
             measure(&decode_wav(&bytes).unwrap())
         );
         assert!(analyze_wav(&bytes[..100]).is_err());
+    }
+
+    #[test]
+    fn speech_spans_are_measured_per_turn() {
+        // 1 s at 0.5 amplitude, then 1 s at 0.05.
+        let s: Vec<f32> = (0..32_000)
+            .map(|i| if i < 16_000 { 0.5 } else { 0.05 })
+            .collect();
+        let bytes = encode_wav_i16(&s, 16000);
+        let (_, levels) =
+            analyze_wav_spans(&bytes, &[(2, 1000, 2000), (0, 0, 1000), (9, 5000, 6000)]).unwrap();
+        assert_eq!(
+            levels.turns.len(),
+            2,
+            "a span outside the recording is skipped: {levels:?}"
+        );
+        assert_eq!(levels.turns[0].turn_index, 0);
+        assert!((levels.turns[0].dbfs - (-6.02)).abs() < 0.05, "{levels:?}");
+        assert!((levels.turns[1].dbfs - (-26.02)).abs() < 0.05, "{levels:?}");
+        let overall = levels.overall_dbfs.unwrap();
+        assert!((overall - 20.0 * ((0.25 + 0.0025) / 2.0f64).sqrt().log10()).abs() < 0.05);
     }
 
     #[test]

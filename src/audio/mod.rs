@@ -4,5 +4,7 @@
 mod metrics;
 mod wav;
 
-pub use metrics::{AudioMetrics, analyze_wav, measure};
+pub use metrics::{
+    AudioMetrics, Span, SpeechLevels, TurnLevel, analyze_wav, analyze_wav_spans, measure,
+};
 pub use wav::{AudioError, DecodedAudio, WavInfo, decode_wav, encode_wav_i16, read_wav};

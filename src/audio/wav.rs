@@ -30,6 +30,8 @@ pub struct DecodedAudio {
     pub total_samples: u64,
     /// Largest absolute sample value over all channels, full scale = 1.0.
     pub peak: f32,
+    /// Runs of 3 or more consecutive clipped samples in one channel.
+    pub clip_runs: u64,
 }
 
 impl DecodedAudio {
@@ -68,7 +70,12 @@ pub struct WavInfo {
     pub total_samples: u64,
     /// Largest absolute sample value over all channels, full scale = 1.0.
     pub peak: f32,
+    /// Runs of at least `CLIP_RUN` consecutive clipped samples in one channel.
+    pub clip_runs: u64,
 }
+
+/// Consecutive clipped samples that count as a clipping run (hard clipping, not a stray peak).
+const CLIP_RUN: u32 = 3;
 
 /// Decodes a whole WAV file held in memory.
 pub fn decode_wav(bytes: &[u8]) -> Result<DecodedAudio, AudioError> {
@@ -83,6 +90,7 @@ pub fn decode_wav(bytes: &[u8]) -> Result<DecodedAudio, AudioError> {
         clipped_samples: info.clipped_samples,
         total_samples: info.total_samples,
         peak: info.peak,
+        clip_runs: info.clip_runs,
     })
 }
 
@@ -106,6 +114,7 @@ pub fn read_wav(bytes: &[u8], mut on_frame: impl FnMut(f32)) -> Result<WavInfo, 
         clipped_samples: 0,
         total_samples: 0,
         peak: 0.0,
+        clip_runs: 0,
     };
     match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Float, 32) => collect(
@@ -159,6 +168,7 @@ where
     let inv = 1.0 / channels as f32;
     let mut acc = 0.0f32;
     let mut in_frame = 0usize;
+    let mut run = vec![0u32; channels];
     for s in samples {
         let v = match s {
             Ok(s) => to_f32(s),
@@ -173,8 +183,15 @@ where
             Err(e) => return Err(map_hound(e)),
         };
         let a = v.abs();
+        let r = &mut run[in_frame];
         if a >= CLIP_LEVEL {
             info.clipped_samples += 1;
+            *r += 1;
+            if *r == CLIP_RUN {
+                info.clip_runs += 1;
+            }
+        } else {
+            *r = 0;
         }
         if a > info.peak {
             info.peak = a;
@@ -273,6 +290,10 @@ mod tests {
         });
         let a = decode_wav(&bytes).unwrap();
         assert_eq!(a.clipped_samples, 100);
+        assert_eq!(
+            a.clip_runs, 0,
+            "isolated full-scale samples are not a clipping run"
+        );
         assert_eq!(a.peak, 1.0);
     }
 

@@ -6,6 +6,7 @@ use super::contract::{Role, SessionReport};
 use super::pipeline::{CallSnapshot, SegmentStatus};
 use super::row_cache::{Aggregates, CallRows, RowFact, TurnFact, fingerprint};
 use crate::audio::AudioMetrics;
+use crate::diagnosis::Thresholds;
 use chrono::Utc;
 use entity::{
     audio_segments as seg, call_sessions as cs, conversation_turns as ct, session_events as ev,
@@ -31,6 +32,8 @@ pub struct SegmentRow {
     pub source: &'static str,
     pub size_bytes: Option<i64>,
     pub metrics: Option<AudioMetrics>,
+    /// Full-call recordings: level over the user's speech spans.
+    pub speech_levels: Option<serde_json::Value>,
     pub status: SegmentStatus,
     pub error: Option<String>,
     pub report_seq: i64,
@@ -179,7 +182,7 @@ const EVENT_COLS: [ev::Column; 7] = [
     ev::Column::ReportSeq,
 ];
 
-const SEGMENT_COLS: [seg::Column; 22] = [
+const SEGMENT_COLS: [seg::Column; 24] = [
     seg::Column::SessionId,
     seg::Column::SegmentId,
     seg::Column::SegmentType,
@@ -199,6 +202,8 @@ const SEGMENT_COLS: [seg::Column; 22] = [
     seg::Column::SnrEstimate,
     seg::Column::PeakDbfs,
     seg::Column::ClippedRatio,
+    seg::Column::ClipRuns,
+    seg::Column::SpeechLevels,
     seg::Column::Status,
     seg::Column::Error,
     seg::Column::ReportSeq,
@@ -513,6 +518,9 @@ fn child_rows(
             m.and_then(|m| m.snr_estimate).into(),
             m.and_then(|m| m.peak_dbfs).into(),
             m.map(|m| m.clipped_ratio).into(),
+            m.map(|m| i32::try_from(m.clip_runs).unwrap_or(i32::MAX))
+                .into(),
+            json(s.speech_levels),
             s.status.as_str().into(),
             s.error.into(),
             s.report_seq.into(),
@@ -537,6 +545,7 @@ pub(super) async fn write_snapshots(
     snapshots: &[CallSnapshot<'_>],
     segment_rows: Vec<Vec<SegmentRow>>,
     known: &[Option<std::sync::Arc<CallRows>>],
+    thresholds: &Thresholds,
 ) -> Result<Written, DbErr> {
     let mut phases = Phases::start();
     let mut children: Vec<ChildRows> = snapshots
@@ -603,8 +612,8 @@ pub(super) async fn write_snapshots(
         {
             row[0] = sid.into();
             match row.len() {
-                15 => turns.push(row),
-                7 => events.push(row),
+                n if n == TURN_COLS.len() => turns.push(row),
+                n if n == EVENT_COLS.len() => events.push(row),
                 _ => segments.push(row),
             }
         }
@@ -658,6 +667,11 @@ pub(super) async fn write_snapshots(
         update_aggregates(&txn, chunk).await?;
     }
     phases.mark("aggregates");
+    // 4. Diagnosis of the stored snapshots, in the same transaction: a session is never visible
+    //    without its diagnosis.
+    let won_ids: Vec<Uuid> = ids.values().copied().collect();
+    crate::diagnosis::rediagnose(&txn, &won_ids, thresholds).await?;
+    phases.mark("diagnosis");
     txn.commit().await?;
     phases.mark("commit");
     tracing::trace!(phases = %phases, sessions = ids.len(), "batch written");

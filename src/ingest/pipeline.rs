@@ -2,11 +2,12 @@
 //! snapshot per call (newest `seq` wins per turn, event and segment) → audio decoded, measured and
 //! stored → one database transaction. The consumer acknowledges only after this returns `Ok`.
 
-use super::contract::{AudioRef, AudioSegment, Event, SessionReport, Turn};
+use super::contract::{AudioRef, AudioSegment, Event, Role, SegmentType, SessionReport, Turn};
 use super::entry::DecodedEntry;
 use super::persist::{self, SegmentRow};
 use super::row_cache::{CallRows, RowCache};
-use crate::audio::{self, AudioMetrics};
+use crate::audio::{self, AudioMetrics, Span};
+use crate::diagnosis::Thresholds;
 use crate::storage::{AudioStore, StorageError, segment_key};
 use base64::Engine;
 use futures::{StreamExt, stream};
@@ -63,6 +64,8 @@ pub struct Ingestor {
     audio_concurrency: usize,
     /// Fingerprints of committed child rows per call, to send only what changed.
     cache: Arc<RowCache>,
+    /// What the diagnosis rules compare against.
+    thresholds: Arc<Thresholds>,
 }
 
 /// One call's reports of a batch merged into a single snapshot.
@@ -84,6 +87,7 @@ impl Ingestor {
         key_prefix: String,
         audio_concurrency: usize,
         cache: Arc<RowCache>,
+        thresholds: Arc<Thresholds>,
     ) -> Self {
         Ingestor {
             db,
@@ -91,6 +95,7 @@ impl Ingestor {
             key_prefix,
             audio_concurrency: audio_concurrency.max(1),
             cache,
+            thresholds,
         }
     }
 
@@ -155,7 +160,9 @@ impl Ingestor {
         }
 
         let segment_rows = self.store_audio(batch, &snapshots, &mut summary).await?;
-        let written = persist::write_snapshots(&self.db, &snapshots, segment_rows, &known).await?;
+        let written =
+            persist::write_snapshots(&self.db, &snapshots, segment_rows, &known, &self.thresholds)
+                .await?;
         for (snap, rows) in snapshots.iter().zip(written.call_rows) {
             match rows {
                 Some(rows) => self.cache.put(&snap.head.call_id, rows),
@@ -187,7 +194,9 @@ impl Ingestor {
         let mut jobs = Vec::new();
         for (si, snap) in snapshots.iter().enumerate() {
             for &(seg, seq, entry) in snap.segments.values() {
-                let fut = self.store_segment(&batch[entry].report, seg, seq, &batch[entry].fields);
+                let spans = speech_spans(snap, seg);
+                let fut =
+                    self.store_segment(&batch[entry].report, seg, seq, &batch[entry].fields, spans);
                 jobs.push(async move { (si, fut.await) });
             }
         }
@@ -214,6 +223,7 @@ impl Ingestor {
         seg: &AudioSegment,
         seq: i64,
         fields: &HashMap<String, Arc<Vec<u8>>>,
+        spans: Vec<Span>,
     ) -> Result<SegmentRow, IngestError> {
         let mut row = SegmentRow::new(seg, seq);
         let audio_ref = seg.audio_ref();
@@ -259,8 +269,9 @@ impl Ingestor {
         row.size_bytes = Some(bytes.len() as i64);
 
         // 2. Decode and measure off the reactor.
+        let full_call = !spans.is_empty();
         let (bytes, measured) = tokio::task::spawn_blocking(move || {
-            let m = audio::analyze_wav(&bytes);
+            let m = audio::analyze_wav_spans(&bytes, &spans);
             (bytes, m)
         })
         .await
@@ -280,10 +291,32 @@ impl Ingestor {
             row.s3_key = Some(key);
         }
         Ok(match measured {
-            Ok(m) => row.stored(&m),
+            Ok((m, levels)) => {
+                if full_call {
+                    row.speech_levels = serde_json::to_value(&levels).ok();
+                }
+                row.stored(&m)
+            }
             Err(e) => row.error(e.to_string()),
         })
     }
+}
+
+/// For a full-call recording, the user's turns as spans relative to the recording's first sample
+/// (what the noise-suppression check compares before and after); empty for other segments.
+fn speech_spans(snap: &CallSnapshot<'_>, seg: &AudioSegment) -> Vec<Span> {
+    if !matches!(
+        seg.segment_type,
+        SegmentType::FullPreRnnoise | SegmentType::FullPostRnnoise
+    ) {
+        return Vec::new();
+    }
+    let offset = seg.offset_ms.unwrap_or(0);
+    snap.turns
+        .values()
+        .filter(|(t, _)| t.role == Role::User)
+        .filter_map(|(t, _)| Some((t.index, t.start_ms? - offset, t.end_ms? - offset)))
+        .collect()
 }
 
 /// Merges one call's live entries (ascending seq) into a snapshot: a later report replaces what an
@@ -349,6 +382,7 @@ impl SegmentRow {
             source: seg.audio_ref().source(),
             size_bytes: None,
             metrics: None,
+            speech_levels: None,
             status: SegmentStatus::Missing,
             error: None,
             report_seq: seq,
