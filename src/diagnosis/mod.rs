@@ -4,6 +4,8 @@
 
 mod persist;
 pub mod rules;
+#[cfg(test)]
+mod tests;
 mod thresholds;
 
 pub use persist::rediagnose;
