@@ -24,6 +24,7 @@ on_both_stacks!(
     a_faulty_call_is_stored_with_its_diagnosis,
     a_newer_report_replaces_the_issues,
     clean_simulated_calls_with_audio_get_no_warning_or_critical,
+    the_same_snapshot_gives_the_same_issue_rows_from_memory_and_from_the_database,
 );
 
 fn faulty(call_id: &str, seq: i64, is_final: bool) -> serde_json::Value {
@@ -146,33 +147,30 @@ async fn clean_simulated_calls_with_audio_get_no_warning_or_critical(db: Db, sto
     env.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_snapshot_gives_the_same_issue_rows() {
-    let env = spawn(Db::Postgres, Store::Fs).await;
-    env.publish_json(&faulty("call-idem", 0, true)).await;
+/// Ingest diagnoses a new call from memory; `rediagnose` reads the stored snapshot back. Both must give
+/// the same rows: the same snapshot gives the same issues (ids included) and flags.
+async fn the_same_snapshot_gives_the_same_issue_rows_from_memory_and_from_the_database(
+    db: Db,
+    store: Store,
+) {
+    let env = spawn(db, store).await;
+    let mut r = faulty("call-idem", 0, true);
+    r["turns"][0]["stt_confidence"] = json!(0.4);
+    r["events"].as_array_mut().unwrap().push(
+        json!({"seq": 2, "type": "near_miss", "at_ms": 3000, "data": {"max_probability": 0.4}}),
+    );
+    env.publish_json(&r).await;
     env.drain(&mut env.consumer()).await;
-    let before = env
-        .rows("SELECT * FROM diagnosis_issues ORDER BY ordinal")
-        .await;
+    let issues = "SELECT id, session_id, ordinal, code, severity, title, detail, turn_index, at_ms, evidence FROM diagnosis_issues ORDER BY ordinal";
+    let flags = "SELECT has_issues, has_near_miss, issue_summary FROM call_sessions";
+    let (before, before_flags) = (env.rows(issues).await, env.rows(flags).await);
+    assert!(before.len() >= 5, "{before:?}");
     let id = env.session("call-idem").await.unwrap().id;
     call_insights::diagnosis::rediagnose(&env.app.db, &[id], &env.app.thresholds)
         .await
         .unwrap();
-    let strip = |rows: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
-        rows.into_iter()
-            .map(|mut r| {
-                r.as_object_mut().unwrap().remove("created_at");
-                r
-            })
-            .collect()
-    };
-    assert_eq!(
-        strip(
-            env.rows("SELECT * FROM diagnosis_issues ORDER BY ordinal")
-                .await
-        ),
-        strip(before)
-    );
+    assert_eq!(env.rows(issues).await, before);
+    assert_eq!(env.rows(flags).await, before_flags);
     env.cleanup().await;
 }
 

@@ -8,7 +8,7 @@ pub mod rules;
 mod tests;
 mod thresholds;
 
-pub use persist::rediagnose;
+pub use persist::{rediagnose, replace_issues};
 pub use thresholds::{Thresholds, ThresholdsError};
 
 use entity::{audio_segments, call_sessions, conversation_turns, session_events};

@@ -73,12 +73,14 @@ pub async fn rediagnose<C: ConnectionTrait>(
             };
             results.insert(session.id, diagnose(&snapshot, t));
         }
-        write(c, chunk, &results).await?;
+        replace_issues(c, chunk, &results).await?;
+        update_flags(c, chunk, &results).await?;
     }
     Ok(results)
 }
 
-async fn write<C: ConnectionTrait>(
+/// Replaces the stored issues of `ids` with `results` (sessions missing from `results` get none).
+pub async fn replace_issues<C: ConnectionTrait>(
     c: &C,
     ids: &[Uuid],
     results: &HashMap<Uuid, Diagnosis>,
@@ -117,7 +119,15 @@ async fn write<C: ConnectionTrait>(
             .exec_without_returning(c)
             .await?;
     }
+    Ok(())
+}
 
+/// Sets `has_issues`, `has_near_miss` and `issue_summary` of `ids` from `results`.
+async fn update_flags<C: ConnectionTrait>(
+    c: &C,
+    ids: &[Uuid],
+    results: &HashMap<Uuid, Diagnosis>,
+) -> Result<(), DbErr> {
     // Session flags: one statement on PostgreSQL, one small update per session on SQLite (in-process).
     if c.get_database_backend() == DbBackend::Postgres {
         let flags: Vec<serde_json::Value> = ids

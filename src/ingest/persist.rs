@@ -6,7 +6,7 @@ use super::contract::{Role, SessionReport};
 use super::pipeline::{CallSnapshot, SegmentStatus};
 use super::row_cache::{Aggregates, CallRows, RowFact, TurnFact, fingerprint};
 use crate::audio::AudioMetrics;
-use crate::diagnosis::Thresholds;
+use crate::diagnosis::{Diagnosis, Snapshot, Thresholds, diagnose};
 use chrono::Utc;
 use entity::{
     audio_segments as seg, call_sessions as cs, conversation_turns as ct, session_events as ev,
@@ -77,7 +77,7 @@ fn build_err(e: sea_orm::sea_query::error::Error) -> DbErr {
     DbErr::Custom(format!("cannot build statement: {e}"))
 }
 
-const SESSION_COLS: [cs::Column; 30] = [
+const SESSION_COLS: [cs::Column; 32] = [
     cs::Column::Id,
     cs::Column::CallId,
     cs::Column::RoomId,
@@ -106,6 +106,8 @@ const SESSION_COLS: [cs::Column; 30] = [
     cs::Column::ReportSeq,
     cs::Column::IsFinal,
     cs::Column::HasNearMiss,
+    cs::Column::HasIssues,
+    cs::Column::IssueSummary,
     cs::Column::CreatedAt,
     cs::Column::UpdatedAt,
 ];
@@ -113,13 +115,20 @@ const SESSION_COLS: [cs::Column; 30] = [
 /// Columns a newer report does not replace besides `call_id`.
 const SESSION_KEEP_COLS: [cs::Column; 2] = [cs::Column::Id, cs::Column::CreatedAt];
 
-fn session_values(r: &SessionReport, now: chrono::DateTime<Utc>, agg: Aggregates) -> Vec<Value> {
+/// A session row. `diagnosis` is the in-memory diagnosis when there is one (otherwise the flags are
+/// set after the stored snapshot is diagnosed).
+fn session_values(
+    r: &SessionReport,
+    now: chrono::DateTime<Utc>,
+    agg: Aggregates,
+    diagnosis: Option<&Diagnosis>,
+) -> Vec<Value> {
     let duration = r.duration_seconds.or_else(|| {
         r.ended_at
             .map(|end| std::cmp::max((end - r.started_at).num_milliseconds(), 0) as f64 / 1000.0)
     });
     let p = &r.pipeline;
-    let v: [Value; 30] = [
+    let v: [Value; 32] = [
         Uuid::new_v4().into(),
         r.call_id.clone().into(),
         r.room_id.clone().into(),
@@ -147,7 +156,9 @@ fn session_values(r: &SessionReport, now: chrono::DateTime<Utc>, agg: Aggregates
         agg.avg_e2e_latency_ms.into(),
         r.seq.into(),
         r.is_final().into(),
-        agg.has_near_miss.into(),
+        (agg.has_near_miss || diagnosis.is_some_and(|d| d.has_near_miss)).into(),
+        diagnosis.is_some_and(|d| d.has_issues).into(),
+        diagnosis.and_then(|d| d.summary.clone()).into(),
         now.into(),
         now.into(),
     ];
@@ -379,35 +390,53 @@ fn guard_sql<C: ColumnTrait>(
 
 /// Rows as a JSON array of objects keyed by column name (what `json_to_recordset` reads).
 fn rows_as_json<C: ColumnTrait>(cols: &[C], rows: &[Vec<Value>]) -> String {
-    use serde_json::Value as J;
-    let names: Vec<&str> = cols.iter().map(|c| c.as_str()).collect();
-    let array: Vec<J> = rows
-        .iter()
-        .map(|row| {
-            let obj: serde_json::Map<String, J> = names
-                .iter()
-                .zip(row)
-                .map(|(name, v)| {
-                    let j = match v {
-                        Value::Bool(b) => b.map_or(J::Null, J::Bool),
-                        Value::Int(i) => i.map_or(J::Null, J::from),
-                        Value::BigInt(i) => i.map_or(J::Null, J::from),
-                        Value::Double(d) => d.map_or(J::Null, J::from),
-                        Value::String(s) => s.clone().map_or(J::Null, J::String),
-                        Value::Uuid(u) => u.map_or(J::Null, |u| J::String(u.to_string())),
-                        Value::ChronoDateTimeUtc(t) => {
-                            t.map_or(J::Null, |t| J::String(t.to_rfc3339()))
-                        }
-                        Value::Json(j) => j.as_deref().cloned().unwrap_or(J::Null),
-                        _ => J::Null,
-                    };
-                    (name.to_string(), j)
-                })
-                .collect();
-            J::Object(obj)
-        })
-        .collect();
-    J::Array(array).to_string()
+    // Written straight into one buffer: no intermediate JSON tree for tens of thousands of rows.
+    let keys: Vec<String> = cols.iter().map(|c| json_string(c.as_str())).collect();
+    let mut out = String::with_capacity(rows.len() * cols.len() * 16);
+    out.push('[');
+    for (r, row) in rows.iter().enumerate() {
+        if r > 0 {
+            out.push(',');
+        }
+        out.push('{');
+        for (k, (key, v)) in keys.iter().zip(row).enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            out.push_str(key);
+            out.push(':');
+            write_json_value(&mut out, v);
+        }
+        out.push('}');
+    }
+    out.push(']');
+    out
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "null".into())
+}
+
+fn write_json_value(out: &mut String, v: &Value) {
+    use std::fmt::Write;
+    let _ = match v {
+        Value::Bool(Some(b)) => write!(out, "{b}"),
+        Value::Int(Some(i)) => write!(out, "{i}"),
+        Value::BigInt(Some(i)) => write!(out, "{i}"),
+        // JSON has no NaN or infinity; contract numbers never are.
+        Value::Double(Some(d)) if d.is_finite() => write!(out, "{d:?}"),
+        Value::String(Some(s)) => {
+            out.push_str(&json_string(s));
+            Ok(())
+        }
+        Value::Uuid(Some(u)) => write!(out, "\"{u}\""),
+        Value::ChronoDateTimeUtc(Some(t)) => write!(out, "\"{}\"", t.to_rfc3339()),
+        Value::Json(Some(j)) => write!(out, "{j}"),
+        _ => {
+            out.push_str("null");
+            Ok(())
+        }
+    };
 }
 
 /// One snapshot's child rows, built before the session id is known (slot 0 is filled in later).
@@ -420,7 +449,25 @@ struct ChildRows {
 
 /// Content fingerprint of a child row: everything but the session id (slot 0) and report_seq (last).
 fn row_hash(row: &[Value]) -> u64 {
-    fingerprint(&row[1..row.len() - 1])
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    for v in &row[1..row.len() - 1] {
+        std::mem::discriminant(v).hash(&mut h);
+        match v {
+            Value::Bool(b) => b.hash(&mut h),
+            Value::Int(i) => i.hash(&mut h),
+            Value::BigInt(i) => i.hash(&mut h),
+            Value::Double(d) => d.map(f64::to_bits).hash(&mut h),
+            Value::String(s) => s.hash(&mut h),
+            Value::Uuid(u) => u.hash(&mut h),
+            Value::ChronoDateTimeUtc(t) => t
+                .map(|t| (t.timestamp(), t.timestamp_subsec_nanos()))
+                .hash(&mut h),
+            Value::Json(j) => j.as_deref().map(fingerprint).hash(&mut h),
+            other => fingerprint(other).hash(&mut h),
+        }
+    }
+    h.finish()
 }
 
 /// Builds a snapshot's rows and drops those `known` says the database already holds unchanged.
@@ -548,6 +595,20 @@ pub(super) async fn write_snapshots(
     thresholds: &Thresholds,
 ) -> Result<Written, DbErr> {
     let mut phases = Phases::start();
+    // Calls whose stored rows this batch fully knows are diagnosed from memory, before the session
+    // upsert; the others after their rows are written, from the database.
+    let memory: Vec<Option<MemorySnapshot>> = snapshots
+        .iter()
+        .zip(&segment_rows)
+        .zip(known)
+        .map(|((snap, segs), k)| {
+            covers(snap, segs, k.as_deref()).then(|| MemorySnapshot::new(snap, segs))
+        })
+        .collect();
+    let diagnoses: Vec<Option<Diagnosis>> = memory
+        .iter()
+        .map(|m| m.as_ref().map(|m| m.diagnose(thresholds)))
+        .collect();
     let mut children: Vec<ChildRows> = snapshots
         .iter()
         .zip(segment_rows)
@@ -564,13 +625,14 @@ pub(super) async fn write_snapshots(
     let session_rows: Vec<Vec<Value>> = snapshots
         .iter()
         .zip(&children)
-        .map(|(snap, c)| {
+        .zip(&diagnoses)
+        .map(|((snap, c), d)| {
             let agg = if c.state.complete {
                 c.state.aggregates()
             } else {
                 Aggregates::default()
             };
-            session_values(snap.head, now, agg)
+            session_values(snap.head, now, agg, d.as_ref())
         })
         .collect();
     let (_, returned) = upsert(
@@ -669,8 +731,25 @@ pub(super) async fn write_snapshots(
     phases.mark("aggregates");
     // 4. Diagnosis of the stored snapshots, in the same transaction: a session is never visible
     //    without its diagnosis.
-    let won_ids: Vec<Uuid> = ids.values().copied().collect();
-    crate::diagnosis::rediagnose(&txn, &won_ids, thresholds).await?;
+    let mut from_memory: HashMap<Uuid, Diagnosis> = HashMap::new();
+    let mut from_db: Vec<Uuid> = Vec::new();
+    for ((snap, d), &w) in snapshots.iter().zip(diagnoses).zip(&won) {
+        if !w {
+            continue;
+        }
+        let sid = ids[&snap.head.call_id];
+        match d {
+            Some(d) => {
+                from_memory.insert(sid, d);
+            }
+            None => from_db.push(sid),
+        }
+    }
+    let memory_ids: Vec<Uuid> = from_memory.keys().copied().collect();
+    for chunk in memory_ids.chunks(1000) {
+        crate::diagnosis::replace_issues(&txn, chunk, &from_memory).await?;
+    }
+    crate::diagnosis::rediagnose(&txn, &from_db, thresholds).await?;
     phases.mark("diagnosis");
     txn.commit().await?;
     phases.mark("commit");
@@ -686,6 +765,158 @@ pub(super) async fn write_snapshots(
         rows: rows_written,
         call_rows,
     })
+}
+
+/// True when the snapshot alone is everything stored for the call: the row cache knows every stored
+/// row (`complete`) and the snapshot mentions each of them.
+fn covers(snap: &CallSnapshot<'_>, segs: &[SegmentRow], known: Option<&CallRows>) -> bool {
+    let Some(k) = known.filter(|k| k.complete) else {
+        return false;
+    };
+    k.turns.keys().all(|i| snap.turns.contains_key(i))
+        && k.events.keys().all(|s| snap.events.contains_key(s))
+        && k.segments
+            .keys()
+            .all(|id| segs.iter().any(|g| &g.segment_id == id))
+}
+
+/// A call's stored state built from the batch itself, as the rules read it.
+struct MemorySnapshot {
+    session: cs::Model,
+    turns: Vec<ct::Model>,
+    events: Vec<ev::Model>,
+    segments: Vec<seg::Model>,
+}
+
+impl MemorySnapshot {
+    fn new(snap: &CallSnapshot<'_>, segs: &[SegmentRow]) -> Self {
+        let r = snap.head;
+        let id = Uuid::nil();
+        let now = Utc::now();
+        let session = cs::Model {
+            id,
+            call_id: r.call_id.clone(),
+            room_id: r.room_id.clone(),
+            job_id: r.job_id.clone(),
+            tenant_id: r.tenant_id.clone(),
+            agent_id: r.agent_id.clone(),
+            channel_type: r.channel_type.clone(),
+            stt_provider: None,
+            stt_model: None,
+            llm_provider: None,
+            llm_model: None,
+            tts_provider: None,
+            tts_model: None,
+            vad_threshold: r.pipeline.vad.threshold,
+            noise_suppression_enabled: r.pipeline.vad.noise_suppression_enabled,
+            rnnoise_enabled: r.pipeline.vad.rnnoise_enabled,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            duration_seconds: r.duration_seconds,
+            close_reason: r.outcome.close_reason.clone(),
+            was_transferred: r.outcome.was_transferred,
+            error: r.outcome.error.clone(),
+            total_user_turns: 0,
+            total_agent_turns: 0,
+            avg_e2e_latency_ms: None,
+            has_near_miss: false,
+            has_issues: false,
+            issue_summary: None,
+            report_seq: r.seq,
+            is_final: r.is_final(),
+            created_at: now,
+            updated_at: now,
+        };
+        let turns = snap
+            .turns
+            .values()
+            .map(|(t, seq)| ct::Model {
+                session_id: id,
+                turn_index: t.index,
+                role: t.role.as_str().into(),
+                content: t.content.clone(),
+                start_ms: t.start_ms,
+                end_ms: t.end_ms,
+                interrupted: t.interrupted,
+                stt_confidence: t.stt_confidence,
+                transcription_delay_ms: t.transcription_delay_ms,
+                end_of_turn_delay_ms: t.end_of_turn_delay_ms,
+                llm_ttft_ms: t.llm_ttft_ms,
+                tts_ttfb_ms: t.tts_ttfb_ms,
+                e2e_latency_ms: t.e2e_latency_ms,
+                tool_calls: t.tool_calls.as_ref().map(|c| {
+                    serde_json::Value::Array(
+                        c.iter().cloned().map(serde_json::Value::Object).collect(),
+                    )
+                }),
+                report_seq: *seq,
+            })
+            .collect();
+        let events = snap
+            .events
+            .values()
+            .map(|(e, seq)| ev::Model {
+                session_id: id,
+                seq: e.seq,
+                event_type: e.event_type.clone(),
+                at_ms: e.at_ms,
+                turn_index: e.turn_index,
+                data: e.data.clone().filter(|d| !d.is_null()),
+                report_seq: *seq,
+            })
+            .collect();
+        let mut segments: Vec<seg::Model> = segs
+            .iter()
+            .map(|g| {
+                let m = g.metrics.as_ref();
+                seg::Model {
+                    session_id: id,
+                    segment_id: g.segment_id.clone(),
+                    segment_type: g.segment_type.into(),
+                    turn_index: g.turn_index,
+                    offset_ms: g.offset_ms,
+                    duration_ms: g.duration_ms,
+                    s3_key: g.s3_key.clone(),
+                    bucket: g.bucket.clone(),
+                    source: g.source.into(),
+                    size_bytes: g.size_bytes,
+                    sample_rate: m.map(|m| m.sample_rate as i32),
+                    channels: m.map(|m| i32::from(m.channels)),
+                    bits_per_sample: m.map(|m| i32::from(m.bits_per_sample)),
+                    decoded_duration_ms: m.map(|m| m.duration_ms),
+                    rms_mean: m.map(|m| m.rms_mean),
+                    rms_peak: m.map(|m| m.rms_peak),
+                    snr_estimate: m.and_then(|m| m.snr_estimate),
+                    peak_dbfs: m.and_then(|m| m.peak_dbfs),
+                    clipped_ratio: m.map(|m| m.clipped_ratio),
+                    clip_runs: m.map(|m| i32::try_from(m.clip_runs).unwrap_or(i32::MAX)),
+                    speech_levels: g.speech_levels.clone(),
+                    status: g.status.as_str().into(),
+                    error: g.error.clone(),
+                    report_seq: g.report_seq,
+                }
+            })
+            .collect();
+        segments.sort_by(|a, b| a.segment_id.cmp(&b.segment_id));
+        MemorySnapshot {
+            session,
+            turns,
+            events,
+            segments,
+        }
+    }
+
+    fn diagnose(&self, t: &Thresholds) -> Diagnosis {
+        diagnose(
+            &Snapshot {
+                session: &self.session,
+                turns: &self.turns,
+                events: &self.events,
+                segments: &self.segments,
+            },
+            t,
+        )
+    }
 }
 
 /// Per-phase durations of one batch write, for `RUST_LOG=call_insights=trace`.
