@@ -2,12 +2,14 @@
 //! HTTP listener and runs the API and the stream consumer until shutdown.
 
 use crate::api;
+use crate::api::audio::UrlSigner;
+use crate::api::auth::ApiKeys;
 use crate::config::Config;
 use crate::db;
 use crate::diagnosis::Thresholds;
 use crate::ingest::row_cache::RowCache;
 use crate::ingest::{ConsumerSettings, Ingestor, InsightsStreamConsumer};
-use crate::metrics::IngestMetrics;
+use crate::metrics::{HttpMetrics, IngestMetrics};
 use crate::storage::{AudioStore, FsStore, S3Settings, S3Store};
 use anyhow::Context;
 use sea_orm::DatabaseConnection;
@@ -35,6 +37,12 @@ pub struct App {
     pub row_cache: Arc<RowCache>,
     /// Diagnosis thresholds (defaults, or `INSIGHTS_DIAGNOSIS_CONFIG`).
     pub thresholds: Arc<Thresholds>,
+    /// API keys and the tenant each may see.
+    pub api_keys: ApiKeys,
+    /// Signs the service's own audio URLs (filesystem store).
+    pub url_signer: UrlSigner,
+    /// HTTP request durations by route and status.
+    pub http_metrics: HttpMetrics,
 }
 
 /// Builds the audio store the configuration asks for.
@@ -48,6 +56,7 @@ pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn AudioStore>> {
                 access_key: config.s3_access_key.clone(),
                 secret_key: config.s3_secret_key.clone(),
                 request_timeout: Duration::from_millis(config.s3_timeout_ms),
+                public_endpoint_url: config.s3_public_endpoint_url.clone(),
             })
             .context("cannot configure the S3 audio store")?,
         ),
@@ -59,6 +68,11 @@ impl App {
     /// Connects to the database (migrating it), the store and Redis (lazily).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let thresholds = Arc::new(Thresholds::load(config.diagnosis_config.as_deref())?);
+        let api_keys = ApiKeys::parse(&config.api_keys).map_err(anyhow::Error::msg)?;
+        if api_keys.is_open() {
+            warn!("INSIGHTS_API_KEYS is empty: the API is open to anyone who can reach it");
+        }
+        let url_signer = UrlSigner::load(config.url_signing_key.as_deref(), &config.data_dir)?;
         let db = db::connect(&config.database_url(), config.db_max_connections).await?;
         db::migrate(&db).await?;
         let store = build_store(&config)?;
@@ -80,6 +94,9 @@ impl App {
             metrics: Arc::new(IngestMetrics::default()),
             row_cache,
             thresholds,
+            api_keys,
+            url_signer,
+            http_metrics: HttpMetrics::default(),
         })
     }
 

@@ -129,6 +129,43 @@ pub struct Config {
     #[arg(long, env = "INSIGHTS_S3_PREFIX", default_value = "", global = true)]
     pub s3_prefix: String,
 
+    /// API keys: `key=tenant` pairs separated by commas (`*` = every tenant). Empty: the API is open.
+    #[arg(
+        long,
+        env = "INSIGHTS_API_KEYS",
+        default_value = "",
+        global = true,
+        hide_env_values = true
+    )]
+    pub api_keys: String,
+    /// Secret of the service's signed audio URLs [default: generated into <data dir>/url-signing.key].
+    #[arg(
+        long,
+        env = "INSIGHTS_URL_SIGNING_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub url_signing_key: Option<String>,
+    /// Host presigned S3 URLs must carry when the service reaches S3 through an internal one.
+    #[arg(long, env = "INSIGHTS_S3_PUBLIC_ENDPOINT_URL", global = true)]
+    pub s3_public_endpoint_url: Option<String>,
+    /// Base of the service's own URLs in responses [default: http://<Host header>].
+    #[arg(long, env = "INSIGHTS_PUBLIC_BASE_URL", global = true)]
+    pub public_base_url: Option<String>,
+    /// Origins allowed by CORS, comma-separated, or `*` [default: none].
+    #[arg(long, env = "INSIGHTS_CORS_ORIGINS", global = true)]
+    pub cors_origins: Option<String>,
+    /// Time limit of one HTTP request.
+    #[arg(
+        long,
+        env = "INSIGHTS_HTTP_TIMEOUT_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub http_timeout_ms: u64,
+    /// Largest HTTP request body.
+    #[arg(long, env = "INSIGHTS_HTTP_BODY_LIMIT_BYTES", default_value_t = 1 << 20, global = true)]
+    pub http_body_limit_bytes: usize,
     /// HTTP listen address (port 0 picks a free port).
     #[arg(
         long,

@@ -127,3 +127,64 @@ impl IngestMetrics {
         let _ = writeln!(out, "{name}_count {count}");
     }
 }
+
+/// Upper bounds (seconds) of the HTTP request duration histogram.
+const HTTP_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    buckets: [u64; 12],
+    count: u64,
+    sum: f64,
+}
+
+/// HTTP request durations by route template and status.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    by_route: std::sync::Mutex<std::collections::BTreeMap<(String, u16), Histogram>>,
+}
+
+impl HttpMetrics {
+    pub fn observe(&self, route: &str, status: u16, seconds: f64) {
+        let Ok(mut map) = self.by_route.lock() else {
+            return;
+        };
+        let h = map.entry((route.to_string(), status)).or_default();
+        for (i, le) in HTTP_BUCKETS.iter().enumerate() {
+            if seconds <= *le {
+                h.buckets[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let name = "call_insights_http_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} HTTP request durations by route and status\n# TYPE {name} histogram"
+        );
+        let Ok(map) = self.by_route.lock() else {
+            return;
+        };
+        for ((route, status), h) in map.iter() {
+            let labels = format!(
+                "route=\"{}\",status=\"{status}\"",
+                route.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+            for (i, le) in HTTP_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{{labels},le=\"{le}\"}} {}",
+                    h.buckets[i]
+                );
+            }
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
+            let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+        }
+    }
+}

@@ -94,11 +94,80 @@ pub async fn readyz(State(AppState(app)): State<AppState>) -> (StatusCode, Json<
     }
 }
 
-/// Prometheus text exposition of the ingest counters.
+/// Prometheus text exposition: ingest counters and batch latency, the consumer group's pending
+/// entries and lag (read from Redis at scrape time), HTTP request durations by route and status.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String)))]
 pub async fn metrics(State(AppState(app)): State<AppState>) -> impl IntoResponse {
-    let mut out = String::with_capacity(4096);
+    let mut out = String::with_capacity(8192);
     app.metrics.render(&mut out);
+    let group = async {
+        let mut conn = app.redis.get_multiplexed_async_connection().await?;
+        redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&app.config.stream)
+            .query_async::<redis::Value>(&mut conn)
+            .await
+    };
+    let (pending, lag) = match tokio::time::timeout(Duration::from_secs(1), group).await {
+        Ok(Ok(v)) => group_gauges(&v, &app.config.consumer_group),
+        _ => (None, None),
+    };
+    for (name, help, v) in [
+        (
+            "call_insights_consumer_pending",
+            "Entries delivered to the group and not yet acknowledged",
+            pending,
+        ),
+        (
+            "call_insights_consumer_lag",
+            "Entries in the stream not yet delivered to the group",
+            lag,
+        ),
+    ] {
+        if let Some(v) = v {
+            let _ = std::fmt::Write::write_fmt(
+                &mut out,
+                format_args!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"),
+            );
+        }
+    }
+    app.http_metrics.render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// `pending` and `lag` of `group` in an XINFO GROUPS reply (RESP2 flat pairs or RESP3 maps).
+fn group_gauges(v: &redis::Value, group: &str) -> (Option<i64>, Option<i64>) {
+    let redis::Value::Array(groups) = v else {
+        return (None, None);
+    };
+    for g in groups {
+        let pairs: Vec<(&redis::Value, &redis::Value)> = match g {
+            redis::Value::Array(items) => items
+                .chunks(2)
+                .filter_map(|c| Some((c.first()?, c.get(1)?)))
+                .collect(),
+            redis::Value::Map(m) => m.iter().map(|(k, v)| (k, v)).collect(),
+            _ => continue,
+        };
+        let text = |v: &redis::Value| match v {
+            redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            redis::Value::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        };
+        let int = |v: &redis::Value| match v {
+            redis::Value::Int(i) => Some(*i),
+            _ => None,
+        };
+        let get = |key: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| text(k).as_deref() == Some(key))
+                .map(|(_, v)| *v)
+        };
+        if get("name").and_then(text).as_deref() == Some(group) {
+            return (get("pending").and_then(int), get("lag").and_then(int));
+        }
+    }
+    (None, None)
 }

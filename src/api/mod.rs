@@ -1,29 +1,80 @@
-//! The HTTP API: router and OpenAPI document assembled in one place from per-resource modules.
+//! The HTTP API: router and OpenAPI document assembled in one place from per-resource modules, plus
+//! the middleware every request goes through (request id, tracing, timeout, body limit, CORS, gzip,
+//! per-route metrics).
 
+pub mod audio;
+pub mod auth;
+pub mod error;
+mod extract;
 mod health;
+pub mod sessions;
 
 use crate::app::App;
 use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use std::sync::Arc;
-use utoipa::OpenApi;
+use std::time::{Duration, Instant};
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_swagger_ui::SwaggerUi;
 
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState(pub Arc<App>);
 
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An INSIGHTS_API_KEYS key: a tenant key sees its tenant, a `*` key every tenant."))
+                    .build(),
+            ),
+        );
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "call-insights",
-        description = "Turns every call a voice AI agent takes into evidence a QA engineer can act on."
+        description = "Turns every call a voice AI agent takes into evidence a QA engineer can act on: sessions, timelines, conversations, diagnosis and audio of every call Atlas reports. Errors share one shape: `{\"code\", \"message\", \"details\"?}`."
     ),
-    tags((name = "operations", description = "Liveness, readiness and metrics"))
+    modifiers(&BearerAuth),
+    // The signed-file route takes a multi-segment key (axum `{*key}`): registered by hand in
+    // `router`, documented here.
+    paths(audio::serve_audio_file),
+    tags(
+        (name = "sessions", description = "Calls, their timeline, conversation and diagnosis"),
+        (name = "audio", description = "Time-limited URLs to a call's audio"),
+        (name = "operations", description = "Liveness, readiness and metrics"),
+    )
 )]
 struct ApiDoc;
 
 fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(sessions::list_sessions))
+        .routes(routes!(sessions::get_session_by_call))
+        .routes(routes!(sessions::get_session))
+        .routes(routes!(sessions::get_timeline))
+        .routes(routes!(sessions::get_conversation))
+        .routes(routes!(sessions::get_diagnosis))
+        .routes(routes!(audio::get_audio_url))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
@@ -34,16 +85,83 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_router().into_openapi()
 }
 
-pub fn router(app: Arc<App>) -> Router {
-    let (router, doc) = api_router().split_for_parts();
-    let doc = Arc::new(doc);
-    router
-        .route(
-            "/api-docs/openapi.json",
-            axum::routing::get(move || {
-                let doc = doc.clone();
-                async move { axum::Json(doc.as_ref().clone()) }
-            }),
+/// Records every response's duration by route template and status.
+async fn record_http(
+    State(AppState(app)): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    app.http_metrics.observe(
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+fn cors(origins: Option<&str>) -> Option<CorsLayer> {
+    let origins = origins.map(str::trim).filter(|o| !o.is_empty())?;
+    let allow = if origins == "*" {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .split(',')
+                .filter_map(|o| HeaderValue::from_str(o.trim()).ok()),
         )
-        .with_state(AppState(app))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+                axum::http::header::RANGE,
+            ])
+            .expose_headers([
+                HeaderName::from_static("x-request-id"),
+                axum::http::header::CONTENT_RANGE,
+            ]),
+    )
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let (router, _) = api_router().split_for_parts();
+    let state = AppState(app.clone());
+    let config = &app.config;
+    let router = router
+        .route(
+            "/api/v1/audio-files/{*key}",
+            axum::routing::get(audio::serve_audio_file),
+        )
+        .merge(SwaggerUi::new("/docs").url("/api-docs/openapi.json", openapi()))
+        .layer(middleware::from_fn_with_state(state.clone(), record_http))
+        .layer(CompressionLayer::new())
+        .layer(axum::extract::DefaultBodyLimit::max(
+            config.http_body_limit_bytes,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(config.http_timeout_ms),
+        ));
+    let router = match cors(config.cors_origins.as_deref()) {
+        Some(c) => router.layer(c),
+        None => router,
+    };
+    let x_request_id = HeaderName::from_static("x-request-id");
+    router
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .with_state(state)
 }

@@ -71,6 +71,19 @@ impl AudioStore for FsStore {
         }
     }
 
+    async fn presigned_get(
+        &self,
+        _bucket: Option<&str>,
+        _key: &str,
+        _expiry: std::time::Duration,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
+
+    fn local_path(&self, key: &str) -> Option<Result<PathBuf, StorageError>> {
+        Some(self.path_of(key))
+    }
+
     async fn check(&self) -> Result<(), StorageError> {
         tokio::fs::create_dir_all(&self.root)
             .await

@@ -31,6 +31,18 @@ pub trait AudioStore: Send + Sync + std::fmt::Debug {
     async fn get(&self, bucket: Option<&str>, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
     /// Cheap reachability check for `/readyz`.
     async fn check(&self) -> Result<(), StorageError>;
+    /// A time-limited URL that GETs the object straight from the store, when the store can make one
+    /// (S3); `Ok(None)` for stores the service serves itself (the filesystem).
+    async fn presigned_get(
+        &self,
+        bucket: Option<&str>,
+        key: &str,
+        expiry: std::time::Duration,
+    ) -> Result<Option<String>, StorageError>;
+    /// Where the object lives on local disk (filesystem store only).
+    fn local_path(&self, _key: &str) -> Option<Result<std::path::PathBuf, StorageError>> {
+        None
+    }
 }
 
 /// Builds the canonical object key of a segment's audio: `<tenant>/<call_id>/<segment_id>.<hash>.wav`.

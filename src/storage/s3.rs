@@ -15,6 +15,8 @@ pub struct S3Settings {
     pub access_key: String,
     pub secret_key: String,
     pub request_timeout: Duration,
+    /// Host that presigned URLs must carry when the service reaches S3 through an internal one.
+    pub public_endpoint_url: Option<String>,
 }
 
 impl std::fmt::Debug for S3Settings {
@@ -24,6 +26,7 @@ impl std::fmt::Debug for S3Settings {
             .field("bucket", &self.bucket)
             .field("region", &self.region)
             .field("access_key", &self.access_key)
+            .field("public_endpoint_url", &self.public_endpoint_url)
             .field("secret_key", &"<redacted>")
             .finish()
     }
@@ -33,12 +36,22 @@ impl std::fmt::Debug for S3Settings {
 pub struct S3Store {
     settings: S3Settings,
     bucket: Box<Bucket>,
+    /// Signs URLs for the public endpoint (the signature covers the host).
+    public: S3Settings,
 }
 
 impl S3Store {
     pub fn new(settings: S3Settings) -> Result<Self, StorageError> {
         let bucket = open_bucket(&settings, &settings.bucket)?;
-        Ok(S3Store { settings, bucket })
+        let mut public = settings.clone();
+        if let Some(p) = &settings.public_endpoint_url {
+            public.endpoint_url = p.clone();
+        }
+        Ok(S3Store {
+            settings,
+            bucket,
+            public,
+        })
     }
 
     pub fn bucket_name(&self) -> &str {
@@ -92,6 +105,22 @@ impl AudioStore for S3Store {
             Err(S3Error::HttpFailWithBody(404, _)) => Ok(None),
             Err(e) => Err(s3_error("GET", key, e)),
         }
+    }
+
+    async fn presigned_get(
+        &self,
+        bucket: Option<&str>,
+        key: &str,
+        expiry: Duration,
+    ) -> Result<Option<String>, StorageError> {
+        let b = open_bucket(&self.public, bucket.unwrap_or(&self.settings.bucket))?;
+        let secs = u32::try_from(expiry.as_secs())
+            .unwrap_or(u32::MAX)
+            .clamp(1, 604_800);
+        b.presign_get(key, secs, None)
+            .await
+            .map(Some)
+            .map_err(|e| s3_error("PRESIGN", key, e))
     }
 
     async fn check(&self) -> Result<(), StorageError> {

@@ -1,0 +1,313 @@
+//! Audio access: a URL valid for one hour for a stored segment. With S3 it is rust-s3's presigned GET
+//! (for `INSIGHTS_S3_PUBLIC_ENDPOINT_URL` when set); with the filesystem store it is the service's own
+//! URL, signed with HMAC-SHA256 over key and expiry, served with the right Content-Type and HTTP
+//! range support so an `<audio>` element can seek.
+
+use super::AppState;
+use super::auth::Scope;
+use super::error::{ApiError, ErrorBody};
+use super::extract::ApiQuery;
+use super::sessions::load_session;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{DateTime, Utc};
+use entity::audio_segments as seg;
+use hmac::{Hmac, Mac};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::time::Duration;
+use tower::ServiceExt;
+use utoipa::{IntoParams, ToSchema};
+
+/// How long an audio URL stays valid.
+pub const URL_TTL: Duration = Duration::from_secs(3600);
+
+/// Signs and verifies the service's own audio URLs.
+pub struct UrlSigner {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for UrlSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UrlSigner(<secret>)")
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+impl UrlSigner {
+    pub fn new(key: Vec<u8>) -> Self {
+        UrlSigner { key }
+    }
+
+    /// `INSIGHTS_URL_SIGNING_KEY`, else the key stored in `<data dir>/url-signing.key`, created with
+    /// 32 random bytes on first start (mode 0600).
+    pub fn load(configured: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        if let Some(k) = configured.filter(|k| !k.is_empty()) {
+            return Ok(UrlSigner::new(k.as_bytes().to_vec()));
+        }
+        let path = data_dir.join("url-signing.key");
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            return Ok(UrlSigner::new(existing.trim().as_bytes().to_vec()));
+        }
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let secret = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        std::fs::write(&path, &secret)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot chmod {}", path.display()))?;
+        }
+        tracing::info!(path = %path.display(), "generated the URL signing key");
+        Ok(UrlSigner::new(secret.into_bytes()))
+    }
+
+    fn mac(&self, key: &str, expires: i64) -> Hmac<Sha256> {
+        // Any key length is valid for HMAC.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(key.as_bytes());
+        mac.update(b"\n");
+        mac.update(expires.to_string().as_bytes());
+        mac
+    }
+
+    pub fn sign(&self, key: &str, expires: i64) -> String {
+        hex(&self.mac(key, expires).finalize().into_bytes())
+    }
+
+    /// Constant-time check of `sig` for `key` and `expires`, and that it has not expired.
+    pub fn verify(&self, key: &str, expires: i64, sig: &str, now: i64) -> Result<(), &'static str> {
+        let given = unhex(sig).ok_or("invalid signature")?;
+        self.mac(key, expires)
+            .verify_slice(&given)
+            .map_err(|_| "invalid signature")?;
+        if now >= expires {
+            return Err("URL expired");
+        }
+        Ok(())
+    }
+}
+
+/// Percent-encodes a key for a URL path (keeping `/`).
+fn path_encode(key: &str) -> String {
+    key.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AudioParams {
+    /// Answer 302 to the URL instead of returning it.
+    pub redirect: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"segment_id": "stt_input-0", "url": "http://127.0.0.1:8080/api/v1/audio-files/acme/call-1/stt_input-0.a9adfcbec81679df.wav?expires=1795253616&sig=6f1c…",
+    "expires_at": "2026-11-21T10:13:36Z", "content_type": "audio/wav", "status": "stored"}))]
+pub struct AudioUrlResponse {
+    pub segment_id: String,
+    /// GET it within the hour; supports HTTP range requests.
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+    pub content_type: &'static str,
+    /// The segment's status (`stored`, or `error` for audio that did not decode but was kept).
+    pub status: String,
+}
+
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(b) = &state.0.config.public_base_url {
+        return b.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}
+
+/// A URL for a segment's audio, valid for one hour.
+#[utoipa::path(get, path = "/api/v1/sessions/{session_id}/audio/{segment_id}", tag = "audio",
+    params(("session_id" = String, Path, description = "The session's UUID"), ("segment_id" = String, Path, description = "The segment id Atlas reported"), AudioParams),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The URL and its expiry", body = AudioUrlResponse),
+        (status = 302, description = "With `redirect=true`: to the URL"),
+        (status = 400, description = "A bad parameter", body = ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 404, description = "No such session or segment, or the segment has no stored audio", body = ErrorBody,
+            example = json!({"code": "not_found", "message": "audio of segment \"stt_input-9\" not found"})),
+    ))]
+pub async fn get_audio_url(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path((session_id, segment_id)): Path<(String, String)>,
+    ApiQuery(p): ApiQuery<AudioParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let s = load_session(&state, &scope, &session_id).await?;
+    let g = seg::Entity::find()
+        .filter(seg::Column::SessionId.eq(s.id))
+        .filter(seg::Column::SegmentId.eq(segment_id.as_str()))
+        .one(&state.0.db)
+        .await?;
+    let not_found = || ApiError::NotFound(format!("audio of segment {segment_id:?}"));
+    let g = g.ok_or_else(not_found)?;
+    let key = g
+        .s3_key
+        .clone()
+        .filter(|_| g.status != "missing")
+        .ok_or_else(not_found)?;
+    let expires_at = Utc::now() + chrono::Duration::from_std(URL_TTL).unwrap_or_default();
+    let url = match state
+        .0
+        .store
+        .presigned_get(g.bucket.as_deref(), &key, URL_TTL)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Some(url) => url,
+        None => {
+            let exp = expires_at.timestamp();
+            format!(
+                "{}/api/v1/audio-files/{}?expires={exp}&sig={}",
+                base_url(&state, &headers),
+                path_encode(&key),
+                state.0.url_signer.sign(&key, exp)
+            )
+        }
+    };
+    if p.redirect == Some(true) {
+        return Ok(Redirect::to(&url).into_response());
+    }
+    Ok(Json(AudioUrlResponse {
+        segment_id: g.segment_id,
+        url,
+        expires_at,
+        content_type: "audio/wav",
+        status: g.status,
+    })
+    .into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SignedParams {
+    /// Unix time the URL expires at.
+    pub expires: i64,
+    /// HMAC-SHA256 of the key and `expires`, hex.
+    pub sig: String,
+}
+
+/// Audio bytes behind a signed URL (filesystem store). Supports `Range`.
+#[utoipa::path(get, path = "/api/v1/audio-files/{key}", tag = "audio",
+    params(("key" = String, Path, description = "Object key (may contain `/`)"), SignedParams),
+    responses(
+        (status = 200, description = "The WAV file", content_type = "audio/wav"),
+        (status = 206, description = "The requested byte range", content_type = "audio/wav"),
+        (status = 400, description = "Missing expires or sig", body = ErrorBody),
+        (status = 403, description = "Invalid signature or expired URL", body = ErrorBody,
+            example = json!({"code": "forbidden", "message": "URL expired"})),
+        (status = 404, description = "No such object", body = ErrorBody),
+    ))]
+pub async fn serve_audio_file(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    ApiQuery(p): ApiQuery<SignedParams>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    state
+        .0
+        .url_signer
+        .verify(&key, p.expires, &p.sig, Utc::now().timestamp())
+        .map_err(|e| ApiError::Forbidden(e.into()))?;
+    let path = match state.0.store.local_path(&key) {
+        Some(Ok(path)) => path,
+        Some(Err(e)) => return Err(ApiError::bad_request("key", e.to_string())),
+        None => return Err(ApiError::NotFound(format!("object {key:?}"))),
+    };
+    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        return Err(ApiError::NotFound(format!("object {key:?}")));
+    }
+    let served = tower_http::services::ServeFile::new(&path)
+        .oneshot(request)
+        .await
+        .map_err(ApiError::internal)?;
+    let (mut parts, body) = served.into_response().into_parts();
+    parts.headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
+    if parts.status.is_success() {
+        parts
+            .headers
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    }
+    if parts.status == StatusCode::NOT_FOUND {
+        return Err(ApiError::NotFound(format!("object {key:?}")));
+    }
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_expire_and_resist_tampering() {
+        let s = UrlSigner::new(b"secret".to_vec());
+        let sig = s.sign("acme/c/s.wav", 2000);
+        assert_eq!(s.verify("acme/c/s.wav", 2000, &sig, 1999), Ok(()));
+        assert_eq!(
+            s.verify("acme/c/s.wav", 2000, &sig, 2000),
+            Err("URL expired")
+        );
+        assert_eq!(
+            s.verify("acme/c/other.wav", 2000, &sig, 1999),
+            Err("invalid signature")
+        );
+        assert_eq!(
+            s.verify("acme/c/s.wav", 3000, &sig, 1999),
+            Err("invalid signature")
+        );
+        assert_eq!(
+            s.verify("acme/c/s.wav", 2000, "zz", 1999),
+            Err("invalid signature")
+        );
+        assert_eq!(
+            path_encode("acme/call%2F1/a b.wav"),
+            "acme/call%252F1/a%20b.wav"
+        );
+    }
+}

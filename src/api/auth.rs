@@ -1,0 +1,132 @@
+//! API keys and tenancy: `INSIGHTS_API_KEYS` holds `key=tenant` pairs (`*` = every tenant). A tenant
+//! key sees only its tenant's sessions; another tenant's session answers 404 like a missing one. With
+//! no keys configured the API is open (a warning is logged at start-up). Keys compare in constant time.
+
+use super::{AppState, error::ApiError};
+use axum::extract::FromRequestParts;
+use axum::http::{header, request::Parts};
+use subtle::ConstantTimeEq;
+
+/// What a request may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every tenant (operator key, or no keys configured).
+    All,
+    Tenant(String),
+}
+
+impl Scope {
+    pub fn allows(&self, tenant: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Tenant(t) => t == tenant,
+        }
+    }
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Scope::All => None,
+            Scope::Tenant(t) => Some(t),
+        }
+    }
+}
+
+/// Parsed `INSIGHTS_API_KEYS`.
+#[derive(Clone, Default)]
+pub struct ApiKeys(Vec<(Vec<u8>, Scope)>);
+
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKeys({} keys)", self.0.len())
+    }
+}
+
+impl ApiKeys {
+    /// `key=tenant,key2=*` (whitespace around items ignored).
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (key, tenant) = item.split_once('=').ok_or_else(|| {
+                format!(
+                    "INSIGHTS_API_KEYS: item {:?} is not key=tenant",
+                    redact(item)
+                )
+            })?;
+            let (key, tenant) = (key.trim(), tenant.trim());
+            if key.len() < 8 {
+                return Err(format!(
+                    "INSIGHTS_API_KEYS: the key for tenant {tenant:?} is shorter than 8 characters"
+                ));
+            }
+            if tenant.is_empty() {
+                return Err("INSIGHTS_API_KEYS: empty tenant".into());
+            }
+            let scope = if tenant == "*" {
+                Scope::All
+            } else {
+                Scope::Tenant(tenant.to_string())
+            };
+            keys.push((key.as_bytes().to_vec(), scope));
+        }
+        Ok(ApiKeys(keys))
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The scope of `presented`, comparing against every key in constant time.
+    pub fn scope_of(&self, presented: &[u8]) -> Option<Scope> {
+        let mut found = None;
+        for (key, scope) in &self.0 {
+            if bool::from(key.as_slice().ct_eq(presented)) && found.is_none() {
+                found = Some(scope.clone());
+            }
+        }
+        found
+    }
+}
+
+fn redact(item: &str) -> String {
+    item.chars().take(3).chain("…".chars()).collect()
+}
+
+impl FromRequestParts<AppState> for Scope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let keys = &state.0.api_keys;
+        if keys.is_open() {
+            return Ok(Scope::All);
+        }
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized)?;
+        keys.scope_of(presented.trim().as_bytes())
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_and_scope() {
+        let k = ApiKeys::parse(" acme-key-123=acme , ops-key-9999=* ").unwrap();
+        assert_eq!(
+            k.scope_of(b"acme-key-123"),
+            Some(Scope::Tenant("acme".into()))
+        );
+        assert_eq!(k.scope_of(b"ops-key-9999"), Some(Scope::All));
+        assert_eq!(k.scope_of(b"acme-key-12"), None);
+        assert!(ApiKeys::parse("short=acme").is_err());
+        assert!(ApiKeys::parse("no-equals-sign").is_err());
+        assert!(ApiKeys::parse("").unwrap().is_open());
+    }
+}

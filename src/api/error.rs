@@ -1,0 +1,94 @@
+//! The API's one error shape: `{"code", "message", "details"?}`. Client errors carry a stable machine
+//! code; infrastructure errors are logged once with their cause and answered as a generic 500.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Error body of every non-2xx response.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"code": "not_found", "message": "session 3f0c… not found"}))]
+pub struct ErrorBody {
+    /// Stable machine code: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `internal`.
+    pub code: &'static str,
+    /// What went wrong, for a human.
+    pub message: String,
+    /// Extra structured context (e.g. the offending parameter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest {
+        param: &'static str,
+        message: String,
+    },
+    #[error("missing or invalid API key")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad_request(param: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            param,
+            message: message.into(),
+        }
+    }
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, details) = match &self {
+            ApiError::BadRequest { param, .. } => (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                Some(serde_json::json!({"parameter": param})),
+            ),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            ApiError::Internal(e) => {
+                tracing::error!(error = ?e, "request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", None)
+            }
+        };
+        let message = match &self {
+            ApiError::Internal(_) => "internal error; see the service log".to_string(),
+            other => other.to_string(),
+        };
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                code,
+                message,
+                details,
+            }),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
