@@ -12,7 +12,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use entity::audio_segments as seg;
 use hmac::{Hmac, Mac};
@@ -209,7 +209,8 @@ pub async fn get_audio_url(
         }
     };
     if p.redirect == Some(true) {
-        return Ok(Redirect::to(&url).into_response());
+        let location = HeaderValue::from_str(&url).map_err(ApiError::internal)?;
+        return Ok((StatusCode::FOUND, [(header::LOCATION, location)]).into_response());
     }
     Ok(Json(AudioUrlResponse {
         segment_id: g.segment_id,

@@ -42,7 +42,7 @@ pub fn contract_dir() -> PathBuf {
 
 pub struct TestEnv {
     pub id: String,
-    pub app: App,
+    pub app: std::sync::Arc<App>,
     pub redis: redis::Client,
     pub db_kind: Db,
     pub store_kind: Store,
@@ -114,7 +114,7 @@ pub async fn spawn_with(db: Db, store: Store, tweak: impl FnOnce(&mut Config)) -
     }
     tweak(&mut config);
     let redis = redis::Client::open(config.redis_url.as_str()).unwrap();
-    let app = App::build(config).await.expect("app builds");
+    let app = std::sync::Arc::new(App::build(config).await.expect("app builds"));
     if store == Store::S3 {
         app.store
             .check()
@@ -134,6 +134,17 @@ pub async fn spawn_with(db: Db, store: Store, tweak: impl FnOnce(&mut Config)) -
 }
 
 impl TestEnv {
+    /// Serves this test's HTTP API on a free loopback port; returns its base URL.
+    pub async fn serve_api(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = call_insights::api::router(self.app.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        format!("http://{addr}")
+    }
+
     pub fn stream(&self) -> &str {
         &self.app.config.stream
     }
