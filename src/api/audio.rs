@@ -159,7 +159,7 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
 
 /// A URL for a segment's audio, valid for one hour.
 #[utoipa::path(get, path = "/api/v1/sessions/{session_id}/audio/{segment_id}", tag = "audio",
-    params(("session_id" = String, Path, description = "The session's UUID"), ("segment_id" = String, Path, description = "The segment id Atlas reported"), AudioParams),
+    params(("session_id" = uuid::Uuid, Path, description = "The session's UUID"), ("segment_id" = String, Path, description = "The segment id Atlas reported"), AudioParams),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The URL and its expiry", body = AudioUrlResponse),
@@ -177,6 +177,7 @@ pub async fn get_audio_url(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let s = load_session(&state, &scope, &session_id).await?;
+    super::extract::text_param("segment_id", &segment_id)?;
     let g = seg::Entity::find()
         .filter(seg::Column::SessionId.eq(s.id))
         .filter(seg::Column::SegmentId.eq(segment_id.as_str()))

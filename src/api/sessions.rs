@@ -4,10 +4,9 @@
 use super::AppState;
 use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiQuery, parse_uuid};
+use super::extract::{ApiQuery, parse_uuid, text_param};
 use axum::Json;
 use axum::extract::{Path, State};
-use base64::Engine;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use entity::{
     audio_segments as seg, call_sessions as cs, conversation_turns as ct, diagnosis_issues as di,
@@ -39,14 +38,17 @@ pub struct ListParams {
     /// Sessions with (true) or without (false) any warning or critical issue.
     pub has_issues: Option<bool>,
     /// Sessions with at least one issue of this severity.
+    #[param(inline)]
     pub severity: Option<SeverityFilter>,
     /// RFC 3339; sessions that started at or after.
     pub started_after: Option<DateTime<Utc>>,
     /// RFC 3339; sessions that started before.
     pub started_before: Option<DateTime<Utc>>,
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// Opaque cursor from a previous page's `next_cursor`.
+    /// Cursor from a previous page's `next_cursor` (treat it as opaque).
+    #[param(pattern = r"^-?[0-9]{1,16}_[0-9a-f]{32}$")]
     pub cursor: Option<String>,
 }
 
@@ -104,21 +106,20 @@ pub struct SessionList {
 
 const MAX_LIMIT: u32 = 200;
 
+/// `<started_at µs>_<id as 32 hex>`: the position after the last row of a page.
 fn encode_cursor(m: &cs::Model) -> String {
-    let raw = format!("{}:{}", m.started_at.timestamp_micros(), m.id);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    format!("{}_{}", m.started_at.timestamp_micros(), m.id.simple())
 }
 
 fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     let bad = || ApiError::bad_request("cursor", "cursor is not one this API returned");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .map_err(|_| bad())?;
-    let raw = String::from_utf8(raw).map_err(|_| bad())?;
-    let (micros, id) = raw.split_once(':').ok_or_else(bad)?;
+    let (micros, id) = c.split_once('_').ok_or_else(bad)?;
+    if micros.trim_start_matches('-').len() > 16 || id.len() != 32 {
+        return Err(bad());
+    }
     let micros: i64 = micros.parse().map_err(|_| bad())?;
     let at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(bad)?;
-    Ok((at, Uuid::parse_str(id).map_err(|_| bad())?))
+    Ok((at, Uuid::try_parse(id).map_err(|_| bad())?))
 }
 
 /// List sessions, newest first.
@@ -355,7 +356,7 @@ const NOT_FOUND_EXAMPLE: &str = "session not found";
 
 /// One session: everything stored about it, its pipeline and its latency summary.
 #[utoipa::path(get, path = "/api/v1/sessions/{session_id}", tag = "sessions",
-    params(("session_id" = String, Path, description = "The session's UUID")),
+    params(("session_id" = uuid::Uuid, Path, description = "The session's UUID")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The session", body = SessionDetail),
@@ -382,6 +383,7 @@ pub async fn get_session(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The session", body = SessionDetail),
+        (status = 400, description = "call_id contains a NUL character", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 404, description = "No session for this call (or another tenant's)", body = ErrorBody,
             example = json!({"code": "not_found", "message": "call \"call-123\" not found"})),
@@ -391,6 +393,7 @@ pub async fn get_session_by_call(
     scope: Scope,
     Path(call_id): Path<String>,
 ) -> Result<Json<SessionDetail>, ApiError> {
+    text_param("call_id", &call_id)?;
     let s = cs::Entity::find()
         .filter(cs::Column::CallId.eq(call_id.as_str()))
         .one(&state.0.db)
@@ -453,7 +456,7 @@ fn turn_latency(t: &ct::Model) -> TurnLatency {
 
 /// Events, turns and audio segments merged in time order.
 #[utoipa::path(get, path = "/api/v1/sessions/{session_id}/timeline", tag = "sessions",
-    params(("session_id" = String, Path, description = "The session's UUID")),
+    params(("session_id" = uuid::Uuid, Path, description = "The session's UUID")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The timeline", body = TimelineResponse),
@@ -585,7 +588,7 @@ pub struct ConversationResponse {
 
 /// Turns in order with the per-turn latency breakdown and tool calls.
 #[utoipa::path(get, path = "/api/v1/sessions/{session_id}/conversation", tag = "sessions",
-    params(("session_id" = String, Path, description = "The session's UUID")),
+    params(("session_id" = uuid::Uuid, Path, description = "The session's UUID")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The conversation", body = ConversationResponse),
@@ -651,7 +654,7 @@ pub struct DiagnosisResponse {
 
 /// The session's issues, most severe first, with evidence.
 #[utoipa::path(get, path = "/api/v1/sessions/{session_id}/diagnosis", tag = "sessions",
-    params(("session_id" = String, Path, description = "The session's UUID")),
+    params(("session_id" = uuid::Uuid, Path, description = "The session's UUID")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The diagnosis", body = DiagnosisResponse),

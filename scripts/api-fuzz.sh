@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Property-based run over the OpenAPI document: starts the service on a fresh PostgreSQL database
+# with ingested sessions and an operator key, then lets schemathesis (PyPI) generate requests for
+# every documented operation. Fails on any 5xx or any response that violates the document.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+eval "$(scripts/services.sh)"
+TOOLS=${CALL_INSIGHTS_TOOLS:-/opt/call-insights-tools}
+VENV="$TOOLS/venv"
+ST_VERSION=4.32.5
+if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$ST_VERSION"; then
+  echo "api-fuzz: installing schemathesis $ST_VERSION into $VENV" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "schemathesis==$ST_VERSION"
+fi
+cargo build -q --bin call-insights
+BIN="${CARGO_TARGET_DIR:-target}/debug/call-insights"
+
+ID=$(date +%s%N | tail -c 10)
+DB="fuzz_$ID"
+STREAM="fuzz:$ID:sessions"
+DATA=$(mktemp -d)
+psql "$INSIGHTS_TEST_DATABASE_URL" -qc "CREATE DATABASE \"$DB\"" >/dev/null
+DB_URL="${INSIGHTS_TEST_DATABASE_URL%/*}/$DB"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+KEY="fuzz-operator-key"
+export INSIGHTS_DATABASE_URL="$DB_URL" INSIGHTS_STREAM="$STREAM" INSIGHTS_DATA_DIR="$DATA" \
+  INSIGHTS_HTTP_ADDR="127.0.0.1:$PORT" INSIGHTS_API_KEYS="$KEY=*,fuzz-tenant-key=acme" INSIGHTS_BLOCK_MS=200
+"$BIN" > "$DATA/service.log" 2>&1 &
+SVC=$!
+cleanup() {
+  kill "$SVC" 2>/dev/null || true
+  wait "$SVC" 2>/dev/null || true
+  redis-cli -h 127.0.0.1 DEL "$STREAM" >/dev/null || true
+  psql "$INSIGHTS_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null || true
+  rm -rf "$DATA"
+}
+trap cleanup EXIT
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
+"$BIN" produce --calls 6 --partials 1 --audio >/dev/null 2>&1
+for _ in $(seq 1 150); do
+  curl -fs "http://127.0.0.1:$PORT/metrics" | grep -q '^call_insights_ingest_entries_stored_total 12$' && break
+  sleep 0.2
+done
+echo "api-fuzz: service on :$PORT with $(curl -fs -H "Authorization: Bearer $KEY" "http://127.0.0.1:$PORT/api/v1/sessions" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))') sessions" >&2
+"$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/api-docs/openapi.json" \
+  --header "Authorization: Bearer $KEY" \
+  --checks all \
+  --max-examples "${FUZZ_EXAMPLES:-25}" \
+  --workers 2 \
+  --seed 1 \
+  "$@"
