@@ -4,6 +4,7 @@
 use crate::api;
 use crate::api::audio::UrlSigner;
 use crate::api::auth::ApiKeys;
+use crate::api::cache::ResponseCache;
 use crate::config::Config;
 use crate::db;
 use crate::diagnosis::Thresholds;
@@ -43,6 +44,8 @@ pub struct App {
     pub url_signer: UrlSigner,
     /// HTTP request durations by route and status.
     pub http_metrics: HttpMetrics,
+    /// Serialized timelines, each valid for one stored version of its session.
+    pub timeline_cache: ResponseCache,
 }
 
 /// Builds the audio store the configuration asks for.
@@ -97,6 +100,7 @@ impl App {
             api_keys,
             url_signer,
             http_metrics: HttpMetrics::default(),
+            timeline_cache: ResponseCache::new(1024, 64 << 20),
         })
     }
 

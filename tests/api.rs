@@ -486,3 +486,39 @@ async fn responses_carry_request_ids_compress_and_are_measured() {
     assert!(spec["paths"]["/api/v1/sessions/{session_id}/timeline"].is_object());
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeline_is_current_after_every_report_and_gzip_matches_plain() {
+    let env = spawn_with(Db::Postgres, Store::Fs, |_| {}).await;
+    let mut consumer = env.consumer();
+    env.publish_json(&report("call-live", 0, false, 2)).await;
+    env.drain(&mut consumer).await;
+    let base = env.serve_api().await;
+    let id = session_id(&env, "call-live").await;
+    let url = format!("{base}/api/v1/sessions/{id}/timeline");
+    let count = |v: &Value| v["items"].as_array().unwrap().len();
+    let (_, first) = get(&url, None).await;
+    assert_eq!(count(&first), 4);
+    let (_, again) = get(&url, None).await;
+    assert_eq!(again, first);
+    env.publish_json(&report("call-live", 1, true, 6)).await;
+    env.drain(&mut consumer).await;
+    let (_, newer) = get(&url, None).await;
+    assert_eq!(count(&newer), 12, "a newer report shows at once");
+    let gz = reqwest::Client::new()
+        .get(&url)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    let bytes = gz.bytes().await.unwrap();
+    let mut plain = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(bytes.as_ref()),
+        &mut plain,
+    )
+    .unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&plain).unwrap(), newer);
+    env.cleanup().await;
+}

@@ -4,6 +4,7 @@
 
 pub mod audio;
 pub mod auth;
+pub mod cache;
 pub mod error;
 mod extract;
 mod health;

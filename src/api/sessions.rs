@@ -7,6 +7,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, parse_uuid, text_param};
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use entity::{
     audio_segments as seg, call_sessions as cs, conversation_turns as ct, diagnosis_issues as di,
@@ -468,15 +470,64 @@ pub async fn get_timeline(
     State(state): State<AppState>,
     scope: Scope,
     Path(id): Path<String>,
-) -> Result<Json<TimelineResponse>, ApiError> {
-    let s = load_session(&state, &scope, &id).await?;
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    // Only what auth, the cache check and the timeline need: this runs on every request.
+    let sid = parse_uuid("session_id", &id)?;
+    let row: Option<(String, i64, DateTime<Utc>, DateTime<Utc>)> = cs::Entity::find_by_id(sid)
+        .select_only()
+        .column(cs::Column::TenantId)
+        .column(cs::Column::ReportSeq)
+        .column(cs::Column::UpdatedAt)
+        .column(cs::Column::StartedAt)
+        .into_tuple()
+        .one(&state.0.db)
+        .await?;
+    let (report_seq, updated_at, started_at) = match row {
+        Some((tenant, seq, updated, started)) if scope.allows(&tenant) => (seq, updated, started),
+        _ => return Err(ApiError::NotFound(format!("session {sid}"))),
+    };
+    let version = (report_seq, updated_at);
+    let body = match state.0.timeline_cache.get(sid, version) {
+        Some(body) => body,
+        None => {
+            let timeline = build_timeline(&state, sid, started_at).await?;
+            let json = serde_json::to_vec(&timeline).map_err(ApiError::internal)?;
+            state.0.timeline_cache.put(sid, version, json)
+        }
+    };
+    let accepts_gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let json = HeaderValue::from_static("application/json");
+    Ok(if accepts_gzip && !body.gzip.is_empty() {
+        (
+            [
+                (header::CONTENT_TYPE, json),
+                (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+            ],
+            body.gzip,
+        )
+            .into_response()
+    } else {
+        ([(header::CONTENT_TYPE, json)], body.json).into_response()
+    })
+}
+
+async fn build_timeline(
+    state: &AppState,
+    session_id: Uuid,
+    started_at: DateTime<Utc>,
+) -> Result<TimelineResponse, ApiError> {
     let db = &state.0.db;
     let (turns, events, segments) = tokio::try_join!(
-        turns_of(&state, s.id),
+        turns_of(state, session_id),
         async {
             Ok::<_, ApiError>(
                 ev::Entity::find()
-                    .filter(ev::Column::SessionId.eq(s.id))
+                    .filter(ev::Column::SessionId.eq(session_id))
                     .order_by_asc(ev::Column::Seq)
                     .all(db)
                     .await?,
@@ -485,14 +536,14 @@ pub async fn get_timeline(
         async {
             Ok::<_, ApiError>(
                 seg::Entity::find()
-                    .filter(seg::Column::SessionId.eq(s.id))
+                    .filter(seg::Column::SessionId.eq(session_id))
                     .order_by_asc(seg::Column::SegmentId)
                     .all(db)
                     .await?,
             )
         },
     )?;
-    let at = |ms: Option<i64>| ms.map(|ms| s.started_at + ChronoDuration::milliseconds(ms));
+    let at = |ms: Option<i64>| ms.map(|ms| started_at + ChronoDuration::milliseconds(ms));
     let mut items = Vec::with_capacity(turns.len() + events.len() + segments.len());
     for t in turns {
         let latency = serde_json::to_value(turn_latency(&t)).ok();
@@ -549,11 +600,11 @@ pub async fn get_timeline(
             b.turn_index,
         ))
     });
-    Ok(Json(TimelineResponse {
-        session_id: s.id,
-        started_at: s.started_at,
+    Ok(TimelineResponse {
+        session_id,
+        started_at,
         items,
-    }))
+    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
