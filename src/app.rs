@@ -4,7 +4,7 @@
 use crate::api;
 use crate::api::audio::UrlSigner;
 use crate::api::auth::ApiKeys;
-use crate::api::cache::ResponseCache;
+use crate::api::cache::{ResponseCache, SessionVersions, follow_updates};
 use crate::config::Config;
 use crate::db;
 use crate::diagnosis::Thresholds;
@@ -46,6 +46,8 @@ pub struct App {
     pub http_metrics: HttpMetrics,
     /// Serialized timelines, each valid for one stored version of its session.
     pub timeline_cache: ResponseCache,
+    /// Session versions trusted while subscribed to ingest's update announcements.
+    pub session_versions: Arc<SessionVersions>,
 }
 
 /// Builds the audio store the configuration asks for.
@@ -101,6 +103,7 @@ impl App {
             url_signer,
             http_metrics: HttpMetrics::default(),
             timeline_cache: ResponseCache::new(1024, 64 << 20),
+            session_versions: Arc::new(SessionVersions::default()),
         })
     }
 
@@ -131,6 +134,19 @@ impl App {
             self.config.audio_concurrency,
             self.row_cache.clone(),
             self.thresholds.clone(),
+        )
+    }
+
+    /// Follows ingest's update announcements (all replicas') until `shutdown`.
+    pub fn follow_updates(
+        &self,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        follow_updates(
+            self.redis.clone(),
+            crate::ingest::consumer::updates_channel(&self.config.stream),
+            self.session_versions.clone(),
+            shutdown,
         )
     }
 
@@ -173,12 +189,14 @@ impl Application {
         let addr = self.listener.local_addr()?;
         info!(http_addr = %addr, config = ?self.app.config, "call-insights serving");
         let consumer = tokio::spawn(self.app.consumer().run(shutdown.clone()));
+        let updates = tokio::spawn(self.app.follow_updates(shutdown.clone()));
         let router = api::router(self.app.clone());
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let served = server.await.context("HTTP server failed");
         shutdown.cancel();
         consumer.await.context("consumer task panicked")?;
+        updates.await.context("update subscription task panicked")?;
         served
     }
 }

@@ -522,3 +522,42 @@ async fn a_timeline_is_current_after_every_report_and_gzip_matches_plain() {
     assert_eq!(serde_json::from_str::<Value>(&plain).unwrap(), newer);
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_update_subscription_timelines_follow_new_reports_from_memory() {
+    let env = spawn_with(Db::Postgres, Store::Fs, |c| {
+        c.api_keys = format!("{ACME}=acme,{GLOBEX}=globex")
+    })
+    .await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(env.app.follow_updates(shutdown.clone()));
+    common::eventually(10, "subscribed", || async {
+        env.app.session_versions.is_live()
+    })
+    .await;
+    let mut consumer = env.consumer();
+    env.publish_json(&report("call-followed", 0, false, 2))
+        .await;
+    env.drain(&mut consumer).await;
+    let base = env.serve_api().await;
+    let id = session_id(&env, "call-followed").await;
+    let url = format!("{base}/api/v1/sessions/{id}/timeline");
+    let items = |v: &Value| v["items"].as_array().map_or(0, Vec::len);
+    let (_, first) = get(&url, Some(ACME)).await;
+    assert_eq!(items(&first), 4);
+    assert!(
+        env.app.session_versions.get(id.parse().unwrap()).is_some(),
+        "the version is now held in memory"
+    );
+    let (s, _) = get(&url, Some(GLOBEX)).await;
+    assert_eq!(s, 404, "a cached version does not bypass tenancy");
+    env.publish_json(&report("call-followed", 1, true, 6)).await;
+    env.drain(&mut consumer).await;
+    common::eventually(10, "the newer report is served", || {
+        let url = url.clone();
+        async move { items(&get(&url, Some(ACME)).await.1) == 12 }
+    })
+    .await;
+    shutdown.cancel();
+    env.cleanup().await;
+}

@@ -116,3 +116,132 @@ mod tests {
         assert_eq!(&gz[..2], &[0x1f, 0x8b]);
     }
 }
+
+/// What a request needs to know about a session before touching its data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionVersion {
+    pub tenant_id: String,
+    pub report_seq: i64,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Versions of sessions, trusted only while this process is subscribed to the ingest's update
+/// announcements (`<stream>:updates`): then a session's row is read once, not on every request.
+/// Unsubscribed (Redis down, not started) it answers nothing and every request reads the database.
+/// A read that raced with an announcement is not stored (the epoch moved), so an entry is never
+/// older than the last announcement for its session.
+#[derive(Debug, Default)]
+pub struct SessionVersions {
+    live: std::sync::atomic::AtomicBool,
+    epoch: std::sync::atomic::AtomicU64,
+    map: Mutex<(HashMap<Uuid, SessionVersion>, VecDeque<Uuid>)>,
+}
+
+/// Most versions kept (≈100 bytes each).
+const MAX_VERSIONS: usize = 100_000;
+
+impl SessionVersions {
+    /// Whether the subscription is up (versions are trusted).
+    pub fn is_live(&self) -> bool {
+        self.live.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn get(&self, id: Uuid) -> Option<SessionVersion> {
+        if !self.live.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        self.map.lock().ok()?.0.get(&id).cloned()
+    }
+
+    /// Stores what a request read from the database, unless an announcement came in since `epoch`.
+    pub fn put(&self, id: Uuid, v: SessionVersion, epoch: u64) {
+        let Ok(mut guard) = self.map.lock() else {
+            return;
+        };
+        if !self.live.load(std::sync::atomic::Ordering::Acquire) || self.epoch() != epoch {
+            return;
+        }
+        let (map, order) = &mut *guard;
+        if map.insert(id, v).is_none() {
+            order.push_back(id);
+        }
+        while map.len() > MAX_VERSIONS {
+            let Some(old) = order.pop_front() else { break };
+            map.remove(&old);
+        }
+    }
+
+    pub fn invalidate(&self, ids: impl IntoIterator<Item = Uuid>) {
+        if let Ok(mut guard) = self.map.lock() {
+            self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            for id in ids {
+                guard.0.remove(&id);
+            }
+        }
+    }
+
+    /// Subscribed (`true`): start trusting from empty. Unsubscribed (`false`): trust nothing.
+    pub fn set_live(&self, live: bool) {
+        if let Ok(mut guard) = self.map.lock() {
+            self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            guard.0.clear();
+            guard.1.clear();
+            self.live.store(live, std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
+/// Follows `<stream>:updates` until `shutdown`, keeping `versions` honest; reconnects with backoff.
+pub async fn follow_updates(
+    redis: redis::Client,
+    channel: String,
+    versions: std::sync::Arc<SessionVersions>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use futures::StreamExt;
+    let mut backoff = std::time::Duration::from_millis(200);
+    while !shutdown.is_cancelled() {
+        let subscribed = async {
+            let mut pubsub = redis.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        match subscribed.await {
+            Ok(mut pubsub) => {
+                versions.set_live(true);
+                backoff = std::time::Duration::from_millis(200);
+                let mut messages = pubsub.on_message();
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        m = messages.next() => match m {
+                            Some(m) => {
+                                let text: String = m.get_payload().unwrap_or_default();
+                                versions.invalidate(text.split(',').filter_map(|id| Uuid::try_parse(id.trim()).ok()));
+                            }
+                            None => break,
+                        },
+                    }
+                }
+                versions.set_live(false);
+                if !shutdown.is_cancelled() {
+                    tracing::warn!(channel = %channel, "lost the update subscription: serving from the database until it is back");
+                }
+            }
+            Err(e) => {
+                versions.set_live(false);
+                tracing::debug!(error = %e, "cannot subscribe to session updates yet");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+    }
+}

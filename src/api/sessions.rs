@@ -3,6 +3,7 @@
 
 use super::AppState;
 use super::auth::Scope;
+use super::cache::SessionVersion;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, parse_uuid, text_param};
 use axum::Json;
@@ -472,21 +473,41 @@ pub async fn get_timeline(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    // Only what auth, the cache check and the timeline need: this runs on every request.
+    // Only what auth, the cache check and the timeline need: while subscribed to ingest's update
+    // announcements this comes from memory; otherwise one narrow query per request.
     let sid = parse_uuid("session_id", &id)?;
-    let row: Option<(String, i64, DateTime<Utc>, DateTime<Utc>)> = cs::Entity::find_by_id(sid)
-        .select_only()
-        .column(cs::Column::TenantId)
-        .column(cs::Column::ReportSeq)
-        .column(cs::Column::UpdatedAt)
-        .column(cs::Column::StartedAt)
-        .into_tuple()
-        .one(&state.0.db)
-        .await?;
-    let (report_seq, updated_at, started_at) = match row {
-        Some((tenant, seq, updated, started)) if scope.allows(&tenant) => (seq, updated, started),
-        _ => return Err(ApiError::NotFound(format!("session {sid}"))),
+    let versions = &state.0.session_versions;
+    let v = match versions.get(sid) {
+        Some(v) => v,
+        None => {
+            let epoch = versions.epoch();
+            let row: Option<(String, i64, DateTime<Utc>, DateTime<Utc>)> =
+                cs::Entity::find_by_id(sid)
+                    .select_only()
+                    .column(cs::Column::TenantId)
+                    .column(cs::Column::ReportSeq)
+                    .column(cs::Column::UpdatedAt)
+                    .column(cs::Column::StartedAt)
+                    .into_tuple()
+                    .one(&state.0.db)
+                    .await?;
+            let Some((tenant_id, report_seq, updated_at, started_at)) = row else {
+                return Err(ApiError::NotFound(format!("session {sid}")));
+            };
+            let v = SessionVersion {
+                tenant_id,
+                report_seq,
+                updated_at,
+                started_at,
+            };
+            versions.put(sid, v.clone(), epoch);
+            v
+        }
     };
+    if !scope.allows(&v.tenant_id) {
+        return Err(ApiError::NotFound(format!("session {sid}")));
+    }
+    let (report_seq, updated_at, started_at) = (v.report_seq, v.updated_at, v.started_at);
     let version = (report_seq, updated_at);
     let body = match state.0.timeline_cache.get(sid, version) {
         Some(body) => body,

@@ -460,6 +460,7 @@ impl InsightsStreamConsumer {
                 to_ack.extend(valid.iter().map(|d| d.entry_id.clone()));
                 tally(&mut report, &summary.outcomes);
                 self.record(&summary);
+                self.announce(&summary.session_ids).await;
             }
             Err(e) => {
                 if let Some(outage) = self.outage(e).await {
@@ -475,6 +476,7 @@ impl InsightsStreamConsumer {
                             to_ack.push(d.entry_id.clone());
                             tally(&mut report, &summary.outcomes);
                             self.record(&summary);
+                            self.announce(&summary.session_ids).await;
                         }
                         Err(e) => {
                             if let Some(outage) = self.outage(e).await {
@@ -504,6 +506,30 @@ impl InsightsStreamConsumer {
             "batch processed"
         );
         Ok(report)
+    }
+
+    /// Tells every API replica which sessions changed (`<stream>:updates`), so their caches drop them.
+    /// Best effort after the commit: a replica that misses it is not subscribed and does not cache.
+    async fn announce(&mut self, ids: &[uuid::Uuid]) {
+        if ids.is_empty() {
+            return;
+        }
+        let channel = updates_channel(&self.settings.stream);
+        let message = ids
+            .iter()
+            .map(|id| id.simple().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        if let Some(conns) = self.conns.as_mut() {
+            let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(message)
+                .query_async(&mut conns.cmd)
+                .await;
+            if let Err(e) = r {
+                debug!(error = %e, "cannot announce updated sessions");
+            }
+        }
     }
 
     fn record(&self, s: &super::pipeline::IngestSummary) {
@@ -604,6 +630,11 @@ fn tally(report: &mut BatchReport, outcomes: &[EntryOutcome]) {
             EntryOutcome::Duplicate => report.duplicate += 1,
         }
     }
+}
+
+/// The pub/sub channel announcing sessions changed by ingest.
+pub fn updates_channel(stream: &str) -> String {
+    format!("{stream}:updates")
 }
 
 /// Creates the group at ID 0 with MKSTREAM, so reports published before the first start are consumed.

@@ -46,6 +46,8 @@ pub(super) struct Written {
     pub rows: u64,
     /// Per snapshot: what the database now holds for the call (for the row cache), when won.
     pub call_rows: Vec<Option<CallRows>>,
+    /// Ids of the sessions this transaction changed.
+    pub session_ids: Vec<Uuid>,
 }
 
 /// Rows per statement, keeping every statement under PostgreSQL's 65,535 and SQLite's 32,766
@@ -764,6 +766,7 @@ pub(super) async fn write_snapshots(
         sessions: ids.len() as u64,
         rows: rows_written,
         call_rows,
+        session_ids: ids.into_values().collect(),
     })
 }
 

@@ -31,6 +31,8 @@ pub struct IngestSummary {
     /// One outcome per input entry, in input order.
     pub outcomes: Vec<EntryOutcome>,
     pub sessions_written: u64,
+    /// Ids of the sessions the batch changed (announced to API replicas after the commit).
+    pub session_ids: Vec<uuid::Uuid>,
     pub rows_written: u64,
     pub audio_stored: u64,
     pub audio_failed: u64,
@@ -178,6 +180,7 @@ impl Ingestor {
             }
         }
         summary.sessions_written = written.sessions;
+        summary.session_ids = written.session_ids;
         summary.rows_written = written.rows;
         Ok(summary)
     }
