@@ -561,3 +561,28 @@ async fn with_the_update_subscription_timelines_follow_new_reports_from_memory()
     shutdown.cancel();
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_allows_only_the_configured_origins() {
+    let env = spawn_with(Db::Sqlite, Store::Fs, |c| {
+        c.cors_origins = Some("https://qa.example".into())
+    })
+    .await;
+    let base = env.serve_api().await;
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, format!("{base}/api/v1/sessions"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "GET")
+            .header("Access-Control-Request-Headers", "authorization")
+            .send()
+    };
+    let ok = preflight("https://qa.example").await.unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://qa.example"
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    env.cleanup().await;
+}

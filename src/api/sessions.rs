@@ -292,6 +292,19 @@ pub struct LatencySummary {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "6c3e2f0a-8d0e-4d8b-9a55-0f0e8f4b2d11", "call_id": "call-0900001-0e4018bf", "tenant_id": "acme",
+    "agent_id": "booking-bot", "channel_type": "webrtc", "started_at": "2038-10-24T00:12:00Z", "ended_at": "2038-10-24T00:12:29.132Z",
+    "duration_seconds": 29.132, "is_final": true, "report_seq": 1, "total_user_turns": 4, "total_agent_turns": 4, "avg_e2e_latency_ms": 906.45,
+    "has_issues": false, "has_near_miss": false, "issue_summary": null, "room_id": "RM_0e4018bf", "job_id": "AJ_0e4018bf",
+    "pipeline": {"stt": {"provider": "deepgram", "model": "nova-3"}, "llm": {"provider": "openai", "model": "gpt-4o-mini"},
+        "tts": {"provider": "cartesia", "model": "sonic-2"}, "vad": {"threshold": 0.5, "noise_suppression_enabled": true, "rnnoise_enabled": true}},
+    "outcome": {"close_reason": "user_hangup", "was_transferred": false, "error": null},
+    "latency": {"transcription_delay_ms": {"count": 4, "mean": 202.0, "p50": 219.6, "p95": 256.4},
+        "end_of_turn_delay_ms": {"count": 4, "mean": 360.95, "p50": 330.6, "p95": 437.4},
+        "llm_ttft_ms": {"count": 4, "mean": 276.7, "p50": 278.95, "p95": 296.1},
+        "tts_ttfb_ms": {"count": 4, "mean": 268.8, "p50": 276.9, "p95": 342.9},
+        "e2e_latency_ms": {"count": 4, "mean": 906.45, "p50": 903.45, "p95": 1040.4}},
+    "created_at": "2038-10-24T00:12:30Z", "updated_at": "2038-10-24T00:12:30Z"}))]
 pub struct SessionDetail {
     #[serde(flatten)]
     pub summary: SessionSummary,
@@ -440,6 +453,12 @@ pub struct TimelineItem {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"session_id": "6c3e2f0a-8d0e-4d8b-9a55-0f0e8f4b2d11", "started_at": "2038-10-24T00:12:00Z", "items": [
+    {"kind": "turn", "at_ms": 800, "at": "2038-10-24T00:12:00.800Z", "end_ms": 1802, "turn_index": 0, "type": "user", "seq": null, "segment_id": null,
+        "text": "My account number is four four seven two.", "data": {"transcription_delay_ms": 110.7, "end_of_turn_delay_ms": 335.7, "llm_ttft_ms": null, "tts_ttfb_ms": null, "e2e_latency_ms": null}},
+    {"kind": "event", "at_ms": 800, "at": "2038-10-24T00:12:00.800Z", "end_ms": null, "turn_index": 0, "type": "user_started_speaking", "seq": 0, "segment_id": null, "text": null, "data": null},
+    {"kind": "audio_segment", "at_ms": 800, "at": "2038-10-24T00:12:00.800Z", "end_ms": 3846, "turn_index": 0, "type": "stt_input", "seq": null, "segment_id": "stt_input-0", "text": null,
+        "data": {"status": "stored", "error": null, "duration_ms": 3046, "sample_rate": 16000, "rms_mean": 0.08, "snr_estimate": 31.2, "peak_dbfs": -6.1, "clipped_ratio": 0.0}}]}))]
 pub struct TimelineResponse {
     pub session_id: Uuid,
     pub started_at: DateTime<Utc>,
@@ -653,6 +672,12 @@ pub struct ConversationTurn {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"session_id": "6c3e2f0a-8d0e-4d8b-9a55-0f0e8f4b2d11", "turns": [
+    {"turn_index": 0, "role": "user", "content": "My account number is four four seven two.", "start_ms": 800, "end_ms": 1802, "interrupted": false, "stt_confidence": 0.946,
+        "latency": {"transcription_delay_ms": 110.7, "end_of_turn_delay_ms": 335.7, "llm_ttft_ms": null, "tts_ttfb_ms": null, "e2e_latency_ms": null}, "tool_calls": null},
+    {"turn_index": 1, "role": "assistant", "content": "Thanks. Your current balance is two hundred and twelve dollars.", "start_ms": 2761, "end_ms": 6226, "interrupted": false, "stt_confidence": null,
+        "latency": {"transcription_delay_ms": null, "end_of_turn_delay_ms": null, "llm_ttft_ms": 296.1, "tts_ttfb_ms": 327.4, "e2e_latency_ms": 959.2},
+        "tool_calls": [{"name": "lookup_account", "arguments": {"account": "4472"}, "result": {"ok": true}, "error": null, "duration_ms": 127.3}]}]}))]
 pub struct ConversationResponse {
     pub session_id: Uuid,
     pub turns: Vec<ConversationTurn>,
