@@ -177,7 +177,11 @@ pub async fn get_audio_url(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let s = load_session(&state, &scope, &session_id).await?;
-    super::extract::text_param("segment_id", &segment_id)?;
+    if !super::extract::storable(&segment_id) {
+        return Err(ApiError::NotFound(format!(
+            "audio of segment {segment_id:?}"
+        )));
+    }
     let g = seg::Entity::find()
         .filter(seg::Column::SessionId.eq(s.id))
         .filter(seg::Column::SegmentId.eq(segment_id.as_str()))

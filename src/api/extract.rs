@@ -14,17 +14,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        // Text columns cannot hold NUL (PostgreSQL rejects it): a clear 400, never a 500.
-        if parts
-            .uri
-            .query()
-            .is_some_and(|q| q.to_ascii_lowercase().contains("%00"))
-        {
-            return Err(ApiError::bad_request(
-                "query",
-                "query parameters must not contain NUL characters",
-            ));
-        }
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(v)) => Ok(ApiQuery(v)),
             Err(e) => Err(ApiError::bad_request("query", e.body_text())),
@@ -37,13 +26,8 @@ pub fn parse_uuid(param: &'static str, raw: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::bad_request(param, format!("{param} must be a UUID, got {raw:?}")))
 }
 
-/// A text path parameter: NUL characters are a 400 (no stored id contains one).
-pub fn text_param(param: &'static str, raw: &str) -> Result<(), ApiError> {
-    if raw.contains('\0') {
-        return Err(ApiError::bad_request(
-            param,
-            format!("{param} must not contain NUL characters"),
-        ));
-    }
-    Ok(())
+/// Whether a text value can name something stored: ingest replaces NUL characters (which
+/// PostgreSQL text cannot hold), so a value containing one matches nothing and must not reach SQL.
+pub fn storable(raw: &str) -> bool {
+    !raw.contains('\0')
 }

@@ -5,7 +5,7 @@ use super::AppState;
 use super::auth::Scope;
 use super::cache::SessionVersion;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiQuery, parse_uuid, text_param};
+use super::extract::{ApiQuery, parse_uuid, storable};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -146,6 +146,16 @@ pub async fn list_sessions(
             "limit",
             format!("limit must be between 1 and {MAX_LIMIT}, got {limit}"),
         ));
+    }
+    let filters = [&p.tenant_id, &p.call_id, &p.agent_id];
+    if filters
+        .iter()
+        .any(|f| f.as_deref().is_some_and(|v| !storable(v)))
+    {
+        return Ok(Json(SessionList {
+            items: Vec::new(),
+            next_cursor: None,
+        }));
     }
     let mut q = cs::Entity::find();
     if let Some(t) = scope.tenant() {
@@ -399,7 +409,6 @@ pub async fn get_session(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The session", body = SessionDetail),
-        (status = 400, description = "call_id contains a NUL character", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 404, description = "No session for this call (or another tenant's)", body = ErrorBody,
             example = json!({"code": "not_found", "message": "call \"call-123\" not found"})),
@@ -409,7 +418,9 @@ pub async fn get_session_by_call(
     scope: Scope,
     Path(call_id): Path<String>,
 ) -> Result<Json<SessionDetail>, ApiError> {
-    text_param("call_id", &call_id)?;
+    if !storable(&call_id) {
+        return Err(ApiError::NotFound(format!("call {call_id:?}")));
+    }
     let s = cs::Entity::find()
         .filter(cs::Column::CallId.eq(call_id.as_str()))
         .one(&state.0.db)
