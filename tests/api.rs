@@ -1,6 +1,7 @@
 //! The QA engineer's API against a real database with ingested sessions: shapes, filters,
 //! pagination, errors, tenant isolation on every endpoint, and signed audio URLs.
 
+#[macro_use]
 mod common;
 
 use common::{Db, Store, TestEnv, contract_dir, report, spawn_with, tone_wav};
@@ -70,19 +71,6 @@ async fn get(url: &str, key: Option<&str>) -> (u16, Value) {
 
 async fn session_id(env: &TestEnv, call_id: &str) -> String {
     env.session(call_id).await.unwrap().id.to_string()
-}
-
-macro_rules! on_both_stacks {
-    ($($name:ident),* $(,)?) => {
-        mod postgres_s3 {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Db::Postgres, super::Store::S3).await }) *
-        }
-        mod sqlite_fs {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Db::Sqlite, super::Store::Fs).await }) *
-        }
-    };
 }
 
 on_both_stacks!(

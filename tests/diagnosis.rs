@@ -1,24 +1,12 @@
 //! Diagnosis through the real pipeline: stored with the session in the ingest transaction, replaced
 //! by newer reports, idempotent, quiet on clean calls with real audio, configurable.
 
+#[macro_use]
 mod common;
 
 use call_insights::produce::{self, ProduceOptions};
 use common::{Db, Store, contract_dir, report, spawn, spawn_with};
 use serde_json::json;
-
-macro_rules! on_both_stacks {
-    ($($name:ident),* $(,)?) => {
-        mod postgres_s3 {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Db::Postgres, super::Store::S3).await }) *
-        }
-        mod sqlite_fs {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Db::Sqlite, super::Store::Fs).await }) *
-        }
-    };
-}
 
 on_both_stacks!(
     a_faulty_call_is_stored_with_its_diagnosis,

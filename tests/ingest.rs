@@ -1,24 +1,11 @@
 //! The ingest service end to end against real Redis, PostgreSQL/SQLite and Garage/filesystem.
 
+#[macro_use]
 mod common;
 
 use base64::Engine;
 use common::{Db, Store, contract_dir, report, spawn, spawn_with, tone_wav};
 use serde_json::json;
-
-/// Runs a scenario on PostgreSQL + S3 and on SQLite + filesystem.
-macro_rules! on_both_stacks {
-    ($($name:ident),* $(,)?) => {
-        mod postgres_s3 {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Db::Postgres, super::Store::S3).await }) *
-        }
-        mod sqlite_fs {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Db::Sqlite, super::Store::Fs).await }) *
-        }
-    };
-}
 
 on_both_stacks!(
     every_valid_contract_example_ingests,

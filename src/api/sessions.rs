@@ -823,41 +823,13 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_garbage_is_a_bad_request() {
-        let now = Utc::now();
-        let m = cs::Model {
-            id: Uuid::new_v4(),
-            call_id: "c".into(),
-            room_id: None,
-            job_id: None,
-            tenant_id: "t".into(),
-            agent_id: None,
-            channel_type: None,
-            stt_provider: None,
-            stt_model: None,
-            llm_provider: None,
-            llm_model: None,
-            tts_provider: None,
-            tts_model: None,
-            vad_threshold: None,
-            noise_suppression_enabled: None,
-            rnnoise_enabled: None,
-            started_at: now,
-            ended_at: None,
-            duration_seconds: None,
-            close_reason: None,
-            was_transferred: None,
-            error: None,
-            total_user_turns: 0,
-            total_agent_turns: 0,
-            avg_e2e_latency_ms: None,
-            has_near_miss: false,
-            has_issues: false,
-            issue_summary: None,
-            report_seq: 0,
-            is_final: false,
-            created_at: now,
-            updated_at: now,
-        };
+        let r = crate::ingest::decode_report(
+            br#"{"schema_version":1,"report_type":"final","seq":0,"call_id":"c","tenant_id":"t","started_at":"2026-11-01T09:00:00.123456Z"}"#,
+        )
+        .unwrap();
+        let mut m = crate::ingest::models::session_model(&r);
+        m.id = Uuid::new_v4();
+        let now = m.started_at;
         let (at, id) = decode_cursor(&encode_cursor(&m)).unwrap();
         assert_eq!((at.timestamp_micros(), id), (now.timestamp_micros(), m.id));
         assert!(decode_cursor("not-a-cursor!").is_err());

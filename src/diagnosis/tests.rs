@@ -4,6 +4,7 @@
 
 use super::{Diagnosis, Snapshot, Thresholds, diagnose};
 use crate::audio::{Span, analyze_wav_spans};
+use crate::ingest::models::{event_model, session_model, turn_model};
 use crate::ingest::{SessionReport, decode_report};
 use crate::produce::{ProduceOptions, generate_call};
 use entity::{
@@ -23,75 +24,9 @@ struct Call {
 
 fn from_report(r: &SessionReport, audio: &[(String, Vec<u8>)]) -> Call {
     let id = Uuid::nil();
-    let now = chrono::Utc::now();
-    let session = cs::Model {
-        id,
-        call_id: r.call_id.clone(),
-        room_id: None,
-        job_id: None,
-        tenant_id: r.tenant_id.clone(),
-        agent_id: None,
-        channel_type: None,
-        stt_provider: None,
-        stt_model: None,
-        llm_provider: None,
-        llm_model: None,
-        tts_provider: None,
-        tts_model: None,
-        vad_threshold: None,
-        noise_suppression_enabled: None,
-        rnnoise_enabled: None,
-        started_at: r.started_at,
-        ended_at: r.ended_at,
-        duration_seconds: r.duration_seconds,
-        close_reason: r.outcome.close_reason.clone(),
-        was_transferred: r.outcome.was_transferred,
-        error: r.outcome.error.clone(),
-        total_user_turns: 0,
-        total_agent_turns: 0,
-        avg_e2e_latency_ms: None,
-        has_near_miss: false,
-        has_issues: false,
-        issue_summary: None,
-        report_seq: r.seq,
-        is_final: r.is_final(),
-        created_at: now,
-        updated_at: now,
-    };
-    let turns = r
-        .turns
-        .iter()
-        .map(|t| ct::Model {
-            session_id: id,
-            turn_index: t.index,
-            role: t.role.as_str().into(),
-            content: t.content.clone(),
-            start_ms: t.start_ms,
-            end_ms: t.end_ms,
-            interrupted: t.interrupted,
-            stt_confidence: t.stt_confidence,
-            transcription_delay_ms: t.transcription_delay_ms,
-            end_of_turn_delay_ms: t.end_of_turn_delay_ms,
-            llm_ttft_ms: t.llm_ttft_ms,
-            tts_ttfb_ms: t.tts_ttfb_ms,
-            e2e_latency_ms: t.e2e_latency_ms,
-            tool_calls: t.tool_calls.as_ref().map(|c| json!(c)),
-            report_seq: r.seq,
-        })
-        .collect();
-    let events = r
-        .events
-        .iter()
-        .map(|e| ev::Model {
-            session_id: id,
-            seq: e.seq,
-            event_type: e.event_type.clone(),
-            at_ms: e.at_ms,
-            turn_index: e.turn_index,
-            data: e.data.clone(),
-            report_seq: r.seq,
-        })
-        .collect();
+    let session = session_model(r);
+    let turns = r.turns.iter().map(|t| turn_model(t, r.seq)).collect();
+    let events = r.events.iter().map(|e| event_model(e, r.seq)).collect();
     let spans: Vec<Span> = r
         .turns
         .iter()

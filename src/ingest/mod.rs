@@ -4,6 +4,7 @@
 pub mod consumer;
 pub mod contract;
 pub mod entry;
+pub mod models;
 pub mod persist;
 pub mod pipeline;
 mod redis_reply;

@@ -3,6 +3,7 @@
 //! race on the same call (the session upsert row-locks the call until commit).
 
 use super::contract::{Role, SessionReport};
+use super::models::{event_model, session_model, tool_calls_json, turn_model};
 use super::pipeline::{CallSnapshot, SegmentStatus};
 use super::row_cache::{Aggregates, CallRows, RowFact, TurnFact, fingerprint};
 use crate::audio::AudioMetrics;
@@ -489,15 +490,7 @@ fn child_rows(
         state,
     };
     for (t, seq) in snap.turns.values() {
-        let tool_calls = t.tool_calls.as_ref().map(|calls| {
-            serde_json::Value::Array(
-                calls
-                    .iter()
-                    .cloned()
-                    .map(serde_json::Value::Object)
-                    .collect(),
-            )
-        });
+        let tool_calls = tool_calls_json(t);
         let row: Vec<Value> = vec![
             placeholder.clone(),
             t.index.into(),
@@ -793,80 +786,17 @@ struct MemorySnapshot {
 
 impl MemorySnapshot {
     fn new(snap: &CallSnapshot<'_>, segs: &[SegmentRow]) -> Self {
-        let r = snap.head;
         let id = Uuid::nil();
-        let now = Utc::now();
-        let session = cs::Model {
-            id,
-            call_id: r.call_id.clone(),
-            room_id: r.room_id.clone(),
-            job_id: r.job_id.clone(),
-            tenant_id: r.tenant_id.clone(),
-            agent_id: r.agent_id.clone(),
-            channel_type: r.channel_type.clone(),
-            stt_provider: None,
-            stt_model: None,
-            llm_provider: None,
-            llm_model: None,
-            tts_provider: None,
-            tts_model: None,
-            vad_threshold: r.pipeline.vad.threshold,
-            noise_suppression_enabled: r.pipeline.vad.noise_suppression_enabled,
-            rnnoise_enabled: r.pipeline.vad.rnnoise_enabled,
-            started_at: r.started_at,
-            ended_at: r.ended_at,
-            duration_seconds: r.duration_seconds,
-            close_reason: r.outcome.close_reason.clone(),
-            was_transferred: r.outcome.was_transferred,
-            error: r.outcome.error.clone(),
-            total_user_turns: 0,
-            total_agent_turns: 0,
-            avg_e2e_latency_ms: None,
-            has_near_miss: false,
-            has_issues: false,
-            issue_summary: None,
-            report_seq: r.seq,
-            is_final: r.is_final(),
-            created_at: now,
-            updated_at: now,
-        };
+        let session = session_model(snap.head);
         let turns = snap
             .turns
             .values()
-            .map(|(t, seq)| ct::Model {
-                session_id: id,
-                turn_index: t.index,
-                role: t.role.as_str().into(),
-                content: t.content.clone(),
-                start_ms: t.start_ms,
-                end_ms: t.end_ms,
-                interrupted: t.interrupted,
-                stt_confidence: t.stt_confidence,
-                transcription_delay_ms: t.transcription_delay_ms,
-                end_of_turn_delay_ms: t.end_of_turn_delay_ms,
-                llm_ttft_ms: t.llm_ttft_ms,
-                tts_ttfb_ms: t.tts_ttfb_ms,
-                e2e_latency_ms: t.e2e_latency_ms,
-                tool_calls: t.tool_calls.as_ref().map(|c| {
-                    serde_json::Value::Array(
-                        c.iter().cloned().map(serde_json::Value::Object).collect(),
-                    )
-                }),
-                report_seq: *seq,
-            })
+            .map(|(t, seq)| turn_model(t, *seq))
             .collect();
         let events = snap
             .events
             .values()
-            .map(|(e, seq)| ev::Model {
-                session_id: id,
-                seq: e.seq,
-                event_type: e.event_type.clone(),
-                at_ms: e.at_ms,
-                turn_index: e.turn_index,
-                data: e.data.clone().filter(|d| !d.is_null()),
-                report_seq: *seq,
-            })
+            .map(|(e, seq)| event_model(e, *seq))
             .collect();
         let mut segments: Vec<seg::Model> = segs
             .iter()

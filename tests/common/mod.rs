@@ -2,7 +2,22 @@
 //! audio location (an S3 key prefix in Garage, or a temporary folder), against the real services that
 //! `scripts/services.sh` starts. Helpers read like the domain: `env.publish(..)`, `env.drain(..)`.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
+
+/// Defines each scenario `async fn name(db: Db, store: Store)` as two tests: on PostgreSQL + Garage
+/// (`postgres_s3::name`) and on SQLite + the filesystem (`sqlite_fs::name`).
+macro_rules! on_both_stacks {
+    ($($name:ident),* $(,)?) => {
+        mod postgres_s3 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Db::Postgres, super::Store::S3).await }) *
+        }
+        mod sqlite_fs {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Db::Sqlite, super::Store::Fs).await }) *
+        }
+    };
+}
 
 use call_insights::app::App;
 use call_insights::config::Config;
