@@ -378,8 +378,6 @@ fn detail(s: &cs::Model, turns: &[ct::Model]) -> SessionDetail {
     }
 }
 
-const NOT_FOUND_EXAMPLE: &str = "session not found";
-
 /// One session: everything stored about it, its pipeline and its latency summary.
 #[utoipa::path(get, path = "/api/v1/sessions/{session_id}", tag = "sessions",
     params(("session_id" = uuid::Uuid, Path, description = "The session's UUID")),
@@ -397,7 +395,6 @@ pub async fn get_session(
     scope: Scope,
     Path(id): Path<String>,
 ) -> Result<Json<SessionDetail>, ApiError> {
-    let _ = NOT_FOUND_EXAMPLE;
     let s = load_session(&state, &scope, &id).await?;
     let turns = turns_of(&state, s.id).await?;
     Ok(Json(detail(&s, &turns)))
