@@ -8,6 +8,7 @@
 //!
 //! Options: --calls N --partials K --audio --gzip --concurrency C --batch-size B --sqlite
 
+use call_insights::ingest::redis_reply::parse_groups;
 use call_insights::produce::{self, ProduceOptions};
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use std::io::BufRead;
@@ -58,34 +59,6 @@ fn parse_args() -> Args {
         }
     }
     a
-}
-
-fn group_info(v: &redis::Value) -> Option<(i64, i64, i64)> {
-    // XINFO GROUPS → [[name, .., pending, n, .., entries-read, n, lag, n], ...]
-    let redis::Value::Array(groups) = v else {
-        return None;
-    };
-    let redis::Value::Array(fields) = groups.first()? else {
-        return None;
-    };
-    let mut pending = None;
-    let mut read = 0;
-    let mut lag = None;
-    for pair in fields.chunks(2) {
-        if let [redis::Value::BulkString(k), v] = pair {
-            let n = match v {
-                redis::Value::Int(n) => Some(*n),
-                _ => None,
-            };
-            match k.as_slice() {
-                b"pending" => pending = n,
-                b"entries-read" => read = n.unwrap_or(0),
-                b"lag" => lag = n,
-                _ => {}
-            }
-        }
-    }
-    Some((pending?, read, lag?))
 }
 
 fn peak_rss_kb(pid: u32) -> Option<u64> {
@@ -226,11 +199,12 @@ async fn main() -> anyhow::Result<()> {
             .arg(&stream)
             .query_async(&mut conn)
             .await?;
-        if let Some((pending, read, lag)) = group_info(&v) {
+        if let Some(g) = parse_groups(v).into_iter().next() {
+            let read = g.entries_read.unwrap_or(0);
             if read > 0 && first_read.is_none() {
                 first_read = Some(started.elapsed());
             }
-            if pending == 0 && lag == 0 && read as u64 >= entries {
+            if g.pending == 0 && g.lag == Some(0) && read as u64 >= entries {
                 break;
             }
         }

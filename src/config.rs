@@ -312,15 +312,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    crate::text::percent_encode(s, |_, b| crate::text::unreserved(b))
 }
 
 impl Config {

@@ -11,3 +11,4 @@ pub mod ingest;
 pub mod metrics;
 pub mod produce;
 pub mod storage;
+pub mod text;

@@ -115,15 +115,7 @@ impl UrlSigner {
 
 /// Percent-encodes a key for a URL path (keeping `/`).
 fn path_encode(key: &str) -> String {
-    key.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    crate::text::percent_encode(key, |_, b| crate::text::unreserved(b) || b == b'/')
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -1,6 +1,7 @@
 //! Operational endpoints: liveness, readiness (database, Redis, audio store) and Prometheus metrics.
 
 use super::AppState;
+use crate::ingest::redis_reply::parse_groups;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -110,7 +111,10 @@ pub async fn metrics(State(AppState(app)): State<AppState>) -> impl IntoResponse
             .await
     };
     let (pending, lag) = match tokio::time::timeout(Duration::from_secs(1), group).await {
-        Ok(Ok(v)) => group_gauges(&v, &app.config.consumer_group),
+        Ok(Ok(v)) => parse_groups(v)
+            .into_iter()
+            .find(|g| g.name == app.config.consumer_group)
+            .map_or((None, None), |g| (Some(g.pending), g.lag)),
         _ => (None, None),
     };
     for (name, help, v) in [
@@ -134,40 +138,4 @@ pub async fn metrics(State(AppState(app)): State<AppState>) -> impl IntoResponse
     }
     app.http_metrics.render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
-}
-
-/// `pending` and `lag` of `group` in an XINFO GROUPS reply (RESP2 flat pairs or RESP3 maps).
-fn group_gauges(v: &redis::Value, group: &str) -> (Option<i64>, Option<i64>) {
-    let redis::Value::Array(groups) = v else {
-        return (None, None);
-    };
-    for g in groups {
-        let pairs: Vec<(&redis::Value, &redis::Value)> = match g {
-            redis::Value::Array(items) => items
-                .chunks(2)
-                .filter_map(|c| Some((c.first()?, c.get(1)?)))
-                .collect(),
-            redis::Value::Map(m) => m.iter().map(|(k, v)| (k, v)).collect(),
-            _ => continue,
-        };
-        let text = |v: &redis::Value| match v {
-            redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-            redis::Value::SimpleString(s) => Some(s.clone()),
-            _ => None,
-        };
-        let int = |v: &redis::Value| match v {
-            redis::Value::Int(i) => Some(*i),
-            _ => None,
-        };
-        let get = |key: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| text(k).as_deref() == Some(key))
-                .map(|(_, v)| *v)
-        };
-        if get("name").and_then(text).as_deref() == Some(group) {
-            return (get("pending").and_then(int), get("lag").and_then(int));
-        }
-    }
-    (None, None)
 }

@@ -134,7 +134,7 @@ fn cors(origins: Option<&str>) -> Option<CorsLayer> {
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    let (router, _) = api_router().split_for_parts();
+    let (router, doc) = api_router().split_for_parts();
     let state = AppState(app.clone());
     let config = &app.config;
     let router = router
@@ -142,7 +142,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/audio-files/{*key}",
             axum::routing::get(audio::serve_audio_file),
         )
-        .merge(SwaggerUi::new("/docs").url("/api-docs/openapi.json", openapi()))
+        .merge(SwaggerUi::new("/docs").url("/api-docs/openapi.json", doc))
         .layer(middleware::from_fn_with_state(state.clone(), record_http))
         .layer(CompressionLayer::new())
         .layer(axum::extract::DefaultBodyLimit::max(

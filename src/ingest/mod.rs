@@ -7,7 +7,7 @@ pub mod entry;
 pub mod models;
 pub mod persist;
 pub mod pipeline;
-mod redis_reply;
+pub mod redis_reply;
 pub mod row_cache;
 
 pub use consumer::{BatchReport, ConsumerError, ConsumerSettings, InsightsStreamConsumer};

@@ -1,4 +1,4 @@
-//! Parsing of the stream replies we use (XREADGROUP, XAUTOCLAIM, XPENDING, XINFO CONSUMERS) from raw
+//! Parsing of the stream replies we use (XREADGROUP, XAUTOCLAIM, XPENDING, XINFO CONSUMERS/GROUPS) from raw
 //! `redis::Value`s, in RESP2 and RESP3 shapes, keeping field values as bytes (WAV audio is binary).
 
 use super::entry::RawEntry;
@@ -106,6 +106,19 @@ pub fn parse_pending_counts(v: Value) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// The `name → value` pairs of one XINFO reply item (RESP2 flat list or RESP3 map).
+fn fields(item: Value) -> Vec<(String, Value)> {
+    let items = into_items(item);
+    let mut out = Vec::with_capacity(items.len() / 2);
+    let mut it = items.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        if let Some(k) = text(&k) {
+            out.push((k, v));
+        }
+    }
+    out
+}
+
 /// One consumer of XINFO CONSUMERS.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsumerInfo {
@@ -118,20 +131,53 @@ pub fn parse_consumers(v: Value) -> Vec<ConsumerInfo> {
     into_items(v)
         .into_iter()
         .filter_map(|c| {
-            let items = into_items(c);
             let mut info = ConsumerInfo {
                 name: String::new(),
                 pending: 0,
                 idle_ms: 0,
             };
-            for pair in items.chunks(2) {
-                if let [k, v] = pair {
-                    match text(k).as_deref() {
-                        Some("name") => info.name = text(v)?,
-                        Some("pending") => info.pending = int(v)?,
-                        Some("idle") => info.idle_ms = int(v)?,
-                        _ => {}
-                    }
+            for (k, v) in fields(c) {
+                match k.as_str() {
+                    "name" => info.name = text(&v)?,
+                    "pending" => info.pending = int(&v)?,
+                    "idle" => info.idle_ms = int(&v)?,
+                    _ => {}
+                }
+            }
+            (!info.name.is_empty()).then_some(info)
+        })
+        .collect()
+}
+
+/// One consumer group of XINFO GROUPS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupInfo {
+    pub name: String,
+    /// Delivered, not yet acknowledged.
+    pub pending: i64,
+    /// Entries read by the group (Redis ≥ 7).
+    pub entries_read: Option<i64>,
+    /// Entries not yet delivered to the group (Redis ≥ 7; null when Redis cannot tell).
+    pub lag: Option<i64>,
+}
+
+pub fn parse_groups(v: Value) -> Vec<GroupInfo> {
+    into_items(v)
+        .into_iter()
+        .filter_map(|g| {
+            let mut info = GroupInfo {
+                name: String::new(),
+                pending: 0,
+                entries_read: None,
+                lag: None,
+            };
+            for (k, v) in fields(g) {
+                match k.as_str() {
+                    "name" => info.name = text(&v)?,
+                    "pending" => info.pending = int(&v)?,
+                    "entries-read" => info.entries_read = int(&v),
+                    "lag" => info.lag = int(&v),
+                    _ => {}
                 }
             }
             (!info.name.is_empty()).then_some(info)

@@ -67,15 +67,9 @@ pub fn segment_key(
 /// Percent-encodes everything but `[A-Za-z0-9_-]` and non-leading dots, so any id is one safe path
 /// component (no `/`, no `..`).
 fn key_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for (i, b) in s.bytes().enumerate() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::text::percent_encode(s, |i, b| {
+        b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0)
+    })
 }
 
 /// FNV-1a, 64 bit: a stable content fingerprint (not a security hash).

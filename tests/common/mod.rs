@@ -586,17 +586,13 @@ impl TestEnv {
             .query_async(&mut self.conn().await)
             .await
             .unwrap_or(redis::Value::Nil);
-        let text = format!("{v:?}");
-        let grab = |key: &str| -> i64 {
-            text.split(&format!("bulk-string('\"{key}\"'), int("))
-                .nth(1)
-                .and_then(|r| r.split(')').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(i64::MAX / 4)
-        };
-        if text.contains("lag\"'), nil") {
-            return i64::MAX / 4;
+        let group = &self.app.config.consumer_group;
+        match call_insights::ingest::redis_reply::parse_groups(v)
+            .into_iter()
+            .find(|g| &g.name == group)
+        {
+            Some(g) => g.pending + g.lag.unwrap_or(i64::MAX / 4),
+            None => i64::MAX / 4,
         }
-        grab("pending") + grab("lag")
     }
 }
