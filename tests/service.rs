@@ -124,6 +124,11 @@ async fn sigterm_finishes_in_flight_work_acknowledges_it_and_exits_zero() {
         0,
         "nothing left delivered but unacknowledged"
     );
+    // The process has exited; its last log lines may still be on their way through the reader thread.
+    eventually(10, "shutdown logged", || async {
+        svc.log_lines("consumer stopped") >= 1
+    })
+    .await;
     assert!(svc.log_lines("consumer stopped") == 1);
     env.cleanup().await;
 }
@@ -241,6 +246,12 @@ async fn a_redis_outage_keeps_http_up_logs_once_and_ingest_resumes() {
         .await;
     eventually(60, "ingest resumed", || async {
         env.count("call_sessions").await == 2
+    })
+    .await;
+    // "ingest resumed" is logged right after the batch that stored it, and log lines reach the test
+    // through a reader thread: wait for the line, then check there was exactly one of each.
+    eventually(10, "resume logged", || async {
+        svc.log_lines("ingest resumed") >= 1
     })
     .await;
     assert_eq!(

@@ -4,7 +4,9 @@
 
 use super::{Diagnosis, Snapshot, Thresholds, diagnose};
 use crate::audio::{Span, analyze_wav_spans};
-use crate::ingest::models::{event_model, session_model, turn_model};
+use crate::ingest::models::{event_model, segment_model, session_model, turn_model};
+use crate::ingest::persist::SegmentRow;
+use crate::ingest::pipeline::SegmentStatus;
 use crate::ingest::{SessionReport, decode_report};
 use crate::produce::{ProduceOptions, generate_call};
 use entity::{
@@ -23,7 +25,6 @@ struct Call {
 }
 
 fn from_report(r: &SessionReport, audio: &[(String, Vec<u8>)]) -> Call {
-    let id = Uuid::nil();
     let session = session_model(r);
     let turns = r.turns.iter().map(|t| turn_model(t, r.seq)).collect();
     let events = r.events.iter().map(|e| event_model(e, r.seq)).collect();
@@ -45,32 +46,22 @@ fn from_report(r: &SessionReport, audio: &[(String, Vec<u8>)]) -> Call {
             let full = g.segment_type.as_str().starts_with("full_");
             let (m, levels) = analyze_wav_spans(bytes, if full { &spans } else { &[] })
                 .expect("simulated audio decodes");
-            seg::Model {
-                session_id: id,
+            segment_model(&SegmentRow {
                 segment_id: g.segment_id.clone(),
-                segment_type: g.segment_type.as_str().into(),
+                segment_type: g.segment_type.as_str(),
                 turn_index: g.turn_index,
                 offset_ms: g.offset_ms,
                 duration_ms: g.duration_ms,
                 s3_key: Some("k".into()),
                 bucket: None,
-                source: "field".into(),
+                source: "field",
                 size_bytes: Some(bytes.len() as i64),
-                sample_rate: Some(m.sample_rate as i32),
-                channels: Some(1),
-                bits_per_sample: Some(16),
-                decoded_duration_ms: Some(m.duration_ms),
-                rms_mean: Some(m.rms_mean),
-                rms_peak: Some(m.rms_peak),
-                snr_estimate: m.snr_estimate,
-                peak_dbfs: m.peak_dbfs,
-                clipped_ratio: Some(m.clipped_ratio),
-                clip_runs: Some(m.clip_runs as i32),
+                metrics: Some(m),
                 speech_levels: full.then(|| json!(levels)),
-                status: "stored".into(),
+                status: SegmentStatus::Stored,
                 error: None,
                 report_seq: r.seq,
-            }
+            })
         })
         .collect();
     Call {

@@ -2,13 +2,21 @@
 //! diagnosis rules read, built in memory when a batch already holds everything stored for a call.
 
 use super::contract::{Event, SessionReport, Turn};
-use entity::{call_sessions as cs, conversation_turns as ct, session_events as ev};
+use super::persist::SegmentRow;
+use entity::{
+    audio_segments as seg, call_sessions as cs, conversation_turns as ct, session_events as ev,
+};
 use uuid::Uuid;
 
-/// The session row a report describes (nil id, aggregates zero: the rules do not read them).
+/// The session row a report describes (nil id; aggregates and flags zero until computed). The
+/// duration is the reported one, or derived from `ended_at` when the agent sent none.
 pub fn session_model(r: &SessionReport) -> cs::Model {
     let now = chrono::Utc::now();
     let p = &r.pipeline;
+    let duration = r.duration_seconds.or_else(|| {
+        r.ended_at
+            .map(|end| std::cmp::max((end - r.started_at).num_milliseconds(), 0) as f64 / 1000.0)
+    });
     cs::Model {
         id: Uuid::nil(),
         call_id: r.call_id.clone(),
@@ -28,7 +36,7 @@ pub fn session_model(r: &SessionReport) -> cs::Model {
         rnnoise_enabled: p.vad.rnnoise_enabled,
         started_at: r.started_at,
         ended_at: r.ended_at,
-        duration_seconds: r.duration_seconds,
+        duration_seconds: duration,
         close_reason: r.outcome.close_reason.clone(),
         was_transferred: r.outcome.was_transferred,
         error: r.outcome.error.clone(),
@@ -87,5 +95,36 @@ pub fn event_model(e: &Event, report_seq: i64) -> ev::Model {
         turn_index: e.turn_index,
         data: e.data.clone().filter(|d| !d.is_null()),
         report_seq,
+    }
+}
+
+/// A measured (or missing / broken) audio segment as stored.
+pub fn segment_model(g: &SegmentRow) -> seg::Model {
+    let m = g.metrics.as_ref();
+    seg::Model {
+        session_id: Uuid::nil(),
+        segment_id: g.segment_id.clone(),
+        segment_type: g.segment_type.into(),
+        turn_index: g.turn_index,
+        offset_ms: g.offset_ms,
+        duration_ms: g.duration_ms,
+        s3_key: g.s3_key.clone(),
+        bucket: g.bucket.clone(),
+        source: g.source.into(),
+        size_bytes: g.size_bytes,
+        sample_rate: m.map(|m| m.sample_rate as i32),
+        channels: m.map(|m| i32::from(m.channels)),
+        bits_per_sample: m.map(|m| i32::from(m.bits_per_sample)),
+        decoded_duration_ms: m.map(|m| m.duration_ms),
+        rms_mean: m.map(|m| m.rms_mean),
+        rms_peak: m.map(|m| m.rms_peak),
+        snr_estimate: m.and_then(|m| m.snr_estimate),
+        peak_dbfs: m.and_then(|m| m.peak_dbfs),
+        clipped_ratio: m.map(|m| m.clipped_ratio),
+        clip_runs: m.map(|m| i32::try_from(m.clip_runs).unwrap_or(i32::MAX)),
+        speech_levels: g.speech_levels.clone(),
+        status: g.status.as_str().into(),
+        error: g.error.clone(),
+        report_seq: g.report_seq,
     }
 }

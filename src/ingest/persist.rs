@@ -3,7 +3,7 @@
 //! race on the same call (the session upsert row-locks the call until commit).
 
 use super::contract::{Role, SessionReport};
-use super::models::{event_model, session_model, tool_calls_json, turn_model};
+use super::models::{event_model, segment_model, session_model, turn_model};
 use super::pipeline::{CallSnapshot, SegmentStatus};
 use super::row_cache::{Aggregates, CallRows, RowFact, TurnFact, fingerprint};
 use crate::audio::AudioMetrics;
@@ -15,7 +15,7 @@ use entity::{
 use sea_orm::sea_query::{Expr, OnConflict, Query, Value};
 use sea_orm::{
     ColumnTrait, ColumnType, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityName,
-    EntityTrait, QueryFilter, QueryResult, QuerySelect, Statement, TransactionTrait,
+    EntityTrait, ModelTrait, QueryFilter, QueryResult, QuerySelect, Statement, TransactionTrait,
 };
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -118,6 +118,11 @@ const SESSION_COLS: [cs::Column; 32] = [
 /// Columns a newer report does not replace besides `call_id`.
 const SESSION_KEEP_COLS: [cs::Column; 2] = [cs::Column::Id, cs::Column::CreatedAt];
 
+/// The values of `cols` in a model, in order: the model is the one description of a row.
+fn row_of<M: ModelTrait>(m: &M, cols: &[<M::Entity as EntityTrait>::Column]) -> Vec<Value> {
+    cols.iter().map(|c| m.get(*c)).collect()
+}
+
 /// A session row. `diagnosis` is the in-memory diagnosis when there is one (otherwise the flags are
 /// set after the stored snapshot is diagnosed).
 fn session_values(
@@ -126,46 +131,16 @@ fn session_values(
     agg: Aggregates,
     diagnosis: Option<&Diagnosis>,
 ) -> Vec<Value> {
-    let duration = r.duration_seconds.or_else(|| {
-        r.ended_at
-            .map(|end| std::cmp::max((end - r.started_at).num_milliseconds(), 0) as f64 / 1000.0)
-    });
-    let p = &r.pipeline;
-    let v: [Value; 32] = [
-        Uuid::new_v4().into(),
-        r.call_id.clone().into(),
-        r.room_id.clone().into(),
-        r.job_id.clone().into(),
-        r.tenant_id.clone().into(),
-        r.agent_id.clone().into(),
-        r.channel_type.clone().into(),
-        p.stt.provider.clone().into(),
-        p.stt.model.clone().into(),
-        p.llm.provider.clone().into(),
-        p.llm.model.clone().into(),
-        p.tts.provider.clone().into(),
-        p.tts.model.clone().into(),
-        p.vad.threshold.into(),
-        p.vad.noise_suppression_enabled.into(),
-        p.vad.rnnoise_enabled.into(),
-        r.started_at.into(),
-        r.ended_at.into(),
-        duration.into(),
-        r.outcome.close_reason.clone().into(),
-        r.outcome.was_transferred.into(),
-        r.outcome.error.clone().into(),
-        agg.user_turns.into(),
-        agg.agent_turns.into(),
-        agg.avg_e2e_latency_ms.into(),
-        r.seq.into(),
-        r.is_final().into(),
-        (agg.has_near_miss || diagnosis.is_some_and(|d| d.has_near_miss)).into(),
-        diagnosis.is_some_and(|d| d.has_issues).into(),
-        diagnosis.and_then(|d| d.summary.clone()).into(),
-        now.into(),
-        now.into(),
-    ];
-    v.into()
+    let mut m = session_model(r);
+    m.id = Uuid::new_v4();
+    m.total_user_turns = agg.user_turns;
+    m.total_agent_turns = agg.agent_turns;
+    m.avg_e2e_latency_ms = agg.avg_e2e_latency_ms;
+    m.has_near_miss = agg.has_near_miss || diagnosis.is_some_and(|d| d.has_near_miss);
+    m.has_issues = diagnosis.is_some_and(|d| d.has_issues);
+    m.issue_summary = diagnosis.and_then(|d| d.summary.clone());
+    (m.created_at, m.updated_at) = (now, now);
+    row_of(&m, &SESSION_COLS)
 }
 
 const TURN_COLS: [ct::Column; 15] = [
@@ -222,10 +197,6 @@ const SEGMENT_COLS: [seg::Column; 24] = [
     seg::Column::Error,
     seg::Column::ReportSeq,
 ];
-
-fn json(v: Option<serde_json::Value>) -> Value {
-    Value::Json(v.map(Box::new))
-}
 
 /// Guarded upserts of `rows` (values in `cols` order). PostgreSQL receives each chunk as one JSON
 /// parameter expanded by `json_to_recordset`: one statement text per table, prepared once and cached,
@@ -482,7 +453,6 @@ fn child_rows(
     let mut state = known.cloned().unwrap_or_default();
     state.seq = snap.head.seq;
     state.complete = known.is_some_and(|k| k.complete);
-    let placeholder = Value::Uuid(None);
     let mut out = ChildRows {
         turns: Vec::new(),
         events: Vec::new(),
@@ -490,24 +460,7 @@ fn child_rows(
         state,
     };
     for (t, seq) in snap.turns.values() {
-        let tool_calls = tool_calls_json(t);
-        let row: Vec<Value> = vec![
-            placeholder.clone(),
-            t.index.into(),
-            t.role.as_str().into(),
-            t.content.clone().into(),
-            t.start_ms.into(),
-            t.end_ms.into(),
-            t.interrupted.into(),
-            t.stt_confidence.into(),
-            t.transcription_delay_ms.into(),
-            t.end_of_turn_delay_ms.into(),
-            t.llm_ttft_ms.into(),
-            t.tts_ttfb_ms.into(),
-            t.e2e_latency_ms.into(),
-            json(tool_calls),
-            (*seq).into(),
-        ];
+        let row = row_of(&turn_model(t, *seq), &TURN_COLS);
         let fact = TurnFact {
             hash: row_hash(&row),
             user: t.role == Role::User,
@@ -519,15 +472,7 @@ fn child_rows(
         }
     }
     for (e, seq) in snap.events.values() {
-        let row: Vec<Value> = vec![
-            placeholder.clone(),
-            e.seq.into(),
-            e.event_type.clone().into(),
-            e.at_ms.into(),
-            e.turn_index.into(),
-            json(e.data.clone().filter(|d| !d.is_null())),
-            (*seq).into(),
-        ];
+        let row = row_of(&event_model(e, *seq), &EVENT_COLS);
         let fact = RowFact {
             hash: row_hash(&row),
             near_miss: e.event_type == "near_miss",
@@ -536,42 +481,19 @@ fn child_rows(
             out.events.push(row);
         }
     }
-    for s in segs {
-        let m = s.metrics.as_ref();
-        let near_miss = s.segment_type == "near_miss";
-        let id = s.segment_id.clone();
-        let row: Vec<Value> = vec![
-            placeholder.clone(),
-            s.segment_id.into(),
-            s.segment_type.into(),
-            s.turn_index.into(),
-            s.offset_ms.into(),
-            s.duration_ms.into(),
-            s.s3_key.into(),
-            s.bucket.into(),
-            s.source.into(),
-            s.size_bytes.into(),
-            m.map(|m| m.sample_rate as i32).into(),
-            m.map(|m| i32::from(m.channels)).into(),
-            m.map(|m| i32::from(m.bits_per_sample)).into(),
-            m.map(|m| m.duration_ms).into(),
-            m.map(|m| m.rms_mean).into(),
-            m.map(|m| m.rms_peak).into(),
-            m.and_then(|m| m.snr_estimate).into(),
-            m.and_then(|m| m.peak_dbfs).into(),
-            m.map(|m| m.clipped_ratio).into(),
-            m.map(|m| i32::try_from(m.clip_runs).unwrap_or(i32::MAX))
-                .into(),
-            json(s.speech_levels),
-            s.status.as_str().into(),
-            s.error.into(),
-            s.report_seq.into(),
-        ];
+    for s in &segs {
+        let row = row_of(&segment_model(s), &SEGMENT_COLS);
         let fact = RowFact {
             hash: row_hash(&row),
-            near_miss,
+            near_miss: s.segment_type == "near_miss",
         };
-        if out.state.segments.insert(id, fact).map(|f| f.hash) != Some(fact.hash) {
+        if out
+            .state
+            .segments
+            .insert(s.segment_id.clone(), fact)
+            .map(|f| f.hash)
+            != Some(fact.hash)
+        {
             out.segments.push(row);
         }
     }
@@ -786,7 +708,6 @@ struct MemorySnapshot {
 
 impl MemorySnapshot {
     fn new(snap: &CallSnapshot<'_>, segs: &[SegmentRow]) -> Self {
-        let id = Uuid::nil();
         let session = session_model(snap.head);
         let turns = snap
             .turns
@@ -798,38 +719,7 @@ impl MemorySnapshot {
             .values()
             .map(|(e, seq)| event_model(e, *seq))
             .collect();
-        let mut segments: Vec<seg::Model> = segs
-            .iter()
-            .map(|g| {
-                let m = g.metrics.as_ref();
-                seg::Model {
-                    session_id: id,
-                    segment_id: g.segment_id.clone(),
-                    segment_type: g.segment_type.into(),
-                    turn_index: g.turn_index,
-                    offset_ms: g.offset_ms,
-                    duration_ms: g.duration_ms,
-                    s3_key: g.s3_key.clone(),
-                    bucket: g.bucket.clone(),
-                    source: g.source.into(),
-                    size_bytes: g.size_bytes,
-                    sample_rate: m.map(|m| m.sample_rate as i32),
-                    channels: m.map(|m| i32::from(m.channels)),
-                    bits_per_sample: m.map(|m| i32::from(m.bits_per_sample)),
-                    decoded_duration_ms: m.map(|m| m.duration_ms),
-                    rms_mean: m.map(|m| m.rms_mean),
-                    rms_peak: m.map(|m| m.rms_peak),
-                    snr_estimate: m.and_then(|m| m.snr_estimate),
-                    peak_dbfs: m.and_then(|m| m.peak_dbfs),
-                    clipped_ratio: m.map(|m| m.clipped_ratio),
-                    clip_runs: m.map(|m| i32::try_from(m.clip_runs).unwrap_or(i32::MAX)),
-                    speech_levels: g.speech_levels.clone(),
-                    status: g.status.as_str().into(),
-                    error: g.error.clone(),
-                    report_seq: g.report_seq,
-                }
-            })
-            .collect();
+        let mut segments: Vec<seg::Model> = segs.iter().map(segment_model).collect();
         segments.sort_by(|a, b| a.segment_id.cmp(&b.segment_id));
         MemorySnapshot {
             session,
