@@ -1,6 +1,7 @@
 //! call-insights: consumes Atlas's session reports from Redis, stores sessions, turns, events and audio,
 //! and serves them to QA engineers.
 
+pub mod analysis;
 pub mod api;
 pub mod app;
 pub mod audio;
@@ -11,4 +12,5 @@ pub mod ingest;
 pub mod metrics;
 pub mod produce;
 pub mod storage;
+pub mod stt;
 pub mod text;

@@ -137,6 +137,7 @@ pub fn measure(a: &DecodedAudio) -> AudioMetrics {
         total_samples: a.total_samples,
         peak: a.peak,
         clip_runs: a.clip_runs,
+        encoding: a.encoding,
     };
     meter.finish(&info)
 }
@@ -152,8 +153,7 @@ pub fn analyze_wav_spans(
     spans: &[Span],
 ) -> Result<(AudioMetrics, SpeechLevels), AudioError> {
     // The frame length depends on the sample rate: read the header first (cheap), then stream.
-    let rate =
-        hound::WavReader::new(std::io::Cursor::new(bytes)).map_or(1, |r| r.spec().sample_rate);
+    let rate = super::wav::wav_sample_rate(bytes).unwrap_or(1).max(1);
     let mut meter = LevelMeter::new(rate);
     let to_sample = |ms: i64| (ms.max(0) as u64 * u64::from(rate)) / 1000;
     let mut ranges: Vec<(i64, u64, u64)> = spans

@@ -1,0 +1,306 @@
+//! The STT replay layer end to end: a session ingested with its audio (real database, real S3 server
+//! or folder) is replayed through all six fake providers, giving the full grid
+//! turns × renditions × providers — missing renditions and provider errors in their cells.
+
+#[macro_use]
+mod common;
+
+use call_insights::analysis::replay::{
+    RenditionStatus, ReplayOptions, ResultStatus, SessionReplay, replay_session,
+};
+use call_insights::audio::{RenditionKind, encode_wav_i16};
+use call_insights::stt::fake::{FakeAudio, FakeProvider};
+use call_insights::stt::{ConfidenceSource, ProviderId, SttConfig, SttErrorKind, SttProviders};
+use common::*;
+use serde_json::json;
+
+on_both_stacks!(replaying_a_session_fills_the_whole_grid);
+
+/// User turns: (turn index, start ms, duration ms, what the user said).
+const TURNS: [(i64, i64, i64, &str); 3] = [
+    (0, 500, 1200, "I'd like to book a table for two, please."),
+    (2, 4000, 1700, "My account number is four five six."),
+    (4, 8000, 2200, "Can you call me back tomorrow?"),
+];
+
+fn tone(ms: i64, amplitude: f32) -> Vec<f32> {
+    (0..(ms * 16) as usize)
+        .map(|i| amplitude * (i as f32 * 300.0 * std::f32::consts::TAU / 16000.0).sin())
+        .collect()
+}
+
+/// A full-call recording of `total_ms` with each user turn's tone at its place over faint noise.
+fn recording(total_ms: i64, amplitude: f32) -> Vec<u8> {
+    let mut s: Vec<f32> = (0..(total_ms * 16) as usize)
+        .map(|i| 0.001 * ((i * 7919 % 1000) as f32 / 500.0 - 1.0))
+        .collect();
+    for (_, start, dur, _) in TURNS {
+        let from = (start * 16) as usize;
+        for (k, v) in tone(dur, amplitude).into_iter().enumerate() {
+            if let Some(x) = s.get_mut(from + k) {
+                *x = v;
+            }
+        }
+    }
+    encode_wav_i16(&s, 16000)
+}
+
+/// The transcript a fake gives for a turn's audio, known by its duration.
+fn said(audio: &FakeAudio) -> Option<&'static str> {
+    TURNS
+        .iter()
+        .find(|t| (audio.duration_ms - t.2 as f64).abs() < 5.0)
+        .map(|t| t.3)
+}
+
+async fn replaying_a_session_fills_the_whole_grid(db: Db, store: Store) {
+    let env = spawn(db, store).await;
+    let mut r = report("replay-call", 0, true, 6);
+    for (i, start, dur, text) in TURNS {
+        r["turns"][i as usize]["content"] = json!(text);
+        r["turns"][i as usize]["start_ms"] = json!(start);
+        r["turns"][i as usize]["end_ms"] = json!(start + dur);
+    }
+    // Turn 4 has no stt_input segment, and the post-suppression recording ends before it.
+    r["audio_segments"] = json!([
+        {"segment_id": "pre", "segment_type": "full_pre_rnnoise", "offset_ms": 0, "audio": {"field": "audio:pre"}},
+        {"segment_id": "post", "segment_type": "full_post_rnnoise", "offset_ms": 0, "audio": {"field": "audio:post"}},
+        {"segment_id": "stt-0", "segment_type": "stt_input", "turn_index": 0, "offset_ms": 500, "audio": {"field": "audio:stt-0"}},
+        {"segment_id": "stt-2", "segment_type": "stt_input", "turn_index": 2, "offset_ms": 4000, "audio": {"field": "audio:stt-2"}},
+    ]);
+    env.publish_fields(&[
+        ("payload", &serde_json::to_vec(&r).unwrap()),
+        ("audio:pre", &recording(11_000, 0.3)),
+        ("audio:post", &recording(7_000, 0.25)),
+        ("audio:stt-0", &encode_wav_i16(&tone(1200, 0.2), 16000)),
+        ("audio:stt-2", &encode_wav_i16(&tone(1700, 0.2), 16000)),
+    ])
+    .await;
+    assert_eq!(env.drain(&mut env.consumer()).await.dead_lettered, 0);
+    let session = env.session("replay-call").await.expect("session stored");
+
+    let fakes = FakeProvider::start_all().await.unwrap();
+    for f in &fakes {
+        let id = f.id();
+        f.set_script(move |a| {
+            let text = said(a).unwrap_or("unexpected audio");
+            match id {
+                // Deepgram drops the last word; OpenAI writes numbers as digits (same normalised).
+                ProviderId::Deepgram => text.rsplit_once(' ').map_or(text, |(h, _)| h).to_string(),
+                ProviderId::Openai => text.replace("two", "2").replace("four five six", "456"),
+                _ => text.to_string(),
+            }
+        });
+    }
+    let elevenlabs = &fakes[3];
+    assert_eq!(elevenlabs.id(), ProviderId::Elevenlabs);
+    elevenlabs.set_fail_when(|a| (said(a) == Some(TURNS[1].3)).then_some(503));
+    let stt = SttProviders::from_config(&SttConfig {
+        providers: fakes.iter().map(FakeProvider::config).collect(),
+        language: Some("en".into()),
+    })
+    .unwrap();
+    let options = ReplayOptions {
+        language: Some("en".into()),
+        ..ReplayOptions::default()
+    };
+    let grid: SessionReplay = replay_session(
+        &env.app.db,
+        env.app.store.clone(),
+        &stt,
+        session.id,
+        &options,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(grid.call_id, "replay-call");
+    assert_eq!(grid.providers.len(), 6);
+    assert_eq!(
+        grid.turns.iter().map(|t| t.turn_index).collect::<Vec<_>>(),
+        vec![0, 2, 4]
+    );
+    for turn in &grid.turns {
+        let kinds: Vec<RenditionKind> = turn.renditions.iter().map(|r| r.rendition).collect();
+        assert_eq!(kinds, RenditionKind::ALL.to_vec());
+    }
+    // Missing renditions say why and have no cells.
+    let last = &grid.turns[2];
+    let by_kind = |t: &call_insights::analysis::replay::TurnReplay, k: RenditionKind| {
+        t.renditions
+            .iter()
+            .find(|r| r.rendition == k)
+            .unwrap()
+            .clone()
+    };
+    let stt_input = by_kind(last, RenditionKind::SttInput);
+    assert_eq!(stt_input.status, RenditionStatus::Missing);
+    assert!(
+        stt_input
+            .missing_reason
+            .as_deref()
+            .unwrap()
+            .contains("no stt_input segment for turn 4")
+    );
+    let post = by_kind(last, RenditionKind::PostRnnoise);
+    assert_eq!(post.status, RenditionStatus::Missing);
+    assert!(
+        post.missing_reason
+            .as_deref()
+            .unwrap()
+            .contains("outside the recording"),
+        "{post:?}"
+    );
+    assert!(post.results.is_empty());
+
+    // Every available rendition has a cell per provider.
+    let mut cells = 0;
+    for turn in &grid.turns {
+        for r in turn
+            .renditions
+            .iter()
+            .filter(|r| r.status == RenditionStatus::Available)
+        {
+            assert_eq!(
+                r.results.len(),
+                6,
+                "turn {} {:?}",
+                turn.turn_index,
+                r.rendition
+            );
+            let clipping = r.clipping.unwrap();
+            assert_eq!(clipping.clipped_ratio, 0.0);
+            let want_peak = if r.rendition == RenditionKind::SttInput {
+                0.2f64
+            } else if r.rendition == RenditionKind::PreRnnoise {
+                0.3
+            } else {
+                0.25
+            };
+            assert!(
+                (clipping.peak_dbfs.unwrap() - 20.0 * want_peak.log10()).abs() < 0.1,
+                "{clipping:?}"
+            );
+            let want_ms = TURNS.iter().find(|t| t.0 == turn.turn_index).unwrap().2 as f64;
+            assert!((r.duration_ms.unwrap() - want_ms).abs() < 1.0);
+            cells += r.results.len();
+        }
+    }
+    assert_eq!(
+        cells,
+        (3 + 3 + 1) * 6,
+        "7 available renditions × 6 providers"
+    );
+
+    // Cell contents.
+    let first = by_kind(&grid.turns[0], RenditionKind::PreRnnoise);
+    let cell = |p: ProviderId| first.results.iter().find(|c| c.provider == p).unwrap();
+    let groq = cell(ProviderId::Groq);
+    let t = groq.transcription.as_ref().unwrap();
+    assert_eq!(t.transcript, TURNS[0].3);
+    assert_eq!(t.language.as_deref(), Some("en"), "\"english\" becomes en");
+    assert_eq!(
+        t.confidence.unwrap().source,
+        ConfidenceSource::SegmentLogprob
+    );
+    assert!((t.confidence.unwrap().value - 0.9).abs() < 1e-9);
+    assert!(t.latency_ms > 0.0 && t.request_id.is_some());
+    assert_eq!(groq.wer_vs_original.as_ref().unwrap().wer, 0.0);
+    let openai = cell(ProviderId::Openai);
+    assert_eq!(
+        openai.wer_vs_original.as_ref().unwrap().wer,
+        0.0,
+        "digits normalise like words"
+    );
+    assert!(openai.wer_vs_original.as_ref().unwrap().raw_wer > 0.0);
+    assert_eq!(
+        openai
+            .transcription
+            .as_ref()
+            .unwrap()
+            .confidence
+            .unwrap()
+            .source,
+        ConfidenceSource::TokenLogprob
+    );
+    let deepgram = cell(ProviderId::Deepgram);
+    let w = deepgram.wer_vs_original.as_ref().unwrap();
+    assert_eq!(
+        (w.counts.deletions, w.counts.reference_words),
+        (1, 10),
+        "{w:?}"
+    );
+    assert!((w.wer - 0.1).abs() < 1e-12);
+    assert_eq!(
+        deepgram
+            .transcription
+            .as_ref()
+            .unwrap()
+            .confidence
+            .unwrap()
+            .source,
+        ConfidenceSource::Reported
+    );
+    let agreement = deepgram.agreement.as_ref().unwrap();
+    assert_eq!(agreement.against.len(), 5);
+    assert_eq!(
+        agreement.counts.deletions, 5,
+        "one word short of each of the five others"
+    );
+    let eleven = cell(ProviderId::Elevenlabs).transcription.as_ref().unwrap();
+    assert_eq!(eleven.language.as_deref(), Some("en"), "\"eng\" becomes en");
+    let gladia = cell(ProviderId::Gladia).transcription.as_ref().unwrap();
+    let phases = gladia.phases.unwrap();
+    assert!(phases.polls >= 1);
+    assert!(
+        (phases.upload_ms + phases.queue_ms + phases.processing_ms - gladia.latency_ms).abs() < 1.0
+    );
+
+    // ElevenLabs failed every rendition of turn 2: an error in each of those cells, retried first.
+    for r in grid.turns[1].renditions.iter() {
+        let c = r
+            .results
+            .iter()
+            .find(|c| c.provider == ProviderId::Elevenlabs)
+            .unwrap();
+        assert_eq!(c.status, ResultStatus::Error);
+        let e = c.error.as_ref().unwrap();
+        assert_eq!(
+            (e.kind, e.status, e.attempts),
+            (SttErrorKind::Server, Some(503), 4),
+            "{e:?}"
+        );
+        assert!(c.wer_vs_original.is_none());
+        assert!(
+            r.results
+                .iter()
+                .filter(|c| c.status == ResultStatus::Ok)
+                .count()
+                == 5
+        );
+    }
+
+    // The fakes saw what the real APIs expect.
+    let groq_fields = &fakes[0].requests()[0].fields;
+    assert_eq!(
+        groq_fields,
+        &[
+            "file",
+            "model",
+            "response_format",
+            "timestamp_granularities[]",
+            "timestamp_granularities[]",
+            "language"
+        ]
+    );
+    let dg = &fakes[1].requests()[0];
+    assert!(
+        dg.query.as_deref().unwrap().contains("model=nova-3"),
+        "{dg:?}"
+    );
+    let json = serde_json::to_value(&grid).unwrap();
+    assert!(
+        json["turns"][0]["renditions"][0]["results"][0]["wer_vs_original"]["alignment"].is_array()
+    );
+    env.cleanup().await;
+}
