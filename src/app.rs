@@ -48,6 +48,8 @@ pub struct App {
     pub timeline_cache: ResponseCache,
     /// Session versions trusted while subscribed to ingest's update announcements.
     pub session_versions: Arc<SessionVersions>,
+    /// STT provider clients (each with its process-wide concurrency bound) for replays.
+    pub stt: crate::stt::SttProviders,
 }
 
 /// Builds the audio store the configuration asks for.
@@ -72,6 +74,7 @@ pub fn build_store(config: &Config) -> anyhow::Result<Arc<dyn AudioStore>> {
 impl App {
     /// Connects to the database (migrating it), the store and Redis (lazily).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let config_stt = config.stt.clone();
         let thresholds = Arc::new(Thresholds::load(config.diagnosis_config.as_deref())?);
         let api_keys = ApiKeys::parse(&config.api_keys).map_err(anyhow::Error::msg)?;
         if api_keys.is_open() {
@@ -104,6 +107,8 @@ impl App {
             http_metrics: HttpMetrics::default(),
             timeline_cache: ResponseCache::new(1024, 64 << 20),
             session_versions: Arc::new(SessionVersions::default()),
+            stt: crate::stt::SttProviders::from_config(&config_stt)
+                .context("cannot build the STT provider clients")?,
         })
     }
 

@@ -265,6 +265,10 @@ pub struct Config {
         global = true
     )]
     pub log_format: String,
+    /// STT providers (`INSIGHTS_<PROVIDER>_*`, `INSIGHTS_STT_*`): read by `SttConfig::from_process_env`
+    /// in `main`, empty in `Config::defaults()` so tests configure their own fakes.
+    #[arg(skip)]
+    pub stt: crate::stt::SttConfig,
 }
 
 impl std::fmt::Debug for Config {

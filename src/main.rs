@@ -1,4 +1,4 @@
-//! The `call-insights` command: serve (default), migrate, openapi, produce.
+//! The `call-insights` command: serve (default), migrate, openapi, produce, replay.
 
 use anyhow::Context;
 use call_insights::{api, app, config::Config, db, produce};
@@ -29,6 +29,21 @@ enum Command {
     Openapi,
     /// Publish synthetic session reports to the stream (an Atlas simulator).
     Produce(produce::ProduceOptions),
+    /// Replay a stored session's user turns through the configured STT providers; prints the grid
+    /// (turns × renditions × providers) as JSON on stdout and a summary on stderr.
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Session id (UUID).
+    session_id: uuid::Uuid,
+    /// Providers to use, comma-separated (default: every configured one).
+    #[arg(long, value_delimiter = ',')]
+    providers: Vec<String>,
+    /// User turn indexes to replay, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    turns: Vec<i64>,
 }
 
 fn init_logging(format: &str) {
@@ -48,8 +63,9 @@ fn init_logging(format: &str) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     init_logging(&cli.config.log_format);
+    cli.config.stt = call_insights::stt::SttConfig::from_process_env()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let application = app::Application::build(cli.config).await?;
@@ -75,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{doc}");
             Ok(())
         }
+        Command::Replay(args) => replay(cli.config, args).await,
         Command::Produce(opts) => {
             let client = redis::Client::open(cli.config.redis_url.as_str())
                 .context("invalid INSIGHTS_REDIS_URL")?;
@@ -102,4 +119,53 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
+    use call_insights::analysis::replay::{ReplayOptions, ResultStatus, replay_session};
+    use call_insights::stt::ProviderId;
+    let providers = args
+        .providers
+        .iter()
+        .map(|p| ProviderId::parse(p).with_context(|| format!("unknown provider {p:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let language = config.stt.language.clone();
+    let app = app::App::build(config).await?;
+    let options = ReplayOptions {
+        providers: (!providers.is_empty()).then_some(providers),
+        turns: (!args.turns.is_empty()).then_some(args.turns),
+        language,
+        tenant: None,
+    };
+    let grid = replay_session(
+        &app.db,
+        app.store.clone(),
+        &app.stt,
+        args.session_id,
+        &options,
+    )
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&grid)?);
+    for turn in &grid.turns {
+        for r in &turn.renditions {
+            let cells: Vec<String> = r
+                .results
+                .iter()
+                .map(|c| match (c.status, &c.wer_vs_original, &c.error) {
+                    (ResultStatus::Ok, Some(w), _) => format!("{} wer {:.2}", c.provider, w.wer),
+                    (_, _, Some(e)) => format!("{} {:?}", c.provider, e.kind),
+                    _ => c.provider.to_string(),
+                })
+                .collect();
+            eprintln!(
+                "turn {:>3} {:<13} {}",
+                turn.turn_index,
+                r.rendition.as_str(),
+                r.missing_reason
+                    .clone()
+                    .unwrap_or_else(|| cells.join(" | "))
+            );
+        }
+    }
+    Ok(())
 }

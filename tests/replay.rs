@@ -16,6 +16,78 @@ use serde_json::json;
 
 on_both_stacks!(replaying_a_session_fills_the_whole_grid);
 
+/// `call-insights replay <session>` as an operator runs it: providers from `INSIGHTS_<PROVIDER>_*`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_command_prints_the_grid_for_the_configured_providers() {
+    let env = spawn(Db::Sqlite, Store::Fs).await;
+    let mut r = report("cli-call", 0, true, 2);
+    r["turns"][0]["content"] = json!(TURNS[0].3);
+    r["turns"][0]["start_ms"] = json!(TURNS[0].1);
+    r["turns"][0]["end_ms"] = json!(TURNS[0].1 + TURNS[0].2);
+    r["audio_segments"] = json!([
+        {"segment_id": "stt-0", "segment_type": "stt_input", "turn_index": 0, "offset_ms": 500, "audio": {"field": "audio:stt-0"}},
+    ]);
+    env.publish_fields(&[
+        ("payload", &serde_json::to_vec(&r).unwrap()),
+        ("audio:stt-0", &encode_wav_i16(&tone(1200, 0.2), 16000)),
+    ])
+    .await;
+    env.drain(&mut env.consumer()).await;
+    let session = env.session("cli-call").await.unwrap();
+    let groq = FakeProvider::start(ProviderId::Groq).await.unwrap();
+    let gladia = FakeProvider::start(ProviderId::Gladia).await.unwrap();
+    for f in [&groq, &gladia] {
+        f.set_transcript(TURNS[0].3);
+    }
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_call-insights"));
+    cmd.env_clear()
+        .envs(env.service_env())
+        .env("INSIGHTS_GROQ_API_KEY", groq.api_key())
+        .env("INSIGHTS_GROQ_BASE_URL", groq.base_url())
+        .env("INSIGHTS_GLADIA_API_KEY", gladia.api_key())
+        .env("INSIGHTS_GLADIA_BASE_URL", gladia.base_url())
+        .env("INSIGHTS_GLADIA_POLL_MS", "20")
+        .args(["replay", &session.id.to_string()]);
+    let out = cmd.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let grid: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let providers: Vec<&str> = grid["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(providers, vec!["groq", "gladia"]);
+    let stt_input = &grid["turns"][0]["renditions"][2];
+    assert_eq!(stt_input["rendition"], "stt_input");
+    assert_eq!(
+        stt_input["results"][1]["transcription"]["transcript"],
+        TURNS[0].3
+    );
+    assert_eq!(stt_input["results"][1]["wer_vs_original"]["wer"], 0.0);
+    assert_eq!(grid["turns"][0]["renditions"][0]["status"], "missing");
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        summary.contains("groq wer 0.00 | gladia wer 0.00"),
+        "{summary}"
+    );
+    // An unknown provider is refused with its name.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_call-insights"))
+        .env_clear()
+        .envs(env.service_env())
+        .args(["replay", &session.id.to_string(), "--providers", "whisperx"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("whisperx"));
+    env.cleanup().await;
+}
+
 /// User turns: (turn index, start ms, duration ms, what the user said).
 const TURNS: [(i64, i64, i64, &str); 3] = [
     (0, 500, 1200, "I'd like to book a table for two, please."),
