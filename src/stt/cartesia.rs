@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::http::{Http, malformed, wav_part};
 use super::language::to_iso639_1;
-use super::{ProviderId, SttError, SttProvider, SttRequest, Transcription, Word};
+use super::{ProviderId, SttError, SttProvider, SttRequest, Transcription};
 
 /// API version sent with every request (Cartesia dates its versions).
 pub(crate) const CARTESIA_VERSION: &str = "2026-08-14";
@@ -59,21 +59,7 @@ impl SttProvider for Cartesia {
         let transcript = v["text"]
             .as_str()
             .ok_or_else(|| malformed(ProviderId::Cartesia, &answer, "no `text` in the answer"))?;
-        let words = v["words"]
-            .as_array()
-            .map(|ws| {
-                ws.iter()
-                    .filter_map(|w| {
-                        Some(Word {
-                            word: w["word"].as_str()?.trim().to_string(),
-                            start_s: w["start"].as_f64(),
-                            end_s: w["end"].as_f64(),
-                            confidence: None,
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let words = super::timed_words(&v["words"]);
         Ok(Transcription {
             provider: ProviderId::Cartesia,
             model: self.http.model.clone(),

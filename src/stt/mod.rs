@@ -330,6 +330,25 @@ fn build(p: &ProviderConfig, client: reqwest::Client) -> Arc<dyn SttProvider> {
     }
 }
 
+/// A `words` array of `{"word", "start", "end"}` objects (Whisper verbose_json, Cartesia).
+pub(crate) fn timed_words(words: &serde_json::Value) -> Vec<Word> {
+    words
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .filter_map(|w| {
+                    Some(Word {
+                        word: w["word"].as_str()?.trim().to_string(),
+                        start_s: w["start"].as_f64(),
+                        end_s: w["end"].as_f64(),
+                        confidence: None,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Milliseconds of a duration, as the timings are reported.
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

@@ -12,7 +12,7 @@ use super::http::{Answer, Http, malformed, wav_part};
 use super::language::to_iso639_1;
 use super::{
     Confidence, ConfidenceSource, ProviderId, SttError, SttErrorKind, SttProvider, SttRequest,
-    Transcription, Word,
+    Transcription,
 };
 
 #[derive(Debug)]
@@ -103,21 +103,7 @@ pub(crate) fn whisper_transcription(
         .ok_or_else(|| malformed(provider, answer, "no `text` in the answer"))?
         .trim()
         .to_string();
-    let words = v["words"]
-        .as_array()
-        .map(|ws| {
-            ws.iter()
-                .filter_map(|w| {
-                    Some(Word {
-                        word: w["word"].as_str()?.trim().to_string(),
-                        start_s: w["start"].as_f64(),
-                        end_s: w["end"].as_f64(),
-                        confidence: None,
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let words = super::timed_words(&v["words"]);
     let request_id = v["x_groq"]["id"]
         .as_str()
         .map(str::to_string)
