@@ -13,6 +13,7 @@ S3_PORT=${GARAGE_S3_PORT:-3900}
 S3_KEY_ID=GK0123456789abcdef01234567
 S3_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 S3_BUCKET=call-insights-test
+ARCHIVE_BUCKET=call-insights-archive-test
 S3_REGION=garage
 
 log() { echo "services: $*" >&2; }
@@ -88,8 +89,10 @@ if G status 2>/dev/null | grep -q "NO ROLE ASSIGNED"; then
   G layout apply --version "$(( $(G layout show 2>/dev/null | sed -n 's/.*Current cluster layout version: \([0-9]*\).*/\1/p' | head -n1) + 1 ))" >&2
 fi
 G key info "$S3_KEY_ID" >/dev/null 2>&1 || G key import --yes "$S3_KEY_ID" "$S3_SECRET" -n call-insights-test >&2
-G bucket info "$S3_BUCKET" >/dev/null 2>&1 || G bucket create "$S3_BUCKET" >&2
-G bucket allow --read --write --owner "$S3_BUCKET" --key "$S3_KEY_ID" >/dev/null 2>&1
+for b in "$S3_BUCKET" "$ARCHIVE_BUCKET"; do
+  G bucket info "$b" >/dev/null 2>&1 || G bucket create "$b" >&2
+  G bucket allow --read --write --owner "$b" --key "$S3_KEY_ID" >/dev/null 2>&1
+done
 for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" && break; sleep 0.2; done
 
 cat <<ENV
@@ -97,6 +100,7 @@ export INSIGHTS_TEST_DATABASE_URL=postgres://$PG_USER@127.0.0.1:5432/postgres
 export INSIGHTS_TEST_REDIS_URL=redis://127.0.0.1:6379
 export INSIGHTS_TEST_S3_ENDPOINT_URL=http://127.0.0.1:$S3_PORT
 export INSIGHTS_TEST_S3_BUCKET=$S3_BUCKET
+export INSIGHTS_TEST_S3_ARCHIVE_BUCKET=$ARCHIVE_BUCKET
 export INSIGHTS_TEST_S3_REGION=$S3_REGION
 export INSIGHTS_TEST_S3_ACCESS_KEY=$S3_KEY_ID
 export INSIGHTS_TEST_S3_SECRET_KEY=$S3_SECRET

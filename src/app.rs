@@ -50,6 +50,78 @@ pub struct App {
     pub session_versions: Arc<SessionVersions>,
     /// STT provider clients (each with its process-wide concurrency bound) for replays.
     pub stt: crate::stt::SttProviders,
+    /// This process's running analysis items (cancel and shutdown abort them).
+    pub analysis: crate::analysis::jobs::Registry,
+    /// Long-term archive of reported clips (a second bucket, or a folder of the audio store).
+    pub archive: Archive,
+}
+
+/// Where reported clips are archived.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    pub store: Arc<dyn AudioStore>,
+    /// Prefix of archive keys.
+    pub prefix: String,
+    /// Bucket name or folder, recorded with each report.
+    pub location: String,
+}
+
+/// Builds the archive the configuration asks for: `INSIGHTS_ARCHIVE_S3_*` (any unset value taken
+/// from the audio store's S3 settings), else a folder of the audio store (`archive/` in its bucket,
+/// or `<data dir>/archive`).
+pub fn build_archive(config: &Config, main: &Arc<dyn AudioStore>) -> anyhow::Result<Archive> {
+    let prefix = format!("{}{}", config.s3_prefix, config.archive_s3_prefix);
+    let endpoint = config
+        .archive_s3_endpoint_url
+        .clone()
+        .or_else(|| config.s3_endpoint_url.clone());
+    if let Some(endpoint_url) = endpoint {
+        let own = config.archive_s3_endpoint_url.is_some() || config.archive_s3_bucket.is_some();
+        if !own {
+            return Ok(Archive {
+                store: main.clone(),
+                location: format!("{}/{prefix}", config.s3_bucket),
+                prefix,
+            });
+        }
+        let bucket = config
+            .archive_s3_bucket
+            .clone()
+            .unwrap_or_else(|| config.s3_bucket.clone());
+        let store = S3Store::new(S3Settings {
+            endpoint_url,
+            bucket: bucket.clone(),
+            region: config
+                .archive_s3_region
+                .clone()
+                .unwrap_or_else(|| config.s3_region.clone()),
+            access_key: config
+                .archive_s3_access_key
+                .clone()
+                .unwrap_or_else(|| config.s3_access_key.clone()),
+            secret_key: config
+                .archive_s3_secret_key
+                .clone()
+                .unwrap_or_else(|| config.s3_secret_key.clone()),
+            request_timeout: Duration::from_millis(config.s3_timeout_ms),
+            public_endpoint_url: None,
+        })
+        .context("cannot configure the S3 archive")?;
+        return Ok(Archive {
+            store: Arc::new(store),
+            location: bucket,
+            prefix,
+        });
+    }
+    let dir = config
+        .archive_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("archive"));
+    Ok(Archive {
+        store: Arc::new(FsStore::new(dir.clone())),
+        location: dir.display().to_string(),
+        prefix: config.archive_s3_prefix.clone(),
+    })
 }
 
 /// Builds the audio store the configuration asks for.
@@ -84,6 +156,7 @@ impl App {
         let db = db::connect(&config.database_url(), config.db_max_connections).await?;
         db::migrate(&db).await?;
         let store = build_store(&config)?;
+        let archive = build_archive(&config, &store)?;
         if let Err(e) = store.check().await {
             warn!(error = %e, "audio store not reachable yet; ingest will wait for it");
         }
@@ -109,7 +182,19 @@ impl App {
             session_versions: Arc::new(SessionVersions::default()),
             stt: crate::stt::SttProviders::from_config(&config_stt)
                 .context("cannot build the STT provider clients")?,
+            analysis: crate::analysis::jobs::Registry::default(),
+            archive,
         })
+    }
+
+    pub fn worker_settings(&self) -> crate::analysis::jobs::WorkerSettings {
+        let c = &self.config;
+        crate::analysis::jobs::WorkerSettings {
+            worker_id: c.consumer_name(),
+            concurrency: c.analysis_concurrency,
+            lease: Duration::from_millis(c.analysis_lease_ms.max(100)),
+            poll: Duration::from_millis(c.analysis_poll_ms.max(10)),
+        }
     }
 
     pub fn consumer_settings(&self) -> ConsumerSettings {
@@ -195,6 +280,11 @@ impl Application {
         info!(http_addr = %addr, config = ?self.app.config, "call-insights serving");
         let consumer = tokio::spawn(self.app.consumer().run(shutdown.clone()));
         let updates = tokio::spawn(self.app.follow_updates(shutdown.clone()));
+        let worker = tokio::spawn(crate::analysis::jobs::run_worker(
+            self.app.clone(),
+            self.app.worker_settings(),
+            shutdown.clone(),
+        ));
         let router = api::router(self.app.clone());
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -202,6 +292,7 @@ impl Application {
         shutdown.cancel();
         consumer.await.context("consumer task panicked")?;
         updates.await.context("update subscription task panicked")?;
+        worker.await.context("analysis worker panicked")?;
         served
     }
 }

@@ -265,6 +265,67 @@ pub struct Config {
         global = true
     )]
     pub log_format: String,
+    /// Sessions of batch analysis jobs this process analyses at once (0: it runs none).
+    #[arg(
+        long,
+        env = "INSIGHTS_ANALYSIS_CONCURRENCY",
+        default_value_t = 4,
+        global = true
+    )]
+    pub analysis_concurrency: usize,
+    /// How long a claimed analysis item stays with its worker without a renewal (renewed every
+    /// quarter of it); a crashed worker's items are claimed again after it.
+    #[arg(
+        long,
+        env = "INSIGHTS_ANALYSIS_LEASE_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub analysis_lease_ms: u64,
+    /// How often an idle worker looks for queued analysis items (other replicas' jobs).
+    #[arg(
+        long,
+        env = "INSIGHTS_ANALYSIS_POLL_MS",
+        default_value_t = 1_000,
+        global = true
+    )]
+    pub analysis_poll_ms: u64,
+    /// Archive of reported clips: an S3 endpoint [default: the audio store's].
+    #[arg(long, env = "INSIGHTS_ARCHIVE_S3_ENDPOINT_URL", global = true)]
+    pub archive_s3_endpoint_url: Option<String>,
+    /// Archive bucket [default: the audio bucket, under INSIGHTS_ARCHIVE_S3_PREFIX].
+    #[arg(long, env = "INSIGHTS_ARCHIVE_S3_BUCKET", global = true)]
+    pub archive_s3_bucket: Option<String>,
+    /// [default: INSIGHTS_S3_REGION]
+    #[arg(long, env = "INSIGHTS_ARCHIVE_S3_REGION", global = true)]
+    pub archive_s3_region: Option<String>,
+    /// [default: INSIGHTS_S3_ACCESS_KEY]
+    #[arg(
+        long,
+        env = "INSIGHTS_ARCHIVE_S3_ACCESS_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub archive_s3_access_key: Option<String>,
+    /// [default: INSIGHTS_S3_SECRET_KEY]
+    #[arg(
+        long,
+        env = "INSIGHTS_ARCHIVE_S3_SECRET_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub archive_s3_secret_key: Option<String>,
+    /// Key prefix of archived clips.
+    #[arg(
+        long,
+        env = "INSIGHTS_ARCHIVE_S3_PREFIX",
+        default_value = "archive/",
+        global = true
+    )]
+    pub archive_s3_prefix: String,
+    /// Archive folder when no S3 is configured [default: <data dir>/archive].
+    #[arg(long, env = "INSIGHTS_ARCHIVE_DIR", global = true)]
+    pub archive_dir: Option<PathBuf>,
     /// STT providers (`INSIGHTS_<PROVIDER>_*`, `INSIGHTS_STT_*`): read by `SttConfig::from_process_env`
     /// in `main`, empty in `Config::defaults()` so tests configure their own fakes.
     #[arg(skip)]

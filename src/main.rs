@@ -32,6 +32,27 @@ enum Command {
     /// Replay a stored session's user turns through the configured STT providers; prints the grid
     /// (turns × renditions × providers) as JSON on stdout and a summary on stderr.
     Replay(ReplayArgs),
+    /// Analyse up to 50 sessions through the STT providers as one batch job (stored like the API's
+    /// batch: `GET /api/v1/analysis/batch/{job_id}`), with a progress bar; prints the job as JSON.
+    /// Ctrl-C cancels the job.
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(clap::Args)]
+struct AnalyzeArgs {
+    /// Session ids, comma-separated, or a sessions filter in query-string form, e.g.
+    /// `tenant_id=acme&has_issues=true&started_after=2026-11-01T00:00:00Z`.
+    #[arg(long)]
+    batch: String,
+    /// With a filter: take at most this many of the newest matching sessions (1–50).
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Providers to use, comma-separated (default: every configured one).
+    #[arg(long, value_delimiter = ',')]
+    providers: Vec<String>,
+    /// Language hint [default: INSIGHTS_STT_LANGUAGE].
+    #[arg(long)]
+    language: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -92,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay(args) => replay(cli.config, args).await,
+        Command::Analyze(args) => analyze(cli.config, args).await,
         Command::Produce(opts) => {
             let client = redis::Client::open(cli.config.redis_url.as_str())
                 .context("invalid INSIGHTS_REDIS_URL")?;
@@ -136,6 +158,7 @@ async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
         turns: (!args.turns.is_empty()).then_some(args.turns),
         language,
         tenant: None,
+        priority: call_insights::stt::Priority::Interactive,
     };
     let grid = replay_session(
         &app.db,
@@ -166,6 +189,139 @@ async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
                     .unwrap_or_else(|| cells.join(" | "))
             );
         }
+    }
+    Ok(())
+}
+
+/// The `--batch` argument: session ids, or a sessions filter in query-string form.
+fn batch_request(args: &AnalyzeArgs) -> anyhow::Result<call_insights::api::analysis::BatchRequest> {
+    use call_insights::api::analysis::BatchRequest;
+    use call_insights::stt::ProviderId;
+    let providers = args
+        .providers
+        .iter()
+        .map(|p| ProviderId::parse(p).with_context(|| format!("unknown provider {p:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let items: Vec<&str> = args
+        .batch
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let ids: Option<Vec<uuid::Uuid>> = items
+        .iter()
+        .map(|s| uuid::Uuid::parse_str(s).ok())
+        .collect();
+    let (session_ids, filter) = match ids {
+        Some(ids) if !ids.is_empty() => (Some(ids), None),
+        _ => {
+            let filter = serde_urlencoded::from_str(&args.batch).with_context(|| {
+                format!(
+                    "--batch is neither session ids nor a sessions filter (tenant_id=…&has_issues=true…): {:?}",
+                    args.batch
+                )
+            })?;
+            (None, Some(filter))
+        }
+    };
+    Ok(BatchRequest {
+        session_ids,
+        filter,
+        limit: args.limit,
+        providers: (!providers.is_empty()).then_some(providers),
+        language: args.language.clone(),
+    })
+}
+
+async fn analyze(config: Config, args: AnalyzeArgs) -> anyhow::Result<()> {
+    use call_insights::analysis::jobs::{self, JobKind, NewJob};
+    use call_insights::api::analysis::{batch_view, resolve_batch};
+    use call_insights::api::auth::Scope;
+    use std::sync::Arc;
+    let req = batch_request(&args)?;
+    let app = Arc::new(app::App::build(config).await?);
+    if app.stt.is_empty() {
+        anyhow::bail!("no STT provider is configured (set INSIGHTS_<PROVIDER>_API_KEY)");
+    }
+    for p in req.providers.iter().flatten() {
+        if app.stt.get(*p).is_none() {
+            anyhow::bail!(
+                "provider {p} is not configured (set INSIGHTS_{}_API_KEY)",
+                p.env_prefix()
+            );
+        }
+    }
+    let sessions = resolve_batch(&app.db, &Scope::All, &req)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let new = NewJob {
+        kind: JobKind::Batch,
+        tenant: None,
+        sessions,
+        providers: req.providers.clone(),
+        language: req
+            .language
+            .clone()
+            .or_else(|| app.config.stt.language.clone()),
+        filter: req
+            .filter
+            .as_ref()
+            .and_then(|f| serde_json::to_value(f).ok()),
+    };
+    let (job, _) = jobs::create_job(&app.db, &new, None).await?;
+    eprintln!("job {} analyses {} sessions", job.id, job.total);
+    let mut settings = app.worker_settings();
+    settings.concurrency = settings.concurrency.max(1);
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(jobs::run_worker(app.clone(), settings, stop.clone()));
+    let bar = indicatif::ProgressBar::new(job.total.max(0) as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sessions {msg} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut interrupted = std::pin::pin!(app::shutdown_signal());
+    let view = loop {
+        let current = <entity::analysis_jobs::Entity as sea_orm::EntityTrait>::find_by_id(job.id)
+            .one(&app.db)
+            .await?
+            .context("the job row vanished")?;
+        let view = batch_view(&app.db, current).await?;
+        bar.set_position((view.done + view.failed + view.cancelled) as u64);
+        bar.set_message(format!(
+            "done {} failed {} running {}",
+            view.done, view.failed, view.running
+        ));
+        if !matches!(
+            view.status,
+            call_insights::api::analysis::JobStatus::Running
+        ) {
+            break view;
+        }
+        tokio::select! {
+            () = &mut interrupted => {
+                bar.suspend(|| eprintln!("cancelling job {}", job.id));
+                jobs::cancel_job(&app, job.id).await?;
+            }
+            () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+        }
+    };
+    bar.finish();
+    stop.cancel();
+    worker.await.context("analysis worker panicked")?;
+    println!("{}", serde_json::to_string_pretty(&view)?);
+    for item in view.items.iter().filter(|i| i.error.is_some()) {
+        eprintln!(
+            "session {} ({}): {}",
+            item.session_id,
+            item.call_id.as_deref().unwrap_or("?"),
+            item.error.as_deref().unwrap_or_default()
+        );
+    }
+    eprintln!(
+        "job {} {:?}: {} done, {} failed, {} cancelled",
+        view.job_id, view.status, view.done, view.failed, view.cancelled
+    );
+    if view.failed > 0 || view.cancelled > 0 {
+        std::process::exit(1);
     }
     Ok(())
 }

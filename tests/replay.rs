@@ -9,8 +9,9 @@ use call_insights::analysis::replay::{
     RenditionStatus, ReplayOptions, ResultStatus, SessionReplay, replay_session,
 };
 use call_insights::audio::{RenditionKind, encode_wav_i16};
-use call_insights::stt::fake::{FakeAudio, FakeProvider};
+use call_insights::stt::fake::FakeProvider;
 use call_insights::stt::{ConfidenceSource, ProviderId, SttConfig, SttErrorKind, SttProviders};
+use common::calls::*;
 use common::*;
 use serde_json::json;
 
@@ -88,82 +89,11 @@ async fn the_replay_command_prints_the_grid_for_the_configured_providers() {
     env.cleanup().await;
 }
 
-/// User turns: (turn index, start ms, duration ms, what the user said).
-const TURNS: [(i64, i64, i64, &str); 3] = [
-    (0, 500, 1200, "I'd like to book a table for two, please."),
-    (2, 4000, 1700, "My account number is four five six."),
-    (4, 8000, 2200, "Can you call me back tomorrow?"),
-];
-
-fn tone(ms: i64, amplitude: f32) -> Vec<f32> {
-    (0..(ms * 16) as usize)
-        .map(|i| amplitude * (i as f32 * 300.0 * std::f32::consts::TAU / 16000.0).sin())
-        .collect()
-}
-
-/// A full-call recording of `total_ms` with each user turn's tone at its place over faint noise.
-fn recording(total_ms: i64, amplitude: f32) -> Vec<u8> {
-    let mut s: Vec<f32> = (0..(total_ms * 16) as usize)
-        .map(|i| 0.001 * ((i * 7919 % 1000) as f32 / 500.0 - 1.0))
-        .collect();
-    for (_, start, dur, _) in TURNS {
-        let from = (start * 16) as usize;
-        for (k, v) in tone(dur, amplitude).into_iter().enumerate() {
-            if let Some(x) = s.get_mut(from + k) {
-                *x = v;
-            }
-        }
-    }
-    encode_wav_i16(&s, 16000)
-}
-
-/// The transcript a fake gives for a turn's audio, known by its duration.
-fn said(audio: &FakeAudio) -> Option<&'static str> {
-    TURNS
-        .iter()
-        .find(|t| (audio.duration_ms - t.2 as f64).abs() < 5.0)
-        .map(|t| t.3)
-}
-
 async fn replaying_a_session_fills_the_whole_grid(db: Db, store: Store) {
     let env = spawn(db, store).await;
-    let mut r = report("replay-call", 0, true, 6);
-    for (i, start, dur, text) in TURNS {
-        r["turns"][i as usize]["content"] = json!(text);
-        r["turns"][i as usize]["start_ms"] = json!(start);
-        r["turns"][i as usize]["end_ms"] = json!(start + dur);
-    }
-    // Turn 4 has no stt_input segment, and the post-suppression recording ends before it.
-    r["audio_segments"] = json!([
-        {"segment_id": "pre", "segment_type": "full_pre_rnnoise", "offset_ms": 0, "audio": {"field": "audio:pre"}},
-        {"segment_id": "post", "segment_type": "full_post_rnnoise", "offset_ms": 0, "audio": {"field": "audio:post"}},
-        {"segment_id": "stt-0", "segment_type": "stt_input", "turn_index": 0, "offset_ms": 500, "audio": {"field": "audio:stt-0"}},
-        {"segment_id": "stt-2", "segment_type": "stt_input", "turn_index": 2, "offset_ms": 4000, "audio": {"field": "audio:stt-2"}},
-    ]);
-    env.publish_fields(&[
-        ("payload", &serde_json::to_vec(&r).unwrap()),
-        ("audio:pre", &recording(11_000, 0.3)),
-        ("audio:post", &recording(7_000, 0.25)),
-        ("audio:stt-0", &encode_wav_i16(&tone(1200, 0.2), 16000)),
-        ("audio:stt-2", &encode_wav_i16(&tone(1700, 0.2), 16000)),
-    ])
-    .await;
-    assert_eq!(env.drain(&mut env.consumer()).await.dead_lettered, 0);
-    let session = env.session("replay-call").await.expect("session stored");
-
+    let session = ingest_call(&env, "replay-call", "acme").await;
     let fakes = FakeProvider::start_all().await.unwrap();
-    for f in &fakes {
-        let id = f.id();
-        f.set_script(move |a| {
-            let text = said(a).unwrap_or("unexpected audio");
-            match id {
-                // Deepgram drops the last word; OpenAI writes numbers as digits (same normalised).
-                ProviderId::Deepgram => text.rsplit_once(' ').map_or(text, |(h, _)| h).to_string(),
-                ProviderId::Openai => text.replace("two", "2").replace("four five six", "456"),
-                _ => text.to_string(),
-            }
-        });
-    }
+    script_fakes(&fakes);
     let elevenlabs = &fakes[3];
     assert_eq!(elevenlabs.id(), ProviderId::Elevenlabs);
     elevenlabs.set_fail_when(|a| (said(a) == Some(TURNS[1].3)).then_some(503));

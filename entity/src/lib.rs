@@ -1,16 +1,24 @@
 //! sea-orm entities of call-insights, one module per table. Shapes only: queries and logic live in the
 //! service crate. Table names are part of the product (operators query them directly).
 
+pub mod analysis_job_items;
+pub mod analysis_jobs;
 pub mod audio_segments;
 pub mod call_sessions;
 pub mod conversation_turns;
 pub mod diagnosis_issues;
+pub mod session_analyses;
 pub mod session_events;
+pub mod stt_reports;
 
 pub mod prelude {
+    pub use super::analysis_job_items::Entity as AnalysisJobItems;
+    pub use super::analysis_jobs::Entity as AnalysisJobs;
     pub use super::audio_segments::Entity as AudioSegments;
     pub use super::call_sessions::Entity as CallSessions;
     pub use super::conversation_turns::Entity as ConversationTurns;
     pub use super::diagnosis_issues::Entity as DiagnosisIssues;
+    pub use super::session_analyses::Entity as SessionAnalyses;
     pub use super::session_events::Entity as SessionEvents;
+    pub use super::stt_reports::Entity as SttReports;
 }

@@ -1,4 +1,7 @@
-//! Analysis of stored calls: replaying user turns through STT providers (`replay`). Full-call
-//! analyses, batch jobs and report analyses build on it.
+//! Analysis of stored calls: replaying user turns through STT providers (`replay`), the summary of a
+//! full-call replay (`summary`), and the jobs that run full-call analyses singly or in batches
+//! (`jobs`).
 
+pub mod jobs;
 pub mod replay;
+pub mod summary;

@@ -15,7 +15,9 @@ use uuid::Uuid;
 use crate::audio::{self, Clipping, DecodedAudio, Rendition, RenditionKind};
 use crate::storage::AudioStore;
 use crate::stt::wer::{self, Normalizer, WerCounts, WerScore};
-use crate::stt::{BoundedProvider, ProviderId, SttError, SttProviders, SttRequest, Transcription};
+use crate::stt::{
+    BoundedProvider, Priority, ProviderId, SttError, SttProviders, SttRequest, Transcription,
+};
 use entity::{audio_segments, call_sessions, conversation_turns};
 
 /// What to replay.
@@ -29,6 +31,8 @@ pub struct ReplayOptions {
     pub language: Option<String>,
     /// Only sessions of this tenant.
     pub tenant: Option<String>,
+    /// Interactive callers are served before batch work by each provider's limiter.
+    pub priority: Priority,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,8 +117,11 @@ pub struct ProviderResult {
     pub status: ResultStatus,
     pub transcription: Option<Transcription>,
     pub error: Option<SttError>,
-    /// Against the turn's original (live) transcript.
+    /// Against the turn's original (live) transcript: distance from what the agent's STT heard,
+    /// not from the truth.
     pub wer_vs_original: Option<WerScore>,
+    /// Against what the user actually said (a report's `expected_output`), when known.
+    pub wer_vs_expected: Option<WerScore>,
     /// Agreement with the other providers on the same audio: this transcript scored against each
     /// other provider's as reference, counts summed. Agreement, not accuracy.
     pub agreement: Option<Agreement>,
@@ -199,7 +206,10 @@ pub async fn replay_session(
                     language: language.clone(),
                 };
                 let provider = provider.clone();
-                calls.push(async move { ((t, r, p), provider.transcribe(&request).await) });
+                let priority = options.priority;
+                calls.push(
+                    async move { ((t, r, p), provider.transcribe_as(&request, priority).await) },
+                );
             }
         }
     }
@@ -247,7 +257,7 @@ pub async fn replay_session(
                         duration_ms: Some(rendition.duration_ms()),
                         clipping: Some(rendition.clipping),
                         note: rendition.note.clone(),
-                        results: score_cell(&input.turn.content, results, normalizer),
+                        results: score_cell(&input.turn.content, None, results, normalizer),
                     }
                 }
             });
@@ -266,15 +276,171 @@ pub async fn replay_session(
         tenant_id: session.tenant_id,
         language,
         normalizer,
-        providers: providers
-            .iter()
-            .map(|p| ProviderInfo {
-                provider: p.id(),
-                model: p.provider.model().to_string(),
-                sample_rate: p.provider.sample_rate(),
-            })
-            .collect(),
+        providers: provider_infos(&providers),
         turns: out_turns,
+        duration_ms: crate::stt::ms(started.elapsed()),
+    })
+}
+
+fn provider_infos(providers: &[BoundedProvider]) -> Vec<ProviderInfo> {
+    providers
+        .iter()
+        .map(|p| ProviderInfo {
+            provider: p.id(),
+            model: p.provider.model().to_string(),
+            sample_rate: p.provider.sample_rate(),
+        })
+        .collect()
+}
+
+/// A turn's clip as one rendition, cut from the stored audio.
+#[derive(Debug, Clone)]
+pub struct TurnClip {
+    pub kind: RenditionKind,
+    /// 16-bit PCM mono WAV at the recording's own rate.
+    pub wav: Bytes,
+    pub duration_ms: f64,
+    pub note: Option<String>,
+}
+
+/// The clip of a session's turn that best shows what the STT heard: `stt_input`, else the
+/// post-suppression slice, else the pre-suppression slice. `Err` says why none could be cut.
+pub async fn turn_clip(
+    db: &DatabaseConnection,
+    store: Arc<dyn AudioStore>,
+    session_id: Uuid,
+    turn: conversation_turns::Model,
+) -> Result<Result<TurnClip, String>, sea_orm::DbErr> {
+    let segments = audio_segments::Entity::find()
+        .filter(audio_segments::Column::SessionId.eq(session_id))
+        .order_by_asc(audio_segments::Column::SegmentId)
+        .all(db)
+        .await?;
+    let inputs = prepare_inputs(store, vec![turn], &segments, vec![None]).await;
+    let mut reasons = Vec::new();
+    for mut input in inputs {
+        for preferred in [
+            RenditionKind::SttInput,
+            RenditionKind::PostRnnoise,
+            RenditionKind::PreRnnoise,
+        ] {
+            let Some(at) = input.renditions.iter().position(|r| r.kind == preferred) else {
+                continue;
+            };
+            match input.renditions.swap_remove(at).outcome {
+                Ok((rendition, mut wavs)) => {
+                    if let Some(wav) = wavs.remove(&None) {
+                        return Ok(Ok(TurnClip {
+                            kind: preferred,
+                            wav,
+                            duration_ms: rendition.duration_ms(),
+                            note: rendition.note,
+                        }));
+                    }
+                }
+                Err(reason) => reasons.push(format!("{}: {reason}", preferred.as_str())),
+            }
+        }
+    }
+    Ok(Err(if reasons.is_empty() {
+        "no rendition of the turn could be cut".to_string()
+    } else {
+        reasons.join("; ")
+    }))
+}
+
+/// One clip through the providers: a report analysis.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ClipReplay {
+    pub language: Option<String>,
+    pub normalizer: Normalizer,
+    pub providers: Vec<ProviderInfo>,
+    /// What the reporter says the STT produced (the reference of `wer_vs_original`).
+    pub stt_output: String,
+    /// What the user said (the reference of `wer_vs_expected`).
+    pub expected_output: String,
+    pub rendition: RenditionReplay,
+    pub duration_ms: f64,
+}
+
+/// Sends one WAV clip to the providers and scores every answer against `expected` (and against
+/// `original`, what the STT produced).
+pub async fn replay_clip(
+    stt: &SttProviders,
+    kind: RenditionKind,
+    wav: Vec<u8>,
+    original: &str,
+    expected: &str,
+    options: &ReplayOptions,
+) -> Result<ClipReplay, ReplayError> {
+    let started = Instant::now();
+    let providers = choose_providers(stt, options.providers.as_deref())?;
+    let mut rates: Vec<Option<u32>> = providers.iter().map(|p| p.provider.sample_rate()).collect();
+    rates.sort();
+    rates.dedup();
+    let prepared = tokio::task::spawn_blocking(move || {
+        let audio =
+            audio::decode_wav(&wav).map_err(|e| format!("the clip does not decode: {e}"))?;
+        let rendition = audio::whole(kind, &audio);
+        let mut wavs = HashMap::new();
+        for rate in rates {
+            let wav = rendition
+                .wav(rate)
+                .map_err(|e| format!("could not encode the clip: {e}"))?;
+            wavs.insert(rate, Bytes::from(wav));
+        }
+        Ok::<_, String>((rendition, wavs))
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("clip preparation panicked: {e}")));
+    let normalizer = Normalizer::for_language(options.language.as_deref());
+    let rendition = match prepared {
+        Err(reason) => RenditionReplay {
+            rendition: kind,
+            status: RenditionStatus::Missing,
+            missing_reason: Some(reason),
+            segment_id: None,
+            sample_rate: None,
+            duration_ms: None,
+            clipping: None,
+            note: None,
+            results: Vec::new(),
+        },
+        Ok((rendition, wavs)) => {
+            let calls = providers.iter().map(|provider| {
+                let request = SttRequest {
+                    wav: wavs
+                        .get(&provider.provider.sample_rate())
+                        .cloned()
+                        .unwrap_or_default(),
+                    language: options.language.clone(),
+                };
+                async move {
+                    let answer = provider.transcribe_as(&request, options.priority).await;
+                    (provider.id(), provider.provider.model().to_string(), answer)
+                }
+            });
+            let results = futures::future::join_all(calls).await;
+            RenditionReplay {
+                rendition: kind,
+                status: RenditionStatus::Available,
+                missing_reason: None,
+                segment_id: None,
+                sample_rate: Some(rendition.sample_rate),
+                duration_ms: Some(rendition.duration_ms()),
+                clipping: Some(rendition.clipping),
+                note: rendition.note.clone(),
+                results: score_cell(original, Some(expected), results, normalizer),
+            }
+        }
+    };
+    Ok(ClipReplay {
+        language: options.language.clone(),
+        normalizer,
+        providers: provider_infos(&providers),
+        stt_output: original.to_string(),
+        expected_output: expected.to_string(),
+        rendition,
         duration_ms: crate::stt::ms(started.elapsed()),
     })
 }
@@ -303,6 +469,7 @@ fn choose_providers(
 /// WER against the original transcript and agreement among the providers that answered.
 fn score_cell(
     original: &str,
+    expected: Option<&str>,
     results: Vec<(ProviderId, String, Result<Transcription, SttError>)>,
     normalizer: Normalizer,
 ) -> Vec<ProviderResult> {
@@ -344,6 +511,7 @@ fn score_cell(
                     model,
                     status: ResultStatus::Ok,
                     wer_vs_original: Some(wer::score(original, &t.transcript, normalizer)),
+                    wer_vs_expected: expected.map(|e| wer::score(e, &t.transcript, normalizer)),
                     agreement,
                     transcription: Some(t),
                     error: None,
@@ -356,6 +524,7 @@ fn score_cell(
                 transcription: None,
                 error: Some(e),
                 wer_vs_original: None,
+                wer_vs_expected: None,
                 agreement: None,
             },
         })

@@ -11,7 +11,8 @@ use utoipa::ToSchema;
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"code": "not_found", "message": "session 3f0c… not found"}))]
 pub struct ErrorBody {
-    /// Stable machine code: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `internal`.
+    /// Stable machine code: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// `unavailable`, `internal`.
     pub code: &'static str,
     /// What went wrong, for a human.
     pub message: String,
@@ -33,6 +34,15 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// 404 that tells the caller how to make the thing exist.
+    #[error("{message}")]
+    NotYet { message: String, hint: String },
+    /// 409: the resource is in a state that does not allow this.
+    #[error("{0}")]
+    Conflict(String),
+    /// 503: the service is not set up for this (e.g. no STT provider configured).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -66,6 +76,13 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            ApiError::NotYet { hint, .. } => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                Some(serde_json::json!({"hint": hint})),
+            ),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", None)

@@ -2,12 +2,14 @@
 //! the middleware every request goes through (request id, tracing, timeout, body limit, CORS, gzip,
 //! per-route metrics).
 
+pub mod analysis;
 pub mod audio;
 pub mod auth;
 pub mod cache;
 pub mod error;
 mod extract;
 mod health;
+pub mod reports;
 pub mod sessions;
 
 use crate::app::App;
@@ -62,6 +64,8 @@ impl Modify for BearerAuth {
     tags(
         (name = "sessions", description = "Calls, their timeline, conversation and diagnosis"),
         (name = "audio", description = "Time-limited URLs to a call's audio"),
+        (name = "analysis", description = "Full-call STT analysis: every user turn's audio (pre/post noise suppression, STT input) through every provider; batch jobs"),
+        (name = "reports", description = "User-filed STT issues: archived clips analysed against what the user said"),
         (name = "operations", description = "Liveness, readiness and metrics"),
     )
 )]
@@ -76,6 +80,16 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::get_conversation))
         .routes(routes!(sessions::get_diagnosis))
         .routes(routes!(audio::get_audio_url))
+        .routes(routes!(analysis::list_analyses))
+        .routes(routes!(analysis::create_batch))
+        .routes(routes!(analysis::get_batch))
+        .routes(routes!(analysis::cancel_batch))
+        .routes(routes!(analysis::run_analysis, analysis::get_analysis))
+        .routes(routes!(reports::create_report, reports::list_reports))
+        .routes(routes!(reports::get_report))
+        .routes(routes!(reports::get_report_audio))
+        .routes(routes!(reports::analyze_report))
+        .routes(routes!(reports::get_report_analysis))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

@@ -23,7 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Severity filter values.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SeverityFilter {
     Critical,
@@ -109,12 +109,93 @@ pub struct SessionList {
 
 const MAX_LIMIT: u32 = 200;
 
-/// `<started_at µs>_<id as 32 hex>`: the position after the last row of a page.
-fn encode_cursor(m: &cs::Model) -> String {
-    format!("{}_{}", m.started_at.timestamp_micros(), m.id.simple())
+/// A list's page size: 1–200, 50 when not given.
+pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "limit",
+            format!("limit must be between 1 and {MAX_LIMIT}, got {limit}"),
+        ));
+    }
+    Ok(limit)
 }
 
-fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
+/// Which sessions: the filters of the session list (also how a batch analysis picks its sessions).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionFilter {
+    /// Only this tenant (a tenant key is always limited to its own).
+    pub tenant_id: Option<String>,
+    pub call_id: Option<String>,
+    pub agent_id: Option<String>,
+    /// Sessions with (true) or without (false) any warning or critical issue.
+    pub has_issues: Option<bool>,
+    /// Sessions with at least one issue of this severity.
+    pub severity: Option<SeverityFilter>,
+    /// RFC 3339; sessions that started at or after.
+    pub started_after: Option<DateTime<Utc>>,
+    /// RFC 3339; sessions that started before.
+    pub started_before: Option<DateTime<Utc>>,
+}
+
+/// The sessions `filter` selects within `scope`; `None` when it can match nothing stored.
+pub fn filter_sessions(scope: &Scope, f: &SessionFilter) -> Option<sea_orm::Select<cs::Entity>> {
+    if [&f.tenant_id, &f.call_id, &f.agent_id]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|v| !storable(v)))
+    {
+        return None;
+    }
+    let mut q = cs::Entity::find();
+    if let Some(t) = scope.tenant() {
+        q = q.filter(cs::Column::TenantId.eq(t));
+    }
+    if let Some(t) = &f.tenant_id {
+        q = q.filter(cs::Column::TenantId.eq(t.as_str()));
+    }
+    if let Some(c) = &f.call_id {
+        q = q.filter(cs::Column::CallId.eq(c.as_str()));
+    }
+    if let Some(a) = &f.agent_id {
+        q = q.filter(cs::Column::AgentId.eq(a.as_str()));
+    }
+    if let Some(h) = f.has_issues {
+        q = q.filter(cs::Column::HasIssues.eq(h));
+    }
+    if let Some(sev) = f.severity {
+        let name = match sev {
+            SeverityFilter::Critical => "critical",
+            SeverityFilter::Warning => "warning",
+            SeverityFilter::Info => "info",
+        };
+        let sub = SqlQuery::select()
+            .column(di::Column::SessionId)
+            .from(di::Entity)
+            .and_where(Expr::col(di::Column::Severity).eq(name))
+            .to_owned();
+        q = q.filter(cs::Column::Id.in_subquery(sub));
+    }
+    if let Some(a) = f.started_after {
+        q = q.filter(cs::Column::StartedAt.gte(a));
+    }
+    if let Some(b) = f.started_before {
+        q = q.filter(cs::Column::StartedAt.lt(b));
+    }
+    Some(q)
+}
+
+/// `<started_at µs>_<id as 32 hex>`: the position after the last row of a page.
+fn encode_cursor(m: &cs::Model) -> String {
+    cursor_of(m.started_at, m.id)
+}
+
+/// A page position: `<timestamp µs>_<id as 32 hex>` (lists ordered by a timestamp, then an id).
+pub fn cursor_of(at: DateTime<Utc>, id: Uuid) -> String {
+    format!("{}_{}", at.timestamp_micros(), id.simple())
+}
+
+pub fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     let bad = || ApiError::bad_request("cursor", "cursor is not one this API returned");
     let (micros, id) = c.split_once('_').ok_or_else(bad)?;
     if micros.trim_start_matches('-').len() > 16 || id.len() != 32 {
@@ -140,58 +221,22 @@ pub async fn list_sessions(
     scope: Scope,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Json<SessionList>, ApiError> {
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "limit",
-            format!("limit must be between 1 and {MAX_LIMIT}, got {limit}"),
-        ));
-    }
-    let filters = [&p.tenant_id, &p.call_id, &p.agent_id];
-    if filters
-        .iter()
-        .any(|f| f.as_deref().is_some_and(|v| !storable(v)))
-    {
+    let limit = page_limit(p.limit)?;
+    let filter = SessionFilter {
+        tenant_id: p.tenant_id,
+        call_id: p.call_id,
+        agent_id: p.agent_id,
+        has_issues: p.has_issues,
+        severity: p.severity,
+        started_after: p.started_after,
+        started_before: p.started_before,
+    };
+    let Some(mut q) = filter_sessions(&scope, &filter) else {
         return Ok(Json(SessionList {
             items: Vec::new(),
             next_cursor: None,
         }));
-    }
-    let mut q = cs::Entity::find();
-    if let Some(t) = scope.tenant() {
-        q = q.filter(cs::Column::TenantId.eq(t));
-    }
-    if let Some(t) = &p.tenant_id {
-        q = q.filter(cs::Column::TenantId.eq(t.as_str()));
-    }
-    if let Some(c) = &p.call_id {
-        q = q.filter(cs::Column::CallId.eq(c.as_str()));
-    }
-    if let Some(a) = &p.agent_id {
-        q = q.filter(cs::Column::AgentId.eq(a.as_str()));
-    }
-    if let Some(h) = p.has_issues {
-        q = q.filter(cs::Column::HasIssues.eq(h));
-    }
-    if let Some(sev) = p.severity {
-        let name = match sev {
-            SeverityFilter::Critical => "critical",
-            SeverityFilter::Warning => "warning",
-            SeverityFilter::Info => "info",
-        };
-        let sub = SqlQuery::select()
-            .column(di::Column::SessionId)
-            .from(di::Entity)
-            .and_where(Expr::col(di::Column::Severity).eq(name))
-            .to_owned();
-        q = q.filter(cs::Column::Id.in_subquery(sub));
-    }
-    if let Some(a) = p.started_after {
-        q = q.filter(cs::Column::StartedAt.gte(a));
-    }
-    if let Some(b) = p.started_before {
-        q = q.filter(cs::Column::StartedAt.lt(b));
-    }
+    };
     if let Some(c) = &p.cursor {
         let (at, id) = decode_cursor(c)?;
         q = q.filter(
@@ -262,7 +307,7 @@ pub struct Outcome {
 }
 
 /// Distribution of one latency component over the session's turns (ms).
-#[derive(Debug, Serialize, ToSchema, PartialEq)]
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
 pub struct LatencyStats {
     pub count: usize,
     pub mean: Option<f64>,

@@ -71,6 +71,15 @@ impl AudioStore for FsStore {
         }
     }
 
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(unavailable("cannot delete", &path, e)),
+        }
+    }
+
     async fn presigned_get(
         &self,
         _bucket: Option<&str>,

@@ -29,6 +29,8 @@ pub trait AudioStore: Send + Sync + std::fmt::Debug {
     /// Reads an object; `Ok(None)` when it does not exist. `bucket` names another bucket of the same
     /// S3 endpoint (agent-uploaded audio); the filesystem store ignores it.
     async fn get(&self, bucket: Option<&str>, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Deletes an object (absent is fine).
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
     /// Cheap reachability check for `/readyz`.
     async fn check(&self) -> Result<(), StorageError>;
     /// A time-limited URL that GETs the object straight from the store, when the store can make one
@@ -61,6 +63,15 @@ pub fn segment_key(
         key_component(call_id),
         key_component(segment_id),
         fnv1a64(bytes)
+    )
+}
+
+/// Key of a reported clip: `<prefix>reports/<tenant>/<report id>.wav`.
+pub fn report_key(prefix: &str, tenant: &str, report_id: uuid::Uuid) -> String {
+    format!(
+        "{prefix}reports/{}/{}.wav",
+        key_component(tenant),
+        report_id.simple()
     )
 }
 

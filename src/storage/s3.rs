@@ -91,6 +91,13 @@ impl AudioStore for S3Store {
             .map_err(|e| s3_error("PUT", key, e))
     }
 
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self.bucket.delete_object(key).await {
+            Ok(_) | Err(S3Error::HttpFailWithBody(404, _)) => Ok(()),
+            Err(e) => Err(s3_error("DELETE", key, e)),
+        }
+    }
+
     async fn get(&self, bucket: Option<&str>, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let other;
         let b = match bucket {

@@ -11,20 +11,33 @@ mod gladia;
 mod groq;
 mod http;
 pub mod language;
+mod limit;
 pub mod normalize;
 mod openai_compat;
 pub mod wer;
 
 pub use config::{ProviderConfig, SttConfig};
 pub use http::RetryPolicy;
+pub use limit::Priority;
 
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 /// The STT vendors the service can replay audio through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderId {
     Groq,
@@ -241,11 +254,12 @@ pub trait SttProvider: Send + Sync + std::fmt::Debug {
 }
 
 /// A provider with its process-wide concurrency bound: every caller (single analyses, batch jobs)
-/// goes through the same semaphore, so one big batch cannot monopolise a vendor's quota.
+/// goes through the same limiter, so one big batch cannot monopolise a vendor's quota, and interactive
+/// callers are served before batch work waiting for the same provider.
 #[derive(Debug, Clone)]
 pub struct BoundedProvider {
     pub provider: Arc<dyn SttProvider>,
-    limit: Arc<Semaphore>,
+    limit: Arc<limit::Limiter>,
     concurrency: usize,
 }
 
@@ -254,7 +268,7 @@ impl BoundedProvider {
         let concurrency = concurrency.max(1);
         BoundedProvider {
             provider,
-            limit: Arc::new(Semaphore::new(concurrency)),
+            limit: limit::Limiter::new(concurrency),
             concurrency,
         }
     }
@@ -267,16 +281,25 @@ impl BoundedProvider {
         self.concurrency
     }
 
-    /// Waits for a slot, then transcribes. Dropping the future aborts the HTTP call.
+    /// Waits for a slot as an interactive caller, then transcribes. Dropping the future aborts the
+    /// HTTP call.
     pub async fn transcribe(&self, request: &SttRequest) -> Result<Transcription, SttError> {
-        let _permit = self.limit.acquire().await.map_err(|_| {
-            SttError::new(
-                self.id(),
-                SttErrorKind::Network,
-                "provider client shut down",
-            )
-        })?;
+        self.transcribe_as(request, Priority::Interactive).await
+    }
+
+    /// Waits for a slot at `priority`, then transcribes. Dropping the future aborts the HTTP call.
+    pub async fn transcribe_as(
+        &self,
+        request: &SttRequest,
+        priority: Priority,
+    ) -> Result<Transcription, SttError> {
+        let _permit = self.limit.acquire(priority).await;
         self.provider.transcribe(request).await
+    }
+
+    /// Free slots and waiting callers (interactive, batch).
+    pub fn load(&self) -> (usize, usize, usize) {
+        self.limit.snapshot()
     }
 }
 

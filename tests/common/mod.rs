@@ -19,6 +19,8 @@ macro_rules! on_both_stacks {
     };
 }
 
+pub mod calls;
+
 use call_insights::app::App;
 use call_insights::config::Config;
 use call_insights::ingest::{BatchReport, InsightsStreamConsumer};
@@ -124,6 +126,11 @@ pub async fn spawn_with(db: Db, store: Store, tweak: impl FnOnce(&mut Config)) -
                 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             );
             config.s3_prefix = format!("test-{id}/");
+            // Reported clips are archived to a second bucket, as in production.
+            config.archive_s3_bucket = Some(env_or(
+                "INSIGHTS_TEST_S3_ARCHIVE_BUCKET",
+                "call-insights-archive-test",
+            ));
         }
         Store::Fs => config.audio_dir = Some(tmp.join("audio")),
     }
@@ -469,6 +476,9 @@ impl TestEnv {
                 ("INSIGHTS_S3_SECRET_KEY", c.s3_secret_key.clone()),
             ]),
             None => v.push(("INSIGHTS_AUDIO_DIR", c.audio_dir().display().to_string())),
+        }
+        if let Some(b) = &c.archive_s3_bucket {
+            v.push(("INSIGHTS_ARCHIVE_S3_BUCKET", b.clone()));
         }
         v.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }

@@ -1,0 +1,654 @@
+//! User STT reports: a QA engineer (or the agent's own UI) files a transcription issue against one
+//! user turn. The turn's clip is cut from the stored audio, kept in the short-term store and copied
+//! to the long-term archive; the report's analysis sends the clip to every provider and scores each
+//! transcript against what the user actually said (`expected_output`).
+
+use super::AppState;
+use super::analysis::{check_language, parse_providers};
+use super::auth::Scope;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiQuery, parse_uuid, storable};
+use super::sessions::{cursor_of, decode_cursor, load_session, page_limit};
+use crate::analysis::replay::{ClipReplay, ReplayOptions, replay_clip, turn_clip};
+use crate::audio::RenditionKind;
+use crate::storage::report_key;
+use crate::stt::Priority;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use entity::{call_sessions as cs, conversation_turns as ct, stt_reports as rep};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Longest accepted text field (characters).
+const MAX_TEXT: usize = 10_000;
+
+/// What kind of transcription problem the reporter saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueType {
+    /// Words heard as other words.
+    Misrecognition,
+    /// Words the user said are absent.
+    MissingWords,
+    /// Words the user never said are present.
+    Hallucination,
+    /// Transcribed in (or as) another language.
+    WrongLanguage,
+    /// The transcript stops before the user did.
+    Truncated,
+    Other,
+}
+
+impl IssueType {
+    fn as_str(self) -> &'static str {
+        match self {
+            IssueType::Misrecognition => "misrecognition",
+            IssueType::MissingWords => "missing_words",
+            IssueType::Hallucination => "hallucination",
+            IssueType::WrongLanguage => "wrong_language",
+            IssueType::Truncated => "truncated",
+            IssueType::Other => "other",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "misrecognition" => IssueType::Misrecognition,
+            "missing_words" => IssueType::MissingWords,
+            "hallucination" => IssueType::Hallucination,
+            "wrong_language" => IssueType::WrongLanguage,
+            "truncated" => IssueType::Truncated,
+            _ => IssueType::Other,
+        }
+    }
+}
+
+/// A new report: the session (by id or call id), the user turn, and what went wrong.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"call_id": "call-0900001-0e4018bf", "turn_index": 2, "stt_output": "my account number is for five sex",
+    "expected_output": "my account number is four five six", "issue_type": "misrecognition", "notes": "digits misheard on a noisy line"}))]
+pub struct NewReport {
+    pub session_id: Option<Uuid>,
+    /// Instead of `session_id`.
+    pub call_id: Option<String>,
+    /// A user turn of the session.
+    pub turn_index: i64,
+    /// What the STT produced [default: the turn's stored transcript].
+    pub stt_output: Option<String>,
+    /// What the user actually said.
+    pub expected_output: String,
+    pub issue_type: IssueType,
+    pub notes: Option<String>,
+    /// Who reported it (free text: an e-mail, a name).
+    pub reported_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportAudioStatus {
+    /// In the short-term store and the archive.
+    Stored,
+    /// Only in the archive (the short-term copy failed or is gone).
+    Archived,
+    /// No clip could be kept; `audio_error` says why.
+    Missing,
+}
+
+/// A report as stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportView {
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub session_id: Uuid,
+    pub call_id: String,
+    pub turn_index: i64,
+    pub stt_output: String,
+    pub expected_output: String,
+    pub issue_type: IssueType,
+    pub notes: Option<String>,
+    pub reported_by: Option<String>,
+    pub audio_status: ReportAudioStatus,
+    /// The rendition the clip was cut from (`stt_input`, else `post_rnnoise`, else `pre_rnnoise`).
+    pub clip_rendition: Option<RenditionKind>,
+    pub clip_start_ms: Option<i64>,
+    pub clip_end_ms: Option<i64>,
+    pub clip_duration_ms: Option<f64>,
+    /// Key of the clip in the short-term store.
+    pub source_s3_key: Option<String>,
+    /// Key of the clip in the archive.
+    pub archive_s3_key: Option<String>,
+    /// The archive bucket (or folder).
+    pub archive_bucket: Option<String>,
+    pub audio_error: Option<String>,
+    /// `running`, `completed` or `failed`; null before the first analysis.
+    pub analysis_status: Option<String>,
+    pub analyzed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn report_view(r: rep::Model) -> ReportView {
+    let audio_status = match (&r.source_s3_key, &r.archive_s3_key) {
+        (Some(_), Some(_)) => ReportAudioStatus::Stored,
+        (None, Some(_)) => ReportAudioStatus::Archived,
+        // A short-term copy only: still downloadable, but say the archive copy failed.
+        (Some(_), None) => ReportAudioStatus::Stored,
+        (None, None) => ReportAudioStatus::Missing,
+    };
+    ReportView {
+        id: r.id,
+        tenant_id: r.tenant_id,
+        session_id: r.session_id,
+        call_id: r.call_id,
+        turn_index: r.turn_index,
+        stt_output: r.stt_output,
+        expected_output: r.expected_output,
+        issue_type: IssueType::parse(&r.issue_type),
+        notes: r.notes,
+        reported_by: r.reported_by,
+        audio_status,
+        clip_rendition: r.clip_rendition.as_deref().and_then(RenditionKind::parse),
+        clip_start_ms: r.clip_start_ms,
+        clip_end_ms: r.clip_end_ms,
+        clip_duration_ms: r.clip_duration_ms,
+        source_s3_key: r.source_s3_key,
+        archive_s3_key: r.archive_s3_key,
+        archive_bucket: r.archive_bucket,
+        audio_error: r.audio_error,
+        analysis_status: r.analysis_status,
+        analyzed_at: r.analyzed_at,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    }
+}
+
+fn text_field(
+    param: &'static str,
+    v: Option<String>,
+    required: bool,
+) -> Result<Option<String>, ApiError> {
+    match v {
+        None if required => Err(ApiError::bad_request(param, format!("{param} is required"))),
+        None => Ok(None),
+        Some(t) => {
+            if t.chars().count() > MAX_TEXT {
+                return Err(ApiError::bad_request(
+                    param,
+                    format!("{param} is longer than {MAX_TEXT} characters"),
+                ));
+            }
+            // PostgreSQL text cannot hold NUL.
+            Ok(Some(t.replace('\0', "\u{FFFD}")))
+        }
+    }
+}
+
+/// File an STT issue against a user turn.
+///
+/// Cuts the turn's clip (the STT input when recorded, else the post- or pre-suppression slice),
+/// stores it in the short-term store and copies it to the archive. A turn whose audio cannot be
+/// kept is still reported (`audio_status: missing`, `audio_error` says why).
+#[utoipa::path(post, path = "/api/v1/reports", tag = "reports", request_body = NewReport,
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "Filed", body = ReportView),
+        (status = 400, description = "A bad field, an unknown turn or an agent turn", body = ErrorBody,
+            example = json!({"code": "bad_request", "message": "turn 3 is an assistant turn; reports are about user turns", "details": {"parameter": "turn_index"}})),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+    ))]
+pub async fn create_report(
+    State(state): State<AppState>,
+    scope: Scope,
+    body: Result<Json<NewReport>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::bad_request("body", e.body_text()))?;
+    let app = state.0.clone();
+    let session = match (&req.session_id, &req.call_id) {
+        (Some(id), None) => load_session(&state, &scope, &id.to_string()).await?,
+        (None, Some(call)) => {
+            let found = if storable(call) {
+                cs::Entity::find()
+                    .filter(cs::Column::CallId.eq(call.as_str()))
+                    .one(&app.db)
+                    .await?
+            } else {
+                None
+            };
+            match found {
+                Some(s) if scope.allows(&s.tenant_id) => s,
+                _ => return Err(ApiError::NotFound(format!("session of call {call:?}"))),
+            }
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "session_id",
+                "give session_id or call_id (one of them)",
+            ));
+        }
+    };
+    let expected =
+        text_field("expected_output", Some(req.expected_output), true)?.unwrap_or_default();
+    let notes = text_field("notes", req.notes, false)?;
+    let reported_by = text_field("reported_by", req.reported_by, false)?;
+    let stt_output = text_field("stt_output", req.stt_output, false)?;
+    let turn = ct::Entity::find_by_id((session.id, req.turn_index))
+        .one(&app.db)
+        .await?
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "turn_index",
+                format!("session {} has no turn {}", session.id, req.turn_index),
+            )
+        })?;
+    if turn.role != "user" {
+        return Err(ApiError::bad_request(
+            "turn_index",
+            format!(
+                "turn {} is an {} turn; reports are about user turns",
+                turn.turn_index, turn.role
+            ),
+        ));
+    }
+    let id = Uuid::now_v7();
+    let mut row = rep::Model {
+        id,
+        tenant_id: session.tenant_id.clone(),
+        session_id: session.id,
+        call_id: session.call_id.clone(),
+        turn_index: turn.turn_index,
+        stt_output: stt_output.unwrap_or_else(|| turn.content.clone()),
+        expected_output: expected,
+        issue_type: req.issue_type.as_str().into(),
+        notes,
+        reported_by,
+        clip_rendition: None,
+        clip_start_ms: turn.start_ms,
+        clip_end_ms: turn.end_ms,
+        clip_duration_ms: None,
+        source_s3_key: None,
+        archive_s3_key: None,
+        archive_bucket: None,
+        audio_error: None,
+        analysis_status: None,
+        analysis: None,
+        analysis_error: None,
+        analyzed_at: None,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    };
+    match turn_clip(&app.db, app.store.clone(), session.id, turn).await? {
+        Err(reason) => row.audio_error = Some(format!("no clip of the turn: {reason}")),
+        Ok(clip) => {
+            row.clip_rendition = Some(clip.kind.as_str().into());
+            row.clip_duration_ms = Some(clip.duration_ms);
+            let mut errors = Vec::new();
+            let source = report_key(&app.config.s3_prefix, &session.tenant_id, id);
+            match app.store.put(&source, &clip.wav, "audio/wav").await {
+                Ok(()) => row.source_s3_key = Some(source),
+                Err(e) => errors.push(format!("short-term store: {e}")),
+            }
+            let archive = report_key(&app.archive.prefix, &session.tenant_id, id);
+            match app
+                .archive
+                .store
+                .put(&archive, &clip.wav, "audio/wav")
+                .await
+            {
+                Ok(()) => {
+                    row.archive_s3_key = Some(archive);
+                    row.archive_bucket = Some(app.archive.location.clone());
+                }
+                Err(e) => errors.push(format!("archive: {e}")),
+            }
+            if !errors.is_empty() {
+                tracing::warn!(report = %id, errors = ?errors, "reported clip not fully stored");
+                row.audio_error = Some(errors.join("; "));
+            }
+        }
+    }
+    rep::Entity::insert(rep::ActiveModel::from(row.clone()))
+        .exec_without_returning(&app.db)
+        .await?;
+    tracing::info!(report = %id, session = %session.id, turn = row.turn_index, issue = %row.issue_type, "STT report filed");
+    let mut response = (StatusCode::CREATED, Json(report_view(row))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/reports/{id}")) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReportListParams {
+    /// Only this tenant (a tenant key is always limited to its own).
+    pub tenant_id: Option<String>,
+    pub session_id: Option<Uuid>,
+    pub call_id: Option<String>,
+    #[param(inline)]
+    pub issue_type: Option<IssueType>,
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    /// Cursor from a previous page's `next_cursor` (treat it as opaque).
+    #[param(pattern = r"^-?[0-9]{1,16}_[0-9a-f]{32}$")]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportList {
+    /// Newest first.
+    pub items: Vec<ReportView>,
+    pub next_cursor: Option<String>,
+}
+
+/// List STT reports, newest first.
+#[utoipa::path(get, path = "/api/v1/reports", tag = "reports", params(ReportListParams),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of reports", body = ReportList),
+        (status = 400, description = "A bad parameter", body = ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+    ))]
+pub async fn list_reports(
+    State(state): State<AppState>,
+    scope: Scope,
+    ApiQuery(p): ApiQuery<ReportListParams>,
+) -> Result<Json<ReportList>, ApiError> {
+    let limit = page_limit(p.limit)?;
+    if [&p.tenant_id, &p.call_id]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|v| !storable(v)))
+    {
+        return Ok(Json(ReportList {
+            items: Vec::new(),
+            next_cursor: None,
+        }));
+    }
+    let mut q = rep::Entity::find();
+    if let Some(t) = scope.tenant() {
+        q = q.filter(rep::Column::TenantId.eq(t));
+    }
+    if let Some(t) = &p.tenant_id {
+        q = q.filter(rep::Column::TenantId.eq(t.as_str()));
+    }
+    if let Some(s) = p.session_id {
+        q = q.filter(rep::Column::SessionId.eq(s));
+    }
+    if let Some(c) = &p.call_id {
+        q = q.filter(rep::Column::CallId.eq(c.as_str()));
+    }
+    if let Some(i) = p.issue_type {
+        q = q.filter(rep::Column::IssueType.eq(i.as_str()));
+    }
+    if let Some(c) = &p.cursor {
+        let (at, id) = decode_cursor(c)?;
+        q = q.filter(
+            Condition::any().add(rep::Column::CreatedAt.lt(at)).add(
+                Condition::all()
+                    .add(rep::Column::CreatedAt.eq(at))
+                    .add(rep::Column::Id.lt(id)),
+            ),
+        );
+    }
+    let mut rows = q
+        .order_by_desc(rep::Column::CreatedAt)
+        .order_by_desc(rep::Column::Id)
+        .limit(u64::from(limit) + 1)
+        .all(&state.0.db)
+        .await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| cursor_of(r.created_at, r.id))
+    } else {
+        None
+    };
+    Ok(Json(ReportList {
+        items: rows.into_iter().map(report_view).collect(),
+        next_cursor,
+    }))
+}
+
+async fn load_report(state: &AppState, scope: &Scope, raw: &str) -> Result<rep::Model, ApiError> {
+    let id = parse_uuid("report_id", raw)?;
+    match rep::Entity::find_by_id(id).one(&state.0.db).await? {
+        Some(r) if scope.allows(&r.tenant_id) => Ok(r),
+        _ => Err(ApiError::NotFound(format!("report {id}"))),
+    }
+}
+
+/// One STT report.
+#[utoipa::path(get, path = "/api/v1/reports/{report_id}", tag = "reports", params(("report_id" = String, Path, description = "Report id (UUID)")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The report", body = ReportView),
+        (status = 400, description = "A bad report id", body = ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 404, description = "No such report (or another tenant's)", body = ErrorBody),
+    ))]
+pub async fn get_report(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(raw): Path<String>,
+) -> Result<Json<ReportView>, ApiError> {
+    Ok(Json(report_view(load_report(&state, &scope, &raw).await?)))
+}
+
+/// The clip's bytes: the short-term copy, else the archive's. `Ok(None)`: neither has it.
+async fn clip_bytes(
+    state: &AppState,
+    r: &rep::Model,
+) -> Result<Option<(Vec<u8>, &'static str)>, ApiError> {
+    let app = &state.0;
+    if let Some(key) = &r.source_s3_key {
+        match app.store.get(None, key).await {
+            Ok(Some(b)) => return Ok(Some((b, "short_term"))),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(report = %r.id, error = %e, "short-term store unavailable; trying the archive")
+            }
+        }
+    }
+    if let Some(key) = &r.archive_s3_key {
+        match app.archive.store.get(None, key).await {
+            Ok(Some(b)) => return Ok(Some((b, "archive"))),
+            Ok(None) => {}
+            Err(e) => return Err(ApiError::internal(e)),
+        }
+    }
+    Ok(None)
+}
+
+/// Download the reported clip (WAV): the short-term copy, or the archive's once that is gone.
+#[utoipa::path(get, path = "/api/v1/reports/{report_id}/audio", tag = "reports", params(("report_id" = String, Path, description = "Report id (UUID)")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The clip; `X-Audio-Source` says which copy (`short_term` or `archive`)", content_type = "audio/wav", body = Vec<u8>),
+        (status = 400, description = "A bad report id", body = ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 404, description = "No such report, or no clip was kept for it", body = ErrorBody),
+    ))]
+pub async fn get_report_audio(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let r = load_report(&state, &scope, &raw).await?;
+    let Some((bytes, source)) = clip_bytes(&state, &r).await? else {
+        return Err(ApiError::NotFound(format!(
+            "clip of report {}{}",
+            r.id,
+            r.audio_error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        )));
+    };
+    let mut response = bytes.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    h.insert("x-audio-source", HeaderValue::from_static(source));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"report-{}.wav\"", r.id)) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AnalyzeParams {
+    /// Comma-separated providers; every configured one when absent.
+    pub providers: Option<String>,
+    /// Language hint [default: INSIGHTS_STT_LANGUAGE].
+    #[param(pattern = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
+    pub language: Option<String>,
+}
+
+/// A report's stored analysis.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportAnalysis {
+    pub report_id: Uuid,
+    /// `running`, `completed` or `failed`.
+    pub status: String,
+    pub analyzed_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    /// The clip through every provider; `wer_vs_expected` scores against `expected_output`.
+    #[schema(value_type = Option<ClipReplay>)]
+    pub result: Option<serde_json::Value>,
+}
+
+/// Run the provider comparison on the reported clip, scored against `expected_output`.
+///
+/// Runs now (interactive priority at every provider) and answers with the stored analysis.
+#[utoipa::path(post, path = "/api/v1/reports/{report_id}/analyze", tag = "reports", params(("report_id" = String, Path, description = "Report id (UUID)"), AnalyzeParams),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The analysis (`status: failed` with `error` when the clip is gone)", body = ReportAnalysis),
+        (status = 400, description = "A bad parameter", body = ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 404, description = "No such report", body = ErrorBody),
+        (status = 503, description = "No STT provider configured", body = ErrorBody),
+    ))]
+pub async fn analyze_report(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(raw): Path<String>,
+    ApiQuery(p): ApiQuery<AnalyzeParams>,
+) -> Result<Json<ReportAnalysis>, ApiError> {
+    let r = load_report(&state, &scope, &raw).await?;
+    let providers = parse_providers(&state, p.providers.as_deref())?;
+    let language =
+        check_language(p.language.as_deref())?.or_else(|| state.0.config.stt.language.clone());
+    let db = &state.0.db;
+    set_analysis(db, r.id, "running", None, None).await?;
+    let outcome = match clip_bytes(&state, &r).await? {
+        None => Err(format!(
+            "the report has no clip{}",
+            r.audio_error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        )),
+        Some((wav, _)) => {
+            let kind = r
+                .clip_rendition
+                .as_deref()
+                .and_then(RenditionKind::parse)
+                .unwrap_or(RenditionKind::SttInput);
+            let options = ReplayOptions {
+                providers,
+                turns: None,
+                language,
+                tenant: None,
+                priority: Priority::Interactive,
+            };
+            replay_clip(
+                &state.0.stt,
+                kind,
+                wav,
+                &r.stt_output,
+                &r.expected_output,
+                &options,
+            )
+            .await
+            .map_err(|e| e.to_string())
+        }
+    };
+    match outcome {
+        Ok(result) => {
+            let json = serde_json::to_value(&result).map_err(ApiError::internal)?;
+            set_analysis(db, r.id, "completed", Some(json), None).await?;
+        }
+        Err(e) => set_analysis(db, r.id, "failed", None, Some(e)).await?,
+    }
+    report_analysis(&state, &scope, &raw).await
+}
+
+async fn set_analysis(
+    db: &sea_orm::DatabaseConnection,
+    id: Uuid,
+    status: &str,
+    result: Option<serde_json::Value>,
+    error: Option<String>,
+) -> Result<(), ApiError> {
+    let at = Utc::now();
+    let mut u = rep::Entity::update_many()
+        .col_expr(rep::Column::AnalysisStatus, Expr::value(status))
+        .col_expr(rep::Column::AnalysisError, Expr::value(error))
+        .col_expr(rep::Column::UpdatedAt, Expr::value(at));
+    if status == "completed" {
+        u = u
+            .col_expr(rep::Column::Analysis, Expr::value(result))
+            .col_expr(rep::Column::AnalyzedAt, Expr::value(at));
+    }
+    u.filter(rep::Column::Id.eq(id)).exec(db).await?;
+    Ok(())
+}
+
+async fn report_analysis(
+    state: &AppState,
+    scope: &Scope,
+    raw: &str,
+) -> Result<Json<ReportAnalysis>, ApiError> {
+    let r = load_report(state, scope, raw).await?;
+    let Some(status) = r.analysis_status else {
+        return Err(ApiError::NotYet {
+            message: format!("report {} has not been analysed", r.id),
+            hint: format!("POST /api/v1/reports/{}/analyze runs the analysis", r.id),
+        });
+    };
+    Ok(Json(ReportAnalysis {
+        report_id: r.id,
+        status,
+        analyzed_at: r.analyzed_at,
+        error: r.analysis_error,
+        result: r.analysis,
+    }))
+}
+
+/// A report's stored analysis.
+#[utoipa::path(get, path = "/api/v1/reports/{report_id}/analysis", tag = "reports", params(("report_id" = String, Path, description = "Report id (UUID)")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The stored analysis", body = ReportAnalysis),
+        (status = 400, description = "A bad report id", body = ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 404, description = "No such report, or not analysed yet (`details.hint`)", body = ErrorBody),
+    ))]
+pub async fn get_report_analysis(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(raw): Path<String>,
+) -> Result<Json<ReportAnalysis>, ApiError> {
+    report_analysis(&state, &scope, &raw).await
+}
