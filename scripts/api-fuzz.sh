@@ -26,6 +26,9 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 KEY="fuzz-operator-key"
 export INSIGHTS_DATABASE_URL="$DB_URL" INSIGHTS_STREAM="$STREAM" INSIGHTS_DATA_DIR="$DATA" \
   INSIGHTS_HTTP_ADDR="127.0.0.1:$PORT" INSIGHTS_API_KEYS="$KEY=*,fuzz-tenant-key=acme" INSIGHTS_BLOCK_MS=200
+# One STT provider whose address refuses connections: analyses run end to end and record the
+# provider's network error in their cells, without calling anything outside this machine.
+export INSIGHTS_GROQ_API_KEY=fuzz-groq-key INSIGHTS_GROQ_BASE_URL=http://127.0.0.1:9 INSIGHTS_STT_MAX_RETRIES=0
 "$BIN" > "$DATA/service.log" 2>&1 &
 SVC=$!
 cleanup() {

@@ -112,6 +112,9 @@ fn view(row: sa::Model, with_result: bool) -> AnalysisView {
 pub struct RunParams {
     /// Comma-separated providers (`groq,deepgram,cartesia,elevenlabs,gladia,openai`); every
     /// configured one when absent.
+    #[param(
+        pattern = r"^(groq|deepgram|cartesia|elevenlabs|gladia|openai)(,(groq|deepgram|cartesia|elevenlabs|gladia|openai))*$"
+    )]
     pub providers: Option<String>,
     /// Language hint for the providers and the WER normaliser [default: INSIGHTS_STT_LANGUAGE].
     #[param(pattern = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
@@ -146,13 +149,11 @@ pub(super) fn parse_providers(
             )
         })?;
         if state.0.stt.get(id).is_none() {
-            return Err(ApiError::bad_request(
-                "providers",
-                format!(
-                    "provider {name} is not configured; configured: {}",
-                    configured.join(", ")
-                ),
-            ));
+            return Err(ApiError::Conflict(format!(
+                "provider {name} is not configured here (set INSIGHTS_{}_API_KEY); configured: {}",
+                id.env_prefix(),
+                configured.join(", ")
+            )));
         }
         if !ids.contains(&id) {
             ids.push(id);
@@ -235,7 +236,7 @@ async fn analysis_response(state: &AppState, session: Uuid) -> Result<Response, 
 /// Replays every user turn's three renditions through the providers and stores the grid with its
 /// summaries. Answers 202 while it runs (poll `GET /api/v1/analysis/{session_id}`), 200 when
 /// `wait=true` and it finished in time.
-#[utoipa::path(post, path = "/api/v1/analysis/{session_id}", tag = "analysis", params(("session_id" = String, Path, description = "Session id (UUID)"), RunParams),
+#[utoipa::path(post, path = "/api/v1/analysis/{session_id}", tag = "analysis", params(("session_id" = uuid::Uuid, Path, description = "Session id"), RunParams),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The finished analysis (with `wait=true`)", body = AnalysisView),
@@ -243,6 +244,7 @@ async fn analysis_response(state: &AppState, session: Uuid) -> Result<Response, 
         (status = 400, description = "A bad parameter", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "A provider that is not configured", body = ErrorBody),
         (status = 503, description = "No STT provider configured", body = ErrorBody),
     ))]
 pub async fn run_analysis(
@@ -299,7 +301,7 @@ pub async fn run_analysis(
 }
 
 /// The stored full-call analysis of a session.
-#[utoipa::path(get, path = "/api/v1/analysis/{session_id}", tag = "analysis", params(("session_id" = String, Path, description = "Session id (UUID)")),
+#[utoipa::path(get, path = "/api/v1/analysis/{session_id}", tag = "analysis", params(("session_id" = uuid::Uuid, Path, description = "Session id")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The analysis (status `running` while a run is under way)", body = AnalysisView),
@@ -464,16 +466,20 @@ struct ListRow {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"session_ids": ["6c3e2f0a-8d0e-4d8b-9a55-0f0e8f4b2d11"], "providers": ["deepgram", "groq"]}))]
 pub struct BatchRequest {
-    /// Up to 50 session ids.
+    /// Up to 50 session ids (give these or `filter`).
+    #[schema(min_items = 1, max_items = 50, nullable = false)]
     pub session_ids: Option<Vec<Uuid>>,
     /// The session list's filters; the batch takes every matching session (newest first, at most
     /// `limit`), and is refused when more than 50 match without a `limit`.
+    #[schema(nullable = false)]
     pub filter: Option<SessionFilter>,
     /// With `filter`: take at most this many (1–50) of the newest matching sessions.
     #[schema(minimum = 1, maximum = 50)]
+    #[serde(default, deserialize_with = "super::extract::json_opt_u32")]
     pub limit: Option<u32>,
     /// Providers (every configured one when absent).
     pub providers: Option<Vec<ProviderId>>,
+    #[schema(pattern = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
     pub language: Option<String>,
 }
 
@@ -649,10 +655,10 @@ pub async fn resolve_batch(
                 .map(Uuid::to_string)
                 .collect();
             if !missing.is_empty() {
-                return Err(ApiError::bad_request(
-                    "session_ids",
-                    format!("sessions not found: {}", missing.join(", ")),
-                ));
+                return Err(ApiError::NotFound(format!(
+                    "sessions {}",
+                    missing.join(", ")
+                )));
             }
             Ok(unique)
         }
@@ -665,18 +671,13 @@ pub async fn resolve_batch(
                     format!("limit must be between 1 and {MAX_BATCH}, got {l}"),
                 ));
             }
+            let no_match = || ApiError::NotFound("session matching the filter".into());
             let Some(q) = filter_sessions(scope, filter) else {
-                return Err(ApiError::bad_request(
-                    "filter",
-                    "the filter matches no session",
-                ));
+                return Err(no_match());
             };
             let matched = q.clone().count(db).await?;
             if matched == 0 {
-                return Err(ApiError::bad_request(
-                    "filter",
-                    "the filter matches no session",
-                ));
+                return Err(no_match());
             }
             if req.limit.is_none() && matched > MAX_BATCH as u64 {
                 return Err(ApiError::bad_request(
@@ -710,6 +711,8 @@ pub async fn resolve_batch(
         (status = 400, description = "More than 50 sessions, unknown sessions, a bad filter or provider", body = ErrorBody,
             example = json!({"code": "bad_request", "message": "at most 50 sessions per batch, got 51", "details": {"parameter": "session_ids"}})),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 404, description = "A session id that does not exist (or is another tenant's), or a filter that matches nothing", body = ErrorBody),
+        (status = 409, description = "A provider that is not configured", body = ErrorBody),
         (status = 503, description = "No STT provider configured", body = ErrorBody),
     ))]
 pub async fn create_batch(
@@ -760,7 +763,7 @@ async fn load_job(state: &AppState, scope: &Scope, raw: &str) -> Result<job::Mod
 }
 
 /// Progress of an analysis job.
-#[utoipa::path(get, path = "/api/v1/analysis/batch/{job_id}", tag = "analysis", params(("job_id" = String, Path, description = "Job id (UUID)")),
+#[utoipa::path(get, path = "/api/v1/analysis/batch/{job_id}", tag = "analysis", params(("job_id" = uuid::Uuid, Path, description = "Job id")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The job, its counts and every session's status", body = BatchView),
@@ -778,7 +781,7 @@ pub async fn get_batch(
 }
 
 /// Cancel an analysis job: no new session starts, in-flight provider calls are aborted.
-#[utoipa::path(post, path = "/api/v1/analysis/batch/{job_id}/cancel", tag = "analysis", params(("job_id" = String, Path, description = "Job id (UUID)")),
+#[utoipa::path(post, path = "/api/v1/analysis/batch/{job_id}/cancel", tag = "analysis", params(("job_id" = uuid::Uuid, Path, description = "Job id")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Cancelled (also when it already was)", body = BatchView),

@@ -51,6 +51,34 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Request bodies that take exactly one of two fields: the document says so (`oneOf` of the two
+/// `required` sets), so clients and property-based tests know.
+struct ExactlyOne;
+
+impl Modify for ExactlyOne {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for (name, a, b) in [
+            ("BatchRequest", "session_ids", "filter"),
+            ("NewReport", "session_id", "call_id"),
+        ] {
+            let Some(original) = components.schemas.remove(name) else {
+                continue;
+            };
+            let one_of = OneOfBuilder::new()
+                .item(ObjectBuilder::new().required(a))
+                .item(ObjectBuilder::new().required(b))
+                .description(Some(format!("Exactly one of `{a}` and `{b}`.")));
+            let wrapped: RefOr<Schema> = AllOfBuilder::new().item(original).item(one_of).into();
+            components.schemas.insert(name.to_string(), wrapped);
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -97,7 +125,10 @@ fn api_router() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of the API (what `call-insights openapi` prints).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().into_openapi()
+    let mut doc = api_router().into_openapi();
+    // After the routes: their schemas are only in the document once they are merged.
+    ExactlyOne.modify(&mut doc);
+    doc
 }
 
 /// Records every response's duration by route template and status.
@@ -148,7 +179,8 @@ fn cors(origins: Option<&str>) -> Option<CorsLayer> {
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    let (router, doc) = api_router().split_for_parts();
+    let (router, mut doc) = api_router().split_for_parts();
+    ExactlyOne.modify(&mut doc);
     let state = AppState(app.clone());
     let config = &app.config;
     let router = router

@@ -74,18 +74,25 @@ impl IssueType {
 #[schema(example = json!({"call_id": "call-0900001-0e4018bf", "turn_index": 2, "stt_output": "my account number is for five sex",
     "expected_output": "my account number is four five six", "issue_type": "misrecognition", "notes": "digits misheard on a noisy line"}))]
 pub struct NewReport {
+    #[schema(nullable = false)]
     pub session_id: Option<Uuid>,
     /// Instead of `session_id`.
+    #[schema(nullable = false)]
     pub call_id: Option<String>,
     /// A user turn of the session.
+    #[serde(deserialize_with = "super::extract::json_i64")]
     pub turn_index: i64,
     /// What the STT produced [default: the turn's stored transcript].
+    #[schema(max_length = 10000)]
     pub stt_output: Option<String>,
     /// What the user actually said.
+    #[schema(max_length = 10000)]
     pub expected_output: String,
     pub issue_type: IssueType,
+    #[schema(max_length = 10000)]
     pub notes: Option<String>,
     /// Who reported it (free text: an e-mail, a name).
+    #[schema(max_length = 10000)]
     pub reported_by: Option<String>,
 }
 
@@ -198,10 +205,11 @@ fn text_field(
     security(("api_key" = [])),
     responses(
         (status = 201, description = "Filed", body = ReportView),
-        (status = 400, description = "A bad field, an unknown turn or an agent turn", body = ErrorBody,
-            example = json!({"code": "bad_request", "message": "turn 3 is an assistant turn; reports are about user turns", "details": {"parameter": "turn_index"}})),
+        (status = 400, description = "A bad field", body = ErrorBody,
+            example = json!({"code": "bad_request", "message": "expected_output is longer than 10000 characters", "details": {"parameter": "expected_output"}})),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
-        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 404, description = "No such session, or no such user turn in it", body = ErrorBody,
+            example = json!({"code": "not_found", "message": "user turn 3 of session 6c3e2f0a-8d0e-4d8b-9a55-0f0e8f4b2d11 (it is an assistant turn; reports are about user turns) not found"})),
     ))]
 pub async fn create_report(
     State(state): State<AppState>,
@@ -242,19 +250,13 @@ pub async fn create_report(
         .one(&app.db)
         .await?
         .ok_or_else(|| {
-            ApiError::bad_request(
-                "turn_index",
-                format!("session {} has no turn {}", session.id, req.turn_index),
-            )
+            ApiError::NotFound(format!("turn {} of session {}", req.turn_index, session.id))
         })?;
     if turn.role != "user" {
-        return Err(ApiError::bad_request(
-            "turn_index",
-            format!(
-                "turn {} is an {} turn; reports are about user turns",
-                turn.turn_index, turn.role
-            ),
-        ));
+        return Err(ApiError::NotFound(format!(
+            "user turn {} of session {} (it is an {} turn; reports are about user turns)",
+            turn.turn_index, session.id, turn.role
+        )));
     }
     let id = Uuid::now_v7();
     let mut row = rep::Model {
@@ -424,7 +426,7 @@ async fn load_report(state: &AppState, scope: &Scope, raw: &str) -> Result<rep::
 }
 
 /// One STT report.
-#[utoipa::path(get, path = "/api/v1/reports/{report_id}", tag = "reports", params(("report_id" = String, Path, description = "Report id (UUID)")),
+#[utoipa::path(get, path = "/api/v1/reports/{report_id}", tag = "reports", params(("report_id" = uuid::Uuid, Path, description = "Report id")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The report", body = ReportView),
@@ -466,7 +468,7 @@ async fn clip_bytes(
 }
 
 /// Download the reported clip (WAV): the short-term copy, or the archive's once that is gone.
-#[utoipa::path(get, path = "/api/v1/reports/{report_id}/audio", tag = "reports", params(("report_id" = String, Path, description = "Report id (UUID)")),
+#[utoipa::path(get, path = "/api/v1/reports/{report_id}/audio", tag = "reports", params(("report_id" = uuid::Uuid, Path, description = "Report id")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The clip; `X-Audio-Source` says which copy (`short_term` or `archive`)", content_type = "audio/wav", body = Vec<u8>),
@@ -508,6 +510,9 @@ pub async fn get_report_audio(
 #[into_params(parameter_in = Query)]
 pub struct AnalyzeParams {
     /// Comma-separated providers; every configured one when absent.
+    #[param(
+        pattern = r"^(groq|deepgram|cartesia|elevenlabs|gladia|openai)(,(groq|deepgram|cartesia|elevenlabs|gladia|openai))*$"
+    )]
     pub providers: Option<String>,
     /// Language hint [default: INSIGHTS_STT_LANGUAGE].
     #[param(pattern = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
@@ -530,13 +535,14 @@ pub struct ReportAnalysis {
 /// Run the provider comparison on the reported clip, scored against `expected_output`.
 ///
 /// Runs now (interactive priority at every provider) and answers with the stored analysis.
-#[utoipa::path(post, path = "/api/v1/reports/{report_id}/analyze", tag = "reports", params(("report_id" = String, Path, description = "Report id (UUID)"), AnalyzeParams),
+#[utoipa::path(post, path = "/api/v1/reports/{report_id}/analyze", tag = "reports", params(("report_id" = uuid::Uuid, Path, description = "Report id"), AnalyzeParams),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The analysis (`status: failed` with `error` when the clip is gone)", body = ReportAnalysis),
         (status = 400, description = "A bad parameter", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 404, description = "No such report", body = ErrorBody),
+        (status = 409, description = "A provider that is not configured", body = ErrorBody),
         (status = 503, description = "No STT provider configured", body = ErrorBody),
     ))]
 pub async fn analyze_report(
@@ -637,7 +643,7 @@ async fn report_analysis(
 }
 
 /// A report's stored analysis.
-#[utoipa::path(get, path = "/api/v1/reports/{report_id}/analysis", tag = "reports", params(("report_id" = String, Path, description = "Report id (UUID)")),
+#[utoipa::path(get, path = "/api/v1/reports/{report_id}/analysis", tag = "reports", params(("report_id" = uuid::Uuid, Path, description = "Report id")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The stored analysis", body = ReportAnalysis),
