@@ -310,19 +310,15 @@ async fn batches_show_progress_and_cancel_stops_provider_calls(db: Db, store: St
             .contains("at most 50 sessions per batch, got 51"),
         "{body}"
     );
+    let unknown = uuid::Uuid::new_v4();
     let (status, body) = api
         .post(
             "/api/v1/analysis/batch",
-            Some(json!({"session_ids": [uuid::Uuid::new_v4()]})),
+            Some(json!({"session_ids": [unknown]})),
         )
         .await;
-    assert_eq!(status, 400);
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("sessions not found")
-    );
+    assert_eq!(status, 404);
+    assert_eq!(body["message"], format!("sessions {unknown} not found"));
     let (status, _) = api.post("/api/v1/analysis/batch", Some(json!({}))).await;
     assert_eq!(status, 400);
     let (status, body) = api
@@ -331,8 +327,8 @@ async fn batches_show_progress_and_cancel_stops_provider_calls(db: Db, store: St
             Some(json!({"filter": {"tenant_id": "nobody"}})),
         )
         .await;
-    assert_eq!(status, 400, "{body}");
-    // Another tenant cannot batch acme's sessions.
+    assert_eq!(status, 404, "{body}");
+    // Another tenant cannot batch acme's sessions; a provider not configured is a conflict.
     let (status, _) = api
         .call(
             "POST",
@@ -341,7 +337,18 @@ async fn batches_show_progress_and_cancel_stops_provider_calls(db: Db, store: St
             Some(json!({"session_ids": [ids[0]]})),
         )
         .await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 404);
+    let (status, body) = api
+        .post(
+            "/api/v1/analysis/batch",
+            Some(json!({"session_ids": [ids[0]], "providers": ["gladia"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
 
     // A batch made from a filter; one worker, one session at a time, one call per provider.
     let stop = CancellationToken::new();
@@ -554,7 +561,7 @@ async fn reports_are_archived_downloaded_and_analysed(db: Db, store: Store) {
     let (status, body) = api
         .post("/api/v1/reports", Some(with("turn_index", json!(1))))
         .await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 404, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains("assistant"),
         "{body}"
@@ -563,8 +570,15 @@ async fn reports_are_archived_downloaded_and_analysed(db: Db, store: Store) {
         api.post("/api/v1/reports", Some(with("turn_index", json!(99))))
             .await
             .0,
-        400
+        404
     );
+    let (status, body) = api
+        .post(
+            "/api/v1/reports",
+            Some(with("session_id", json!(session.id))),
+        )
+        .await;
+    assert_eq!(status, 400, "session_id and call_id together: {body}");
     let (status, body) = api
         .post(
             "/api/v1/reports",
