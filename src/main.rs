@@ -316,9 +316,14 @@ async fn analyze(config: Config, args: AnalyzeArgs) -> anyhow::Result<()> {
             item.error.as_deref().unwrap_or_default()
         );
     }
+    let status = serde_json::to_value(view.status)?;
     eprintln!(
-        "job {} {:?}: {} done, {} failed, {} cancelled",
-        view.job_id, view.status, view.done, view.failed, view.cancelled
+        "job {} {}: {} done, {} failed, {} cancelled",
+        view.job_id,
+        status.as_str().unwrap_or("?"),
+        view.done,
+        view.failed,
+        view.cancelled
     );
     if view.failed > 0 || view.cancelled > 0 {
         std::process::exit(1);

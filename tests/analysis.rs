@@ -741,3 +741,68 @@ async fn reports_are_archived_downloaded_and_analysed(db: Db, store: Store) {
     );
     env.cleanup().await;
 }
+
+/// `call-insights analyze --batch` as an operator runs it: ids or a filter, providers from the
+/// environment, the job printed as JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_analyze_command_runs_a_batch_to_the_end() {
+    let groq = FakeProvider::start(ProviderId::Groq).await.unwrap();
+    groq.set_transcript(TURNS[0].3);
+    let env = spawn(Db::Sqlite, Store::Fs).await;
+    let ids = ingest_small_calls(&env, 3).await;
+    let run = |batch: String, extra: &[&str]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_call-insights"));
+        cmd.env_clear()
+            .envs(env.service_env())
+            .env("INSIGHTS_GROQ_API_KEY", groq.api_key())
+            .env("INSIGHTS_GROQ_BASE_URL", groq.base_url())
+            .env("INSIGHTS_ANALYSIS_POLL_MS", "50")
+            .args(["analyze", "--batch", &batch])
+            .args(extra);
+        cmd.output()
+    };
+    let out = run(format!("{},{}", ids[0], ids[1]), &[]).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (job["status"].as_str(), job["done"].as_u64()),
+        (Some("completed"), Some(2)),
+        "{job}"
+    );
+    assert!(stderr.contains("completed: 2 done, 0 failed"), "{stderr}");
+    // The analyses are stored like the API's.
+    let stored = env.rows("SELECT status FROM session_analyses").await;
+    assert_eq!(stored.len(), 2);
+
+    // A filter, newest first, limited.
+    let out = run(
+        "tenant_id=acme".into(),
+        &["--limit", "1", "--providers", "groq"],
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["total"], 1);
+    assert_eq!(job["filter"]["tenant_id"], "acme");
+
+    // Clear refusals: an unknown filter field, an unconfigured provider.
+    let out = run("colour=blue".into(), &[]).await.unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("colour"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(ids[0].to_string(), &["--providers", "deepgram"])
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("INSIGHTS_DEEPGRAM_API_KEY"));
+    env.cleanup().await;
+}
