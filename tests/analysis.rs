@@ -195,6 +195,23 @@ async fn full_call_analysis_is_run_stored_and_listed(db: Db, store: Store) {
         calls_before
     );
 
+    // Every slot is back once the analysis is done.
+    let metrics = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("call_insights_stt_slots_free{provider=\"groq\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("call_insights_stt_waiting{provider=\"gladia\",priority=\"batch\"} 0")
+    );
     // Another tenant's key does not see it.
     let (status, _) = api.call("GET", &path, OTHER, None).await;
     assert_eq!(status, 404);

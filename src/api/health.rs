@@ -136,6 +136,49 @@ pub async fn metrics(State(AppState(app)): State<AppState>) -> impl IntoResponse
             );
         }
     }
+    render_stt(&app, &mut out);
     app.http_metrics.render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Per-provider limiter state and this process's running analyses.
+fn render_stt(app: &crate::app::App, out: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "# HELP call_insights_analysis_running Analysis items running in this process\n# TYPE call_insights_analysis_running gauge\ncall_insights_analysis_running {}",
+        app.analysis.running()
+    );
+    if app.stt.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP call_insights_stt_slots_free Free request slots per STT provider\n# TYPE call_insights_stt_slots_free gauge"
+    );
+    for p in app.stt.all() {
+        let _ = writeln!(
+            out,
+            "call_insights_stt_slots_free{{provider=\"{}\"}} {}",
+            p.id(),
+            p.load().0
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP call_insights_stt_waiting Callers waiting for an STT provider slot, by priority\n# TYPE call_insights_stt_waiting gauge"
+    );
+    for p in app.stt.all() {
+        let (_, interactive, batch) = p.load();
+        let _ = writeln!(
+            out,
+            "call_insights_stt_waiting{{provider=\"{}\",priority=\"interactive\"}} {interactive}",
+            p.id()
+        );
+        let _ = writeln!(
+            out,
+            "call_insights_stt_waiting{{provider=\"{}\",priority=\"batch\"}} {batch}",
+            p.id()
+        );
+    }
 }
