@@ -823,3 +823,150 @@ async fn the_analyze_command_runs_a_batch_to_the_end() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("INSIGHTS_DEEPGRAM_API_KEY"));
     env.cleanup().await;
 }
+
+/// Two workers on one PostgreSQL database (as two replicas would be) share a batch through
+/// `FOR UPDATE SKIP LOCKED`: every item runs exactly once, both take some. Meanwhile a single
+/// analysis runs too, and the provider — which answers 429 beyond 2 requests in flight — never
+/// sees more than the process-wide bound of 2, whichever job the calls come from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_share_a_batch_and_the_provider_bound_holds_across_jobs() {
+    let groq = FakeProvider::start(ProviderId::Groq).await.unwrap();
+    groq.set_transcript(TURNS[0].3);
+    groq.set_latency(Duration::from_millis(60));
+    groq.set_concurrency_limit(2);
+    let env = spawn_analysing(Db::Postgres, Store::S3, std::slice::from_ref(&groq), 2).await;
+    let ids = ingest_small_calls(&env, 8).await;
+    let full = ingest_call(&env, "single-call", "acme").await;
+    let api = api(&env).await;
+    let stop = CancellationToken::new();
+    let mut workers = Vec::new();
+    for name in ["replica-a", "replica-b"] {
+        let mut settings = env.app.worker_settings();
+        settings.worker_id = name.to_string();
+        settings.concurrency = 2;
+        workers.push(tokio::spawn(run_worker(
+            env.app.clone(),
+            settings,
+            stop.clone(),
+        )));
+    }
+    let (status, job) = api
+        .post("/api/v1/analysis/batch", Some(json!({"session_ids": ids})))
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let (status, single) = api
+        .post(&format!("/api/v1/analysis/{}?wait=true", full.id), None)
+        .await;
+    assert_eq!(
+        (status, single["status"].as_str()),
+        (200, Some("completed"))
+    );
+    let job_path = format!("/api/v1/analysis/batch/{}", job["job_id"].as_str().unwrap());
+    eventually(60, "the batch completes", || async {
+        api.get(&job_path).await.1["status"] == "completed"
+    })
+    .await;
+    stop.cancel();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let items = env
+        .rows("SELECT claimed_by, attempts, status FROM analysis_job_items WHERE job_id IN (SELECT id FROM analysis_jobs WHERE kind = 'batch')")
+        .await;
+    assert_eq!(items.len(), 8);
+    for i in &items {
+        assert_eq!(
+            (i["attempts"].as_i64(), i["status"].as_str()),
+            (Some(1), Some("completed")),
+            "{i}"
+        );
+    }
+    let by = |w: &str| items.iter().filter(|i| i["claimed_by"] == w).count();
+    assert!(by("replica-a") >= 1 && by("replica-b") >= 1, "{items:?}");
+    assert_eq!(by("replica-a") + by("replica-b"), 8);
+    let refused = groq.requests().iter().filter(|r| r.status == 429).count();
+    assert_eq!(
+        refused, 0,
+        "the provider saw more than 2 requests in flight"
+    );
+    env.cleanup().await;
+}
+
+/// SIGTERM mid-batch: the run in flight is aborted and its item handed back (`queued`, its attempt
+/// not counted); the next start finishes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_hands_items_back_and_a_restart_finishes_them() {
+    let groq = FakeProvider::start(ProviderId::Groq).await.unwrap();
+    groq.set_transcript(TURNS[0].3);
+    groq.set_latency(Duration::from_millis(400));
+    let env = spawn(Db::Sqlite, Store::Fs).await;
+    let ids = ingest_small_calls(&env, 3).await;
+    let extra = [
+        ("INSIGHTS_GROQ_API_KEY", groq.api_key().to_string()),
+        ("INSIGHTS_GROQ_BASE_URL", groq.base_url()),
+        ("INSIGHTS_ANALYSIS_CONCURRENCY", "1".to_string()),
+        ("INSIGHTS_ANALYSIS_POLL_MS", "100".to_string()),
+    ];
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut first = env.start_service(&extra);
+    let http = reqwest::Client::new();
+    let job: Value = http
+        .post(first.url("/api/v1/analysis/batch"))
+        .json(&json!({"session_ids": ids}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job_path = format!("/api/v1/analysis/batch/{}", job["job_id"].as_str().unwrap());
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let url1 = first.url(&job_path);
+    eventually(30, "an item running", || async {
+        get(url1.clone()).await["running"] == 1
+    })
+    .await;
+    first.signal("TERM");
+    assert!(first.wait_exit().await.success());
+    let items = env
+        .rows("SELECT status, attempts, claimed_by FROM analysis_job_items")
+        .await;
+    assert!(
+        items
+            .iter()
+            .all(|i| i["status"] == "queued" || i["status"] == "completed"),
+        "{items:?}"
+    );
+    assert!(items.iter().any(|i| i["status"] == "queued"), "{items:?}");
+    assert!(
+        items
+            .iter()
+            .filter(|i| i["status"] == "queued")
+            .all(|i| i["attempts"] == 0 && i["claimed_by"].is_null()),
+        "{items:?}"
+    );
+    let second = env.start_service(&extra);
+    let url2 = second.url(&job_path);
+    eventually(30, "the job completes after the restart", || async {
+        get(url2.clone()).await["status"] == "completed"
+    })
+    .await;
+    let p = get(url2).await;
+    assert_eq!(
+        (p["done"].as_u64(), p["failed"].as_u64()),
+        (Some(3), Some(0)),
+        "{p}"
+    );
+    env.cleanup().await;
+}
