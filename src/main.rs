@@ -159,6 +159,7 @@ async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
         language,
         tenant: None,
         priority: call_insights::stt::Priority::Interactive,
+        expected: None,
     };
     let grid = replay_session(
         &app.db,

@@ -711,14 +711,26 @@ async fn reports_are_archived_downloaded_and_analysed(db: Db, store: Store) {
         .await;
     assert_eq!(status, 200, "{analysis}");
     assert_eq!(analysis["status"], "completed");
-    let result = &analysis["result"];
+    let result = &analysis["result"]["clip"];
     assert_eq!(
         result["expected_output"],
         "my account number is four five six"
     );
+    assert_eq!(result["rendition"]["rendition"], "stt_input");
     let cells = result["rendition"]["results"].as_array().unwrap();
     assert_eq!(cells.len(), 6);
-    for c in cells {
+    // The turn's three renditions from the call's audio, scored against expected_output too.
+    let turn = &analysis["result"]["turn"];
+    assert_eq!(turn["turn_index"], 2, "{turn}");
+    let renditions = turn["renditions"].as_array().unwrap();
+    assert_eq!(renditions.len(), 3);
+    let mut turn_cells: Vec<&Value> = Vec::new();
+    for r in renditions {
+        assert_eq!(r["status"], "available", "{r}");
+        turn_cells.extend(r["results"].as_array().unwrap());
+    }
+    assert_eq!(turn_cells.len(), 18);
+    for c in cells.iter().chain(turn_cells) {
         let wer = c["wer_vs_expected"]["wer"].as_f64().unwrap();
         if c["provider"] == "deepgram" {
             // Normalised: "my account number is 456" vs "my account number is for 5 sex": 3 errors

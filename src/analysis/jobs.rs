@@ -390,6 +390,7 @@ async fn run_guarded(
             .or_else(|| app.config.stt.language.clone()),
         tenant: job_row.tenant_id.clone(),
         priority: kind.priority(),
+        expected: None,
     };
     let started = now();
     if let Err(e) = mark_running(&app.db, job_row, it.session_id, &providers, started).await {

@@ -33,6 +33,9 @@ pub struct ReplayOptions {
     pub tenant: Option<String>,
     /// Interactive callers are served before batch work by each provider's limiter.
     pub priority: Priority,
+    /// What the user actually said (a report's `expected_output`): every cell is also scored
+    /// against it (`wer_vs_expected`).
+    pub expected: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -257,7 +260,12 @@ pub async fn replay_session(
                         duration_ms: Some(rendition.duration_ms()),
                         clipping: Some(rendition.clipping),
                         note: rendition.note.clone(),
-                        results: score_cell(&input.turn.content, None, results, normalizer),
+                        results: score_cell(
+                            &input.turn.content,
+                            options.expected.as_deref(),
+                            results,
+                            normalizer,
+                        ),
                     }
                 }
             });

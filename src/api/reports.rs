@@ -9,7 +9,9 @@ use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, parse_uuid, storable};
 use super::sessions::{cursor_of, decode_cursor, load_session, page_limit};
-use crate::analysis::replay::{ClipReplay, ReplayOptions, replay_clip, turn_clip};
+use crate::analysis::replay::{
+    ClipReplay, ReplayOptions, TurnReplay, replay_clip, replay_session, turn_clip,
+};
 use crate::audio::RenditionKind;
 use crate::storage::report_key;
 use crate::stt::Priority;
@@ -519,6 +521,20 @@ pub struct AnalyzeParams {
     pub language: Option<String>,
 }
 
+/// What a report analysis found: the reported clip and the turn's renditions through the providers,
+/// every transcript scored against `expected_output` (`wer_vs_expected`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportAnalysisResult {
+    /// The archived clip (always analysable while the report exists).
+    pub clip: Option<ClipReplay>,
+    pub clip_error: Option<String>,
+    /// The turn's `pre_rnnoise`, `post_rnnoise` and `stt_input` renditions from the call's stored
+    /// audio: shows whether noise suppression or the STT input caused the issue. Absent once the
+    /// call's audio is gone (`turn_error` says why).
+    pub turn: Option<TurnReplay>,
+    pub turn_error: Option<String>,
+}
+
 /// A report's stored analysis.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReportAnalysis {
@@ -527,8 +543,9 @@ pub struct ReportAnalysis {
     pub status: String,
     pub analyzed_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
-    /// The clip through every provider; `wer_vs_expected` scores against `expected_output`.
-    #[schema(value_type = Option<ClipReplay>)]
+    /// The clip and the turn through every provider; `wer_vs_expected` scores against
+    /// `expected_output`.
+    #[schema(value_type = Option<ReportAnalysisResult>)]
     pub result: Option<serde_json::Value>,
 }
 
@@ -557,45 +574,76 @@ pub async fn analyze_report(
         check_language(p.language.as_deref())?.or_else(|| state.0.config.stt.language.clone());
     let db = &state.0.db;
     set_analysis(db, r.id, "running", None, None).await?;
-    let outcome = match clip_bytes(&state, &r).await? {
-        None => Err(format!(
-            "the report has no clip{}",
-            r.audio_error
-                .as_deref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        )),
-        Some((wav, _)) => {
-            let kind = r
-                .clip_rendition
-                .as_deref()
-                .and_then(RenditionKind::parse)
-                .unwrap_or(RenditionKind::SttInput);
-            let options = ReplayOptions {
-                providers,
-                turns: None,
-                language,
-                tenant: None,
-                priority: Priority::Interactive,
-            };
-            replay_clip(
-                &state.0.stt,
-                kind,
-                wav,
-                &r.stt_output,
-                &r.expected_output,
-                &options,
-            )
-            .await
-            .map_err(|e| e.to_string())
+    let options = ReplayOptions {
+        providers,
+        turns: Some(vec![r.turn_index]),
+        language,
+        tenant: None,
+        priority: Priority::Interactive,
+        expected: Some(r.expected_output.clone()),
+    };
+    let audio = clip_bytes(&state, &r).await?;
+    let clip = async {
+        let Some((wav, _)) = audio else {
+            return Err(format!(
+                "the report has no clip{}",
+                r.audio_error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ));
+        };
+        let kind = r
+            .clip_rendition
+            .as_deref()
+            .and_then(RenditionKind::parse)
+            .unwrap_or(RenditionKind::SttInput);
+        replay_clip(
+            &state.0.stt,
+            kind,
+            wav,
+            &r.stt_output,
+            &r.expected_output,
+            &options,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    };
+    // The turn's three renditions from the call's stored audio, while it is still kept.
+    let turn = async {
+        match replay_session(
+            db,
+            state.0.store.clone(),
+            &state.0.stt,
+            r.session_id,
+            &options,
+        )
+        .await
+        {
+            Ok(mut grid) => grid
+                .turns
+                .pop()
+                .ok_or_else(|| format!("turn {} is no longer stored", r.turn_index)),
+            Err(e) => Err(e.to_string()),
         }
     };
-    match outcome {
-        Ok(result) => {
-            let json = serde_json::to_value(&result).map_err(ApiError::internal)?;
-            set_analysis(db, r.id, "completed", Some(json), None).await?;
-        }
-        Err(e) => set_analysis(db, r.id, "failed", None, Some(e)).await?,
+    let (clip, turn) = tokio::join!(clip, turn);
+    let result = ReportAnalysisResult {
+        clip_error: clip.as_ref().err().cloned(),
+        turn_error: turn.as_ref().err().cloned(),
+        clip: clip.ok(),
+        turn: turn.ok(),
+    };
+    if result.clip.is_none() && result.turn.is_none() {
+        let error = format!(
+            "nothing to analyse: {}; {}",
+            result.clip_error.as_deref().unwrap_or_default(),
+            result.turn_error.as_deref().unwrap_or_default()
+        );
+        set_analysis(db, r.id, "failed", None, Some(error)).await?;
+    } else {
+        let json = serde_json::to_value(&result).map_err(ApiError::internal)?;
+        set_analysis(db, r.id, "completed", Some(json), None).await?;
     }
     report_analysis(&state, &scope, &raw).await
 }
