@@ -6,8 +6,8 @@
 //!
 //!   cargo bench --bench analysis [-- --sessions 50 --turns 3 --concurrency 4 --workers 4]
 //!
-//! Needs Redis (the sessions are ingested through the stream); the database is SQLite and audio a
-//! temporary folder, so the figures are the scheduler's, not a database's.
+//! Needs Redis (the sessions are ingested through the stream); the database is SQLite (`--postgres`:
+//! a fresh database on INSIGHTS_TEST_DATABASE_URL's server) and audio a temporary folder.
 
 use call_insights::analysis::jobs::{JobKind, NewJob, create_job, run_worker};
 use call_insights::app::App;
@@ -75,6 +75,21 @@ async fn main() -> anyhow::Result<()> {
         "sqlite://{}?mode=rwc",
         tmp.join("bench.db").display()
     ));
+    let postgres = std::env::args().any(|a| a == "--postgres");
+    let pg_admin = std::env::var("INSIGHTS_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into());
+    let pg_name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    if postgres {
+        use sea_orm::ConnectionTrait;
+        let admin = sea_orm::Database::connect(&pg_admin).await?;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{pg_name}\""))
+            .await?;
+        let base = pg_admin
+            .rsplit_once('/')
+            .map_or(pg_admin.as_str(), |(b, _)| b);
+        config.database_url = Some(format!("{base}/{pg_name}"));
+    }
     config.audio_dir = Some(tmp.join("audio"));
     config.analysis_concurrency = workers;
     config.analysis_poll_ms = 20;
@@ -195,7 +210,11 @@ async fn main() -> anyhow::Result<()> {
         "batch: {sessions} sessions × {turns} user turns × 3 renditions × {} providers; per-provider concurrency {concurrency}; {workers} sessions at once",
         fakes.len()
     );
-    println!("completed analyses: {completed}/{sessions}");
+    println!(
+        "completed analyses: {completed}/{sessions} ({}); peak RSS of this process (service + fakes): {} MB",
+        if postgres { "PostgreSQL" } else { "SQLite" },
+        peak_rss_mb()
+    );
     let mut ideal_cfg: f64 = 0.0;
     let mut ideal_measured: f64 = 0.0;
     println!(
@@ -243,10 +262,32 @@ async fn main() -> anyhow::Result<()> {
         wall / ideal_measured
     );
     let _ = std::fs::remove_dir_all(&tmp);
+    if postgres {
+        use sea_orm::ConnectionTrait;
+        app.db.clone().close().await.ok();
+        let admin = sea_orm::Database::connect(&pg_admin).await?;
+        admin
+            .execute_unprepared(&format!(
+                "DROP DATABASE IF EXISTS \"{pg_name}\" WITH (FORCE)"
+            ))
+            .await?;
+    }
     let _: () = redis::cmd("DEL")
         .arg(&app.config.stream)
         .query_async(&mut conn)
         .await
         .unwrap_or(());
     Ok(())
+}
+
+fn peak_rss_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
 }

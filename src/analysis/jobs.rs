@@ -639,7 +639,7 @@ async fn complete_job_if_done(db: &DatabaseConnection, job_id: Uuid) -> Result<(
         .await?;
     if open == 0 {
         let at = now();
-        job::Entity::update_many()
+        let done = job::Entity::update_many()
             .col_expr(job::Column::Status, Expr::value("completed"))
             .col_expr(job::Column::FinishedAt, Expr::value(at))
             .col_expr(job::Column::UpdatedAt, Expr::value(at))
@@ -647,6 +647,9 @@ async fn complete_job_if_done(db: &DatabaseConnection, job_id: Uuid) -> Result<(
             .filter(job::Column::Status.eq("running"))
             .exec(db)
             .await?;
+        if done.rows_affected == 1 {
+            info!(job = %job_id, "analysis job completed");
+        }
     }
     Ok(())
 }
