@@ -168,6 +168,9 @@ async fn main() -> anyhow::Result<()> {
         ids.len()
     );
 
+    let ingest_peak = peak_rss_mb();
+    // Reset the peak (Linux: `5` to clear_refs) so the analysis phase is measured on its own.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
     let stop = CancellationToken::new();
     let worker = tokio::spawn(run_worker(app.clone(), app.worker_settings(), stop.clone()));
     let started = Instant::now();
@@ -196,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let wall = started.elapsed().as_secs_f64();
+    let analysis_peak = peak_rss_mb();
     stop.cancel();
     worker.await?;
 
@@ -211,9 +215,8 @@ async fn main() -> anyhow::Result<()> {
         fakes.len()
     );
     println!(
-        "completed analyses: {completed}/{sessions} ({}); peak RSS of this process (service + fakes): {} MB",
+        "completed analyses: {completed}/{sessions} ({}); peak RSS of this process (service + fakes): {ingest_peak} MB while ingesting, {analysis_peak} MB while analysing",
         if postgres { "PostgreSQL" } else { "SQLite" },
-        peak_rss_mb()
     );
     let mut ideal_cfg: f64 = 0.0;
     let mut ideal_measured: f64 = 0.0;
