@@ -309,7 +309,7 @@ async fn analyze(config: Config, args: AnalyzeArgs) -> anyhow::Result<()> {
     stop.cancel();
     worker.await.context("analysis worker panicked")?;
     println!("{}", serde_json::to_string_pretty(&view)?);
-    for item in view.items.iter().filter(|i| i.error.is_some()) {
+    for item in view.items.iter().flatten().filter(|i| i.error.is_some()) {
         eprintln!(
             "session {} ({}): {}",
             item.session_id,

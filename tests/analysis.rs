@@ -469,6 +469,31 @@ async fn batches_show_progress_and_cancel_stops_provider_calls(db: Db, store: St
     );
     let (status, body) = api.post(&format!("{job_path}/cancel"), None).await;
     assert_eq!((status, body["code"].as_str()), (409, Some("conflict")));
+
+    // Jobs listed newest first with their counts, without items; per tenant.
+    let (status, jobs) = api.get("/api/v1/analysis/batch?kind=batch").await;
+    assert_eq!(status, 200, "{jobs}");
+    let listed = jobs["items"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{jobs}");
+    assert_eq!(
+        (listed[0]["status"].as_str(), listed[0]["done"].as_u64()),
+        (Some("completed"), Some(2))
+    );
+    assert_eq!(listed[1]["status"], "cancelled");
+    assert_eq!(listed[1]["cancelled"], after["cancelled"]);
+    assert!(listed[0].get("items").is_none());
+    let (_, page) = api.get("/api/v1/analysis/batch?kind=batch&limit=1").await;
+    let (_, page2) = api
+        .get(&format!(
+            "/api/v1/analysis/batch?kind=batch&limit=1&cursor={}",
+            page["next_cursor"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(page2["items"][0]["job_id"], listed[1]["job_id"]);
+    let (_, cancelled_only) = api.get("/api/v1/analysis/batch?status=cancelled").await;
+    assert_eq!(cancelled_only["items"].as_array().unwrap().len(), 1);
+    let (_, theirs) = api.call("GET", "/api/v1/analysis/batch", OTHER, None).await;
+    assert!(theirs["items"].as_array().unwrap().is_empty());
     stop.cancel();
     worker.await.unwrap();
     env.cleanup().await;

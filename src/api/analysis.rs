@@ -483,7 +483,7 @@ pub struct BatchRequest {
     pub language: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Running,
@@ -491,7 +491,7 @@ pub enum JobStatus {
     Cancelled,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemStatus {
     Queued,
@@ -536,7 +536,9 @@ pub struct BatchView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub items: Vec<BatchItem>,
+    /// Every session of the job in order (left out of job lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<BatchItem>>,
 }
 
 fn item_status(s: &str) -> ItemStatus {
@@ -582,8 +584,20 @@ pub async fn batch_view(
             finished_at: i.finished_at,
         })
         .collect();
-    let count = |s: ItemStatus| items.iter().filter(|i| i.status == s).count();
-    Ok(BatchView {
+    let mut counts: HashMap<ItemStatus, usize> = HashMap::new();
+    for i in &items {
+        *counts.entry(i.status).or_default() += 1;
+    }
+    Ok(job_view(j, &counts, Some(items)))
+}
+
+fn job_view(
+    j: job::Model,
+    counts: &HashMap<ItemStatus, usize>,
+    items: Option<Vec<BatchItem>>,
+) -> BatchView {
+    let count = |s: ItemStatus| counts.get(&s).copied().unwrap_or(0);
+    BatchView {
         job_id: j.id,
         kind: j.kind,
         status: match j.status.as_str() {
@@ -604,7 +618,130 @@ pub async fn batch_view(
         updated_at: j.updated_at,
         finished_at: j.finished_at,
         items,
-    })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKindFilter {
+    Single,
+    Batch,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobListParams {
+    #[param(inline)]
+    pub status: Option<JobStatus>,
+    /// `batch` (default: both) or `single` (made by `POST /api/v1/analysis/{session_id}`).
+    #[param(inline)]
+    pub kind: Option<JobKindFilter>,
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    /// Cursor from a previous page's `next_cursor` (treat it as opaque).
+    #[param(pattern = r"^-?[0-9]{1,16}_[0-9a-f]{32}$")]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    /// Newest first, with their counts (without their items: GET one for them).
+    pub items: Vec<BatchView>,
+    pub next_cursor: Option<String>,
+}
+
+/// List analysis jobs, newest first.
+#[utoipa::path(get, path = "/api/v1/analysis/batch", tag = "analysis", params(JobListParams),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of jobs with their progress counts", body = JobList),
+        (status = 400, description = "A bad parameter", body = ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+    ))]
+pub async fn list_batches(
+    State(state): State<AppState>,
+    scope: Scope,
+    ApiQuery(p): ApiQuery<JobListParams>,
+) -> Result<Json<JobList>, ApiError> {
+    let limit = page_limit(p.limit)?;
+    let db = &state.0.db;
+    let mut q = job::Entity::find();
+    if let Some(t) = scope.tenant() {
+        q = q.filter(job::Column::TenantId.eq(t));
+    }
+    if let Some(s) = p.status {
+        let name = match s {
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Cancelled => "cancelled",
+        };
+        q = q.filter(job::Column::Status.eq(name));
+    }
+    if let Some(k) = p.kind {
+        let kind = match k {
+            JobKindFilter::Single => JobKind::Single,
+            JobKindFilter::Batch => JobKind::Batch,
+        };
+        q = q.filter(job::Column::Kind.eq(kind.as_str()));
+    }
+    if let Some(c) = &p.cursor {
+        let (at, id) = decode_cursor(c)?;
+        q = q.filter(
+            Condition::any().add(job::Column::CreatedAt.lt(at)).add(
+                Condition::all()
+                    .add(job::Column::CreatedAt.eq(at))
+                    .add(job::Column::Id.lt(id)),
+            ),
+        );
+    }
+    let mut jobs = q
+        .order_by_desc(job::Column::CreatedAt)
+        .order_by_desc(job::Column::Id)
+        .limit(u64::from(limit) + 1)
+        .all(db)
+        .await?;
+    let next_cursor = if jobs.len() > limit as usize {
+        jobs.truncate(limit as usize);
+        jobs.last().map(|j| cursor_of(j.created_at, j.id))
+    } else {
+        None
+    };
+    let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    let rows: Vec<(Uuid, String, i64)> = if ids.is_empty() {
+        Vec::new()
+    } else {
+        item::Entity::find()
+            .select_only()
+            .column(item::Column::JobId)
+            .column(item::Column::Status)
+            .column_as(item::Column::SessionId.count(), "n")
+            .filter(item::Column::JobId.is_in(ids))
+            .group_by(item::Column::JobId)
+            .group_by(item::Column::Status)
+            .into_tuple()
+            .all(db)
+            .await?
+    };
+    let mut counts: HashMap<Uuid, HashMap<ItemStatus, usize>> = HashMap::new();
+    for (job_id, status, n) in rows {
+        *counts
+            .entry(job_id)
+            .or_default()
+            .entry(item_status(&status))
+            .or_default() += usize::try_from(n).unwrap_or(0);
+    }
+    let empty = HashMap::new();
+    Ok(Json(JobList {
+        items: jobs
+            .into_iter()
+            .map(|j| {
+                let c = counts.get(&j.id).unwrap_or(&empty);
+                job_view(j, c, None)
+            })
+            .collect(),
+        next_cursor,
+    }))
 }
 
 /// The sessions a batch request names, checked: visible to the caller, 1–50 of them.

@@ -109,7 +109,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::get_diagnosis))
         .routes(routes!(audio::get_audio_url))
         .routes(routes!(analysis::list_analyses))
-        .routes(routes!(analysis::create_batch))
+        .routes(routes!(analysis::create_batch, analysis::list_batches))
         .routes(routes!(analysis::get_batch))
         .routes(routes!(analysis::cancel_batch))
         .routes(routes!(analysis::run_analysis, analysis::get_analysis))
