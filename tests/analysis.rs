@@ -412,21 +412,29 @@ async fn batches_show_progress_and_cancel_stops_provider_calls(db: Db, store: St
     assert_eq!(cancelled["running"], 0);
     assert_eq!(cancelled["queued"], 0);
     assert!(cancelled["cancelled"].as_u64().unwrap() >= 1, "{cancelled}");
-    // Let answers already on the wire land, then check no provider call started after the cancel.
+    // Requests already on the wire when the cancel returned may still be read by the fake (their
+    // `received` can trail the cancel by the scheduler's delay under load): let them land, then
+    // check that nothing more arrives. A batch still running would send one call per provider
+    // every 250 ms.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    for f in &fakes {
-        let late: Vec<_> = f
-            .requests()
-            .into_iter()
-            .filter(|r| r.received > cancelled_at)
-            .collect();
-        assert!(
-            late.is_empty(),
-            "{:?} got {} calls after the cancel",
-            f.id(),
-            late.len()
-        );
-    }
+    let settled: Vec<usize> = fakes.iter().map(|f| f.requests().len()).collect();
+    let late_starts: Vec<usize> = fakes
+        .iter()
+        .map(|f| {
+            f.requests()
+                .iter()
+                .filter(|r| r.received > cancelled_at + Duration::from_millis(200))
+                .count()
+        })
+        .collect();
+    assert_eq!(
+        late_starts,
+        vec![0, 0],
+        "provider calls started well after the cancel"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later: Vec<usize> = fakes.iter().map(|f| f.requests().len()).collect();
+    assert_eq!(later, settled, "provider calls after the cancel");
     let (_, after) = api.get(&job_path).await;
     assert_eq!(
         after["done"], cancelled["done"],
