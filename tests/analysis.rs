@@ -1015,3 +1015,59 @@ async fn a_graceful_stop_hands_items_back_and_a_restart_finishes_them() {
     );
     env.cleanup().await;
 }
+
+/// An item that keeps being started without finishing is failed with its last error instead of
+/// being claimed a fourth time; the others are claimed in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_started_three_times_is_failed_not_claimed_again() {
+    use call_insights::analysis::jobs::{JobKind, NewJob, claim, create_job};
+    use sea_orm::ConnectionTrait;
+    let env = spawn(Db::Sqlite, Store::Fs).await;
+    let ids = ingest_small_calls(&env, 2).await;
+    // The only job of this database.
+    create_job(
+        &env.app.db,
+        &NewJob {
+            kind: JobKind::Batch,
+            tenant: None,
+            sessions: ids.clone(),
+            providers: None,
+            language: None,
+            filter: None,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    env.app
+        .db
+        .execute_unprepared(
+            "UPDATE analysis_job_items SET attempts = 3, error = 'database: connection reset' WHERE position = 0",
+        )
+        .await
+        .unwrap();
+    let claimed = claim(&env.app.db, "w", Duration::from_secs(30), 5)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].1.session_id, ids[1]);
+    assert_eq!(claimed[0].1.attempts, 1);
+    let failed = env
+        .rows("SELECT status, error FROM analysis_job_items WHERE position = 0")
+        .await;
+    assert_eq!(failed[0]["status"], "failed");
+    let error = failed[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("started 3 times without finishing")
+            && error.contains("last error: database: connection reset"),
+        "{error}"
+    );
+    // Nothing else to claim.
+    assert!(
+        claim(&env.app.db, "w", Duration::from_secs(30), 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    env.cleanup().await;
+}

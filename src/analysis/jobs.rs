@@ -37,7 +37,7 @@ use uuid::Uuid;
 /// Most sessions in one batch.
 pub const MAX_BATCH: usize = 50;
 /// Starts of one item after which it is failed instead of claimed again (a run that keeps killing
-/// its worker must not take every replica down in turn).
+/// its worker must not take every replica down in turn; a database that keeps failing it ends it).
 pub const MAX_ATTEMPTS: i32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,8 +259,12 @@ pub async fn claim(
                 .col_expr(
                     item::Column::Error,
                     Expr::value(format!(
-                        "abandoned by its worker {} times (worker crash or restart during the run)",
-                        c.attempts
+                        "started {} times without finishing (worker crashes or passing failures){}",
+                        c.attempts,
+                        c.error
+                            .as_deref()
+                            .map(|e| format!("; last error: {e}"))
+                            .unwrap_or_default()
                     )),
                 )
                 .col_expr(item::Column::FinishedAt, Expr::value(at))
@@ -341,6 +345,8 @@ pub struct AnalysisResult {
 enum RunEnd {
     Completed,
     Failed(String),
+    /// A passing failure (the database): back to the queue, this start counted.
+    Retry(String),
     /// The job was cancelled or the item taken away.
     Aborted,
     /// This process is stopping: hand the item back.
@@ -394,7 +400,7 @@ async fn run_guarded(
     };
     let started = now();
     if let Err(e) = mark_running(&app.db, job_row, it.session_id, &providers, started).await {
-        return RunEnd::Failed(format!("database: {e}"));
+        return RunEnd::Retry(format!("database: {e}"));
     }
     let renew = renew_lease(&app.db, it, worker);
     let replay = replay_session(
@@ -426,7 +432,7 @@ async fn run_guarded(
             };
             match store_result(&app.db, job_row.id, &result, started).await {
                 Ok(()) => RunEnd::Completed,
-                Err(e) => RunEnd::Failed(format!("database: {e}")),
+                Err(e) => RunEnd::Retry(format!("database: {e}")),
             }
         }
         Err(
@@ -434,7 +440,7 @@ async fn run_guarded(
             | ReplayError::NoProviders
             | ReplayError::ProviderNotConfigured(_)),
         ) => RunEnd::Failed(e.to_string()),
-        Err(ReplayError::Db(e)) => RunEnd::Failed(format!("database: {e}")),
+        Err(ReplayError::Db(e)) => RunEnd::Retry(format!("database: {e}")),
     }
 }
 
@@ -583,6 +589,17 @@ async fn finish_item(
         RunEnd::Aborted => {
             // Whoever cancelled marked the item; the analysis falls back to its previous result.
             settle_analysis(db, it, "cancelled", None).await?;
+        }
+        RunEnd::Retry(reason) => {
+            warn!(job = %it.job_id, session = %it.session_id, %reason, attempts = it.attempts, "analysis interrupted; queued again");
+            update
+                .col_expr(item::Column::Status, Expr::value("queued"))
+                .col_expr(item::Column::Error, Expr::value(reason.clone()))
+                .col_expr(item::Column::ClaimedBy, Expr::value(Option::<String>::None))
+                .col_expr(item::Column::LeaseUntil, Expr::value(none_ts))
+                .exec(db)
+                .await?;
+            return Ok(());
         }
         RunEnd::Shutdown => {
             update
