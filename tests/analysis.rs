@@ -195,6 +195,12 @@ async fn full_call_analysis_is_run_stored_and_listed(db: Db, store: Store) {
         calls_before
     );
 
+    // The summary alone, for dashboards.
+    let (status, small) = api.get(&format!("{path}?view=summary")).await;
+    assert_eq!(status, 200);
+    assert!(small["result"].get("grid").is_none(), "{small}");
+    assert_eq!(small["result"]["summary"], body["result"]["summary"]);
+    assert_eq!(api.get(&format!("{path}?view=everything")).await.0, 400);
     // Every slot is back once the analysis is done.
     let metrics = api
         .http

@@ -9,7 +9,7 @@ use super::extract::{ApiQuery, parse_uuid, storable};
 use super::sessions::{
     SessionFilter, cursor_of, decode_cursor, filter_sessions, load_session, page_limit,
 };
-use crate::analysis::jobs::{self, AnalysisResult, JobKind, MAX_BATCH, NewJob};
+use crate::analysis::jobs::{self, JobKind, MAX_BATCH, NewJob};
 use crate::analysis::replay::ProviderInfo;
 use crate::stt::ProviderId;
 use axum::Json;
@@ -82,9 +82,10 @@ pub struct AnalysisView {
     pub updated_at: DateTime<Utc>,
     /// Why the latest run failed.
     pub error: Option<String>,
-    /// Grid (turns × renditions × providers) and summaries; left out of lists.
+    /// Grid (turns × renditions × providers) and summaries; left out of lists, the grid left out
+    /// with `view=summary`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<AnalysisResult>)]
+    #[schema(value_type = Option<AnalysisResultView>)]
     pub result: Option<serde_json::Value>,
 }
 
@@ -300,8 +301,33 @@ pub async fn run_analysis(
     analysis_response(&state, session.id).await
 }
 
+/// A stored result as served: the grid is absent with `view=summary`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnalysisResultView {
+    pub summary: crate::analysis::summary::AnalysisSummary,
+    pub grid: Option<crate::analysis::replay::SessionReplay>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AnalysisDetail {
+    /// Grid and summaries.
+    #[default]
+    Full,
+    /// Summaries only (per provider, per rendition, noise suppression): small enough for dashboards
+    /// of long calls.
+    Summary,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GetParams {
+    #[param(inline)]
+    pub view: Option<AnalysisDetail>,
+}
+
 /// The stored full-call analysis of a session.
-#[utoipa::path(get, path = "/api/v1/analysis/{session_id}", tag = "analysis", params(("session_id" = uuid::Uuid, Path, description = "Session id")),
+#[utoipa::path(get, path = "/api/v1/analysis/{session_id}", tag = "analysis", params(("session_id" = uuid::Uuid, Path, description = "Session id"), GetParams),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The analysis (status `running` while a run is under way)", body = AnalysisView),
@@ -314,10 +340,19 @@ pub async fn get_analysis(
     State(state): State<AppState>,
     scope: Scope,
     Path(raw): Path<String>,
+    ApiQuery(p): ApiQuery<GetParams>,
 ) -> Result<Json<AnalysisView>, ApiError> {
     let session = load_session(&state, &scope, &raw).await?;
     match sa::Entity::find_by_id(session.id).one(&state.0.db).await? {
-        Some(row) => Ok(Json(view(row, true))),
+        Some(row) => {
+            let mut v = view(row, true);
+            if matches!(p.view, Some(AnalysisDetail::Summary))
+                && let Some(serde_json::Value::Object(result)) = &mut v.result
+            {
+                result.remove("grid");
+            }
+            Ok(Json(v))
+        }
         None => Err(ApiError::NotYet {
             message: format!("session {} has not been analysed", session.id),
             hint: format!("POST /api/v1/analysis/{} runs the analysis", session.id),
