@@ -333,8 +333,8 @@ pub async fn claim(
         .collect())
 }
 
-/// The stored analysis: the replay grid plus its summary.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// The stored analysis: the replay grid plus its summary (served as `AnalysisResultView`).
+#[derive(Debug, Clone, Serialize)]
 pub struct AnalysisResult {
     pub summary: AnalysisSummary,
     pub grid: SessionReplay,
