@@ -513,28 +513,42 @@ async fn batches_show_progress_and_cancel_stops_provider_calls(db: Db, store: St
     env.cleanup().await;
 }
 
-/// A service killed mid-batch: a second process takes over the abandoned item once its lease runs
-/// out and finishes the job.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_resumes_after_a_crash_mid_run() {
+/// A Groq fake answering the small calls' transcript after 400 ms: slow enough to stop a service
+/// mid-run.
+async fn slow_groq() -> FakeProvider {
     let groq = FakeProvider::start(ProviderId::Groq).await.unwrap();
     groq.set_transcript(TURNS[0].3);
     groq.set_latency(Duration::from_millis(400));
-    let env = spawn(Db::Postgres, Store::S3).await;
-    let ids = ingest_small_calls(&env, 4).await;
-    let extra = [
-        ("INSIGHTS_GROQ_API_KEY", groq.api_key().to_string()),
-        ("INSIGHTS_GROQ_BASE_URL", groq.base_url()),
-        ("INSIGHTS_GROQ_CONCURRENCY", "1".to_string()),
-        ("INSIGHTS_ANALYSIS_CONCURRENCY", "1".to_string()),
-        ("INSIGHTS_ANALYSIS_LEASE_MS", "1500".to_string()),
-        ("INSIGHTS_ANALYSIS_POLL_MS", "100".to_string()),
+    groq
+}
+
+/// The service's environment for `groq`, one session at a time, polling often, plus `more`.
+fn groq_service_env(groq: &FakeProvider, more: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "INSIGHTS_GROQ_API_KEY".to_string(),
+            groq.api_key().to_string(),
+        ),
+        ("INSIGHTS_GROQ_BASE_URL".to_string(), groq.base_url()),
+        ("INSIGHTS_ANALYSIS_CONCURRENCY".to_string(), "1".to_string()),
+        ("INSIGHTS_ANALYSIS_POLL_MS".to_string(), "100".to_string()),
     ];
-    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut first = env.start_service(&extra);
-    let http = reqwest::Client::new();
-    let job: Value = http
-        .post(first.url("/api/v1/analysis/batch"))
+    env.extend(more.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// Enqueues a batch of `ids` on a running service; its job id.
+async fn start_batch(service: &ServiceProcess, ids: &[uuid::Uuid]) -> String {
+    let job: Value = reqwest::Client::new()
+        .post(service.url("/api/v1/analysis/batch"))
         .json(&json!({"session_ids": ids}))
         .send()
         .await
@@ -542,19 +556,28 @@ async fn a_batch_resumes_after_a_crash_mid_run() {
         .json()
         .await
         .unwrap();
-    let job_id = job["job_id"].as_str().expect("job created").to_string();
+    job["job_id"].as_str().expect("job created").to_string()
+}
+
+/// A service killed mid-batch: a second process takes over the abandoned item once its lease runs
+/// out and finishes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_resumes_after_a_crash_mid_run() {
+    let groq = slow_groq().await;
+    let env = spawn(Db::Postgres, Store::S3).await;
+    let ids = ingest_small_calls(&env, 4).await;
+    let extra = groq_service_env(
+        &groq,
+        &[
+            ("INSIGHTS_GROQ_CONCURRENCY", "1"),
+            ("INSIGHTS_ANALYSIS_LEASE_MS", "1500"),
+        ],
+    );
+    let mut first = env.start_service(&as_refs(&extra));
+    let job_id = start_batch(&first, &ids).await;
     let progress = |base: String| {
-        let http = http.clone();
         let job_id = job_id.clone();
-        async move {
-            http.get(format!("{base}/api/v1/analysis/batch/{job_id}"))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
+        async move { get_json(&format!("{base}/api/v1/analysis/batch/{job_id}")).await }
     };
     let base1 = first.url("");
     eventually(30, "one session done and the next running", || async {
@@ -565,7 +588,7 @@ async fn a_batch_resumes_after_a_crash_mid_run() {
     first.signal("KILL");
     first.wait_exit().await;
 
-    let second = env.start_service(&extra);
+    let second = env.start_service(&as_refs(&extra));
     let base2 = second.url("");
     eventually(60, "the job completes on the second process", || async {
         progress(base2.clone()).await["status"] == "completed"
@@ -947,42 +970,13 @@ async fn workers_share_a_batch_and_the_provider_bound_holds_across_jobs() {
 /// not counted); the next start finishes the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_hands_items_back_and_a_restart_finishes_them() {
-    let groq = FakeProvider::start(ProviderId::Groq).await.unwrap();
-    groq.set_transcript(TURNS[0].3);
-    groq.set_latency(Duration::from_millis(400));
+    let groq = slow_groq().await;
     let env = spawn(Db::Sqlite, Store::Fs).await;
     let ids = ingest_small_calls(&env, 3).await;
-    let extra = [
-        ("INSIGHTS_GROQ_API_KEY", groq.api_key().to_string()),
-        ("INSIGHTS_GROQ_BASE_URL", groq.base_url()),
-        ("INSIGHTS_ANALYSIS_CONCURRENCY", "1".to_string()),
-        ("INSIGHTS_ANALYSIS_POLL_MS", "100".to_string()),
-    ];
-    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut first = env.start_service(&extra);
-    let http = reqwest::Client::new();
-    let job: Value = http
-        .post(first.url("/api/v1/analysis/batch"))
-        .json(&json!({"session_ids": ids}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let job_path = format!("/api/v1/analysis/batch/{}", job["job_id"].as_str().unwrap());
-    let get = |url: String| {
-        let http = http.clone();
-        async move {
-            http.get(url)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
+    let extra = groq_service_env(&groq, &[]);
+    let mut first = env.start_service(&as_refs(&extra));
+    let job_path = format!("/api/v1/analysis/batch/{}", start_batch(&first, &ids).await);
+    let get = |url: String| async move { get_json(&url).await };
     let url1 = first.url(&job_path);
     eventually(30, "an item running", || async {
         get(url1.clone()).await["running"] == 1
@@ -1007,7 +1001,7 @@ async fn a_graceful_stop_hands_items_back_and_a_restart_finishes_them() {
             .all(|i| i["attempts"] == 0 && i["claimed_by"].is_null()),
         "{items:?}"
     );
-    let second = env.start_service(&extra);
+    let second = env.start_service(&as_refs(&extra));
     let url2 = second.url(&job_path);
     eventually(30, "the job completes after the restart", || async {
         get(url2.clone()).await["status"] == "completed"

@@ -354,16 +354,18 @@ enum RunEnd {
 }
 
 /// Runs one claimed item to its end, recording the outcome. Never fails: errors end in the rows.
+/// `marked_at`: when the caller already marked the session's analysis `running` (`mark_running`).
 pub async fn run_item(
     app: Arc<App>,
     job_row: job::Model,
     it: item::Model,
     worker: WorkerSettings,
     shutdown: CancellationToken,
+    marked_at: Option<DateTime<Utc>>,
 ) {
     let (job_id, session_id) = (it.job_id, it.session_id);
     let token = app.analysis.register(job_id, session_id, &shutdown);
-    let end = run_guarded(&app, &job_row, &it, &worker, &token, &shutdown).await;
+    let end = run_guarded(&app, &job_row, &it, &worker, &token, &shutdown, marked_at).await;
     if let Err(e) = finish_item(&app.db, &job_row, &it, &worker.worker_id, &end).await {
         warn!(job = %job_id, session = %session_id, error = %e, "cannot record the end of an analysis item; its lease will expire and it will run again");
     }
@@ -377,6 +379,7 @@ async fn run_guarded(
     worker: &WorkerSettings,
     token: &CancellationToken,
     shutdown: &CancellationToken,
+    marked_at: Option<DateTime<Utc>>,
 ) -> RunEnd {
     let kind = if job_row.kind == "batch" {
         JobKind::Batch
@@ -388,7 +391,7 @@ async fn run_guarded(
         .as_ref()
         .and_then(|v| serde_json::from_value(v.clone()).ok());
     let options = ReplayOptions {
-        providers: providers.clone(),
+        providers,
         turns: None,
         language: job_row
             .language
@@ -398,10 +401,16 @@ async fn run_guarded(
         priority: kind.priority(),
         expected: None,
     };
-    let started = now();
-    if let Err(e) = mark_running(&app.db, job_row, it.session_id, &providers, started).await {
-        return RunEnd::Retry(format!("database: {e}"));
-    }
+    let started = match marked_at {
+        Some(at) => at,
+        None => {
+            let at = now();
+            if let Err(e) = mark_running(&app.db, job_row, it.session_id, at).await {
+                return RunEnd::Retry(format!("database: {e}"));
+            }
+            at
+        }
+    };
     let renew = renew_lease(&app.db, it, worker);
     let replay = replay_session(
         &app.db,
@@ -471,11 +480,11 @@ async fn renew_lease(db: &DatabaseConnection, it: &item::Model, worker: &WorkerS
     }
 }
 
+/// Marks the session's analysis `running` for this job (creating its row on the first run).
 pub async fn mark_running(
     db: &DatabaseConnection,
     job_row: &job::Model,
     session_id: Uuid,
-    providers: &Option<Vec<ProviderId>>,
     started: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let Some(session) = entity::call_sessions::Entity::find_by_id(session_id)
@@ -490,7 +499,7 @@ pub async fn mark_running(
         call_id: Set(session.call_id),
         status: Set("running".into()),
         job_id: Set(Some(job_row.id)),
-        requested_providers: Set(json_providers(providers)),
+        requested_providers: Set(job_row.providers.clone()),
         providers: Set(None),
         language: Set(job_row.language.clone()),
         result: Set(None),
@@ -727,6 +736,7 @@ pub async fn run_worker(app: Arc<App>, settings: WorkerSettings, shutdown: Cance
                             it,
                             settings.clone(),
                             shutdown.clone(),
+                            None,
                         ));
                     }
                 }

@@ -282,8 +282,9 @@ pub async fn run_analysis(
         };
         let (job_row, items) =
             jobs::create_job(&app.db, &new, Some((&settings.worker_id, settings.lease))).await?;
-        let providers_asked = new.providers.clone();
-        jobs::mark_running(&app.db, &job_row, session.id, &providers_asked, Utc::now()).await?;
+        // Marked here so the answer already shows the run; the run itself does not mark again.
+        let marked_at = Utc::now();
+        jobs::mark_running(&app.db, &job_row, session.id, marked_at).await?;
         for it in items {
             tokio::spawn(jobs::run_item(
                 app.clone(),
@@ -291,6 +292,7 @@ pub async fn run_analysis(
                 it,
                 settings.clone(),
                 app.analysis.shutdown.clone(),
+                Some(marked_at),
             ));
         }
         tracing::info!(session = %session.id, job = %job_row.id, "full-call analysis started");
