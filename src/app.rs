@@ -54,6 +54,10 @@ pub struct App {
     pub analysis: crate::analysis::jobs::Registry,
     /// Long-term archive of reported clips (a second bucket, or a folder of the audio store).
     pub archive: Archive,
+    /// Post-call analytics: the analyzer, profiles, encryption keys and counters.
+    pub analytics: Arc<crate::analytics::Analytics>,
+    /// Webhook delivery (outbox worker, signing, SSRF-guarded client).
+    pub webhooks: crate::webhooks::deliver::Deliverer,
 }
 
 /// Where reported clips are archived.
@@ -167,6 +171,24 @@ impl App {
             )
         })?;
         let row_cache = Arc::new(RowCache::new(config.row_cache_calls));
+        let analytics = Arc::new(
+            crate::analytics::Analytics::build(config.analytics.clone())
+                .context("cannot set up analytics")?,
+        );
+        if let Some(a) = &analytics.analyzer {
+            info!(analyzer = a.kind(), model = a.model().unwrap_or_default(), "post-call analytics on");
+        } else {
+            info!("post-call analytics off (INSIGHTS_ANALYTICS=off)");
+        }
+        let webhooks = crate::webhooks::deliver::Deliverer::new(
+            db.clone(),
+            config.webhooks.clone(),
+            analytics.keys.clone(),
+        )
+        .context("cannot build the webhook client")?;
+        if config.webhooks.allow_private {
+            warn!("INSIGHTS_WEBHOOK_ALLOW_PRIVATE=true: webhooks may target loopback and private addresses");
+        }
         Ok(App {
             config,
             db,
@@ -184,6 +206,8 @@ impl App {
                 .context("cannot build the STT provider clients")?,
             analysis: crate::analysis::jobs::Registry::default(),
             archive,
+            analytics,
+            webhooks,
         })
     }
 
@@ -225,6 +249,7 @@ impl App {
             self.row_cache.clone(),
             self.thresholds.clone(),
         )
+        .with_analytics(self.analytics.enabled())
     }
 
     /// Follows ingest's update announcements (all replicas') until `shutdown`.
@@ -285,6 +310,13 @@ impl Application {
             self.app.worker_settings(),
             shutdown.clone(),
         ));
+        let analytics = tokio::spawn(crate::analytics::worker::run_worker(
+            self.app.analytics.clone(),
+            self.app.db.clone(),
+            self.app.config.consumer_name(),
+            shutdown.clone(),
+        ));
+        let deliveries = tokio::spawn(self.app.webhooks.clone().run(shutdown.clone()));
         let router = api::router(self.app.clone());
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -293,6 +325,8 @@ impl Application {
         consumer.await.context("consumer task panicked")?;
         updates.await.context("update subscription task panicked")?;
         worker.await.context("analysis worker panicked")?;
+        analytics.await.context("analytics worker panicked")?;
+        deliveries.await.context("webhook delivery worker panicked")?;
         served
     }
 }

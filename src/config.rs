@@ -330,6 +330,13 @@ pub struct Config {
     /// in `main`, empty in `Config::defaults()` so tests configure their own fakes.
     #[arg(skip)]
     pub stt: crate::stt::SttConfig,
+    /// Post-call analytics (`INSIGHTS_ANALYTICS*`, `INSIGHTS_LLM_*`): read by
+    /// `analytics::Settings::from_lookup` in `main`; the offline analyzer in `Config::defaults()`.
+    #[arg(skip)]
+    pub analytics: crate::analytics::Settings,
+    /// Webhook delivery (`INSIGHTS_WEBHOOK_*`), read in `main` like the above.
+    #[arg(skip)]
+    pub webhooks: crate::webhooks::Settings,
 }
 
 impl std::fmt::Debug for Config {

@@ -2,6 +2,7 @@
 //! and serves them to QA engineers.
 
 pub mod analysis;
+pub mod analytics;
 pub mod api;
 pub mod app;
 pub mod audio;
@@ -14,3 +15,4 @@ pub mod produce;
 pub mod storage;
 pub mod stt;
 pub mod text;
+pub mod webhooks;

@@ -87,6 +87,9 @@ async fn main() -> anyhow::Result<()> {
     let mut cli = Cli::parse();
     init_logging(&cli.config.log_format);
     cli.config.stt = call_insights::stt::SttConfig::from_process_env()?;
+    let env = |name: &str| std::env::var(name).ok();
+    cli.config.analytics = call_insights::analytics::Settings::from_lookup(env)?;
+    cli.config.webhooks = call_insights::webhooks::Settings::from_lookup(&env)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let application = app::Application::build(cli.config).await?;

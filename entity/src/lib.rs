@@ -3,13 +3,19 @@
 
 pub mod analysis_job_items;
 pub mod analysis_jobs;
+pub mod analytics_backfill_jobs;
+pub mod analytics_queue;
+pub mod analytics_reviews;
 pub mod audio_segments;
+pub mod call_analytics;
 pub mod call_sessions;
 pub mod conversation_turns;
 pub mod diagnosis_issues;
 pub mod session_analyses;
 pub mod session_events;
 pub mod stt_reports;
+pub mod webhook_deliveries;
+pub mod webhook_endpoints;
 
 pub mod prelude {
     pub use super::analysis_job_items::Entity as AnalysisJobItems;

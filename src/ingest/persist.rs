@@ -510,6 +510,7 @@ pub(super) async fn write_snapshots(
     segment_rows: Vec<Vec<SegmentRow>>,
     known: &[Option<std::sync::Arc<CallRows>>],
     thresholds: &Thresholds,
+    analytics: bool,
 ) -> Result<Written, DbErr> {
     let mut phases = Phases::start();
     // Calls whose stored rows this batch fully knows are diagnosed from memory, before the session
@@ -668,6 +669,18 @@ pub(super) async fn write_snapshots(
     }
     crate::diagnosis::rediagnose(&txn, &from_db, thresholds).await?;
     phases.mark("diagnosis");
+    // 5. Final reports are queued for post-call analytics in the same transaction: a crash at any
+    //    point loses no call (the worker runs outside ingest).
+    if analytics {
+        let finals: Vec<(Uuid, String, i64)> = snapshots
+            .iter()
+            .zip(&won)
+            .filter(|(s, w)| **w && s.head.is_final())
+            .map(|(s, _)| (ids[&s.head.call_id], s.head.tenant_id.clone(), s.head.seq))
+            .collect();
+        crate::analytics::worker::enqueue(&txn, &finals).await?;
+        phases.mark("analytics_queue");
+    }
     txn.commit().await?;
     phases.mark("commit");
     tracing::trace!(phases = %phases, sessions = ids.len(), "batch written");

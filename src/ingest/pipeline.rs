@@ -68,6 +68,8 @@ pub struct Ingestor {
     cache: Arc<RowCache>,
     /// What the diagnosis rules compare against.
     thresholds: Arc<Thresholds>,
+    /// Queue final reports for post-call analytics (in the same transaction).
+    analytics: bool,
 }
 
 /// One call's reports of a batch merged into a single snapshot.
@@ -98,7 +100,14 @@ impl Ingestor {
             audio_concurrency: audio_concurrency.max(1),
             cache,
             thresholds,
+            analytics: false,
         }
+    }
+
+    /// Queues committed final reports for post-call analytics.
+    pub fn with_analytics(mut self, on: bool) -> Self {
+        self.analytics = on;
+        self
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -163,7 +172,14 @@ impl Ingestor {
 
         let segment_rows = self.store_audio(batch, &snapshots, &mut summary).await?;
         let written =
-            persist::write_snapshots(&self.db, &snapshots, segment_rows, &known, &self.thresholds)
+            persist::write_snapshots(
+                &self.db,
+                &snapshots,
+                segment_rows,
+                &known,
+                &self.thresholds,
+                self.analytics,
+            )
                 .await?;
         for (snap, rows) in snapshots.iter().zip(written.call_rows) {
             match rows {

@@ -33,7 +33,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// Exponential back-off with "equal jitter": half the delay fixed, half random.
-    fn backoff(&self, retry: u32) -> Duration {
+    pub fn backoff(&self, retry: u32) -> Duration {
         let exp = self
             .base_delay
             .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
@@ -212,7 +212,7 @@ pub(crate) fn kind_of(status: u16) -> SttErrorKind {
 }
 
 /// `retry-after-ms` (milliseconds, OpenAI) first, then `retry-after` (seconds or an HTTP date).
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = |name: &str| {
         headers
             .get(name)

@@ -17,7 +17,7 @@ mod openai_compat;
 pub mod wer;
 
 pub use config::{ProviderConfig, SttConfig};
-pub use http::RetryPolicy;
+pub use http::{RetryPolicy, retry_after};
 pub use limit::Priority;
 
 use serde::Serialize;
@@ -375,4 +375,9 @@ pub(crate) fn timed_words(words: &serde_json::Value) -> Vec<Word> {
 /// Milliseconds of a duration, as the timings are reported.
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// The message of an error body in any provider's shape (OpenAI's `{"error": {"message"}}` included).
+pub fn error_message(body: &[u8]) -> Option<String> {
+    http::error_details(body).0
 }

@@ -1,0 +1,36 @@
+//! `webhook_deliveries`: the outbox. One row per (event, endpoint), written in the transaction that
+//! stores the result causing it; attempts are logged on the row until it is delivered or gives up.
+
+use sea_orm::entity::prelude::*;
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize)]
+#[sea_orm(table_name = "webhook_deliveries")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub endpoint_id: Uuid,
+    pub tenant_id: String,
+    pub session_id: Option<Uuid>,
+    pub event_type: String,
+    /// The `webhook-id` header: the same on every attempt, receivers de-duplicate on it.
+    pub message_id: String,
+    /// The exact body sent (and signed).
+    pub payload: String,
+    /// `pending`, `delivered`, `failed` (retries exhausted) or `disabled` (endpoint gone).
+    pub status: String,
+    pub attempts: i32,
+    /// `[{at, status_code, error, duration_ms}]`.
+    pub attempt_log: Json,
+    pub next_attempt_at: Option<DateTimeUtc>,
+    pub lease_until: Option<DateTimeUtc>,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub delivered_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

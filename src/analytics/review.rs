@@ -1,0 +1,224 @@
+//! Accuracy you can see: a daily random sample of completed analyses per tenant for reviewers, their
+//! verdicts field by field, and agreement and sentiment MAE per analyzer, model, prompt version and
+//! week, so drift shows up as a number.
+
+use super::store::CallAnalyticsView;
+use super::Analytics;
+use crate::db::stmt;
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use entity::{analytics_reviews as ar, call_analytics as ca};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, Set,
+};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Fields a reviewer can judge.
+pub const REVIEWABLE: [&str; 10] = [
+    "summary", "sentiment", "sentiment_score", "intent", "lead_score", "satisfaction", "escalated",
+    "resolution", "entities", "topics",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+fn seed(tenant: &str, day: NaiveDate) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (tenant, day.num_days_from_ce()).hash(&mut h);
+    h.finish()
+}
+
+/// Today's sample for a tenant (or every tenant): completed, unreviewed analyses of calls analysed in
+/// the last 7 days, drawn with a seed of (tenant, day) so the queue is stable within a day; each
+/// tenant's daily quota shrinks with the reviews already done today.
+pub async fn queue(a: &Analytics, db: &DatabaseConnection, tenant: Option<&str>, per_day: usize) -> Result<Vec<CallAnalyticsView>, DbErr> {
+    let today = Utc::now().date_naive();
+    let day_start: DateTime<Utc> = today.and_hms_opt(0, 0, 0).map(|d| d.and_utc()).unwrap_or_else(Utc::now);
+    let backend = db.get_database_backend();
+    #[derive(FromQueryResult)]
+    struct Candidate {
+        session_id: Uuid,
+        tenant_id: String,
+    }
+    let mut sql = String::from(
+        "SELECT a.session_id AS session_id, a.tenant_id AS tenant_id FROM call_analytics a WHERE a.status = 'completed' \
+         AND a.analyzed_at >= ? AND NOT EXISTS (SELECT 1 FROM analytics_reviews r WHERE r.session_id = a.session_id)",
+    );
+    let mut values: Vec<sea_orm::Value> = vec![(Utc::now() - Duration::days(7)).into()];
+    if let Some(t) = tenant {
+        sql.push_str(" AND a.tenant_id = ?");
+        values.push(t.into());
+    }
+    sql.push_str(" ORDER BY a.session_id LIMIT 20000");
+    let candidates = Candidate::find_by_statement(stmt(backend, &sql, values)).all(db).await?;
+    #[derive(FromQueryResult)]
+    struct Done {
+        tenant_id: String,
+        n: Option<i64>,
+    }
+    let done = Done::find_by_statement(stmt(
+        backend,
+        "SELECT tenant_id, CAST(COUNT(*) AS BIGINT) AS n FROM analytics_reviews WHERE reviewed_at >= ? GROUP BY tenant_id",
+        [day_start.into()],
+    ))
+    .all(db)
+    .await?;
+    let mut by_tenant: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
+    for c in candidates {
+        by_tenant.entry(c.tenant_id).or_default().push(c.session_id);
+    }
+    let mut picked = Vec::new();
+    for (t, mut ids) in by_tenant {
+        let quota = per_day.saturating_sub(done.iter().find(|d| d.tenant_id == t).and_then(|d| d.n).unwrap_or(0) as usize);
+        let mut rng = fastrand::Rng::with_seed(seed(&t, today));
+        rng.shuffle(&mut ids);
+        picked.extend(ids.into_iter().take(quota));
+    }
+    let rows = ca::Entity::find().filter(ca::Column::SessionId.is_in(picked)).all(db).await?;
+    Ok(rows.iter().map(|m| CallAnalyticsView::of(m, &a.keys)).collect())
+}
+
+/// One field's verdict: `true`/`{"correct": true}`, or a corrected value (`{"value": …}`).
+fn parse_verdict(field: &str, v: &Value) -> Result<Value, ReviewError> {
+    match v {
+        Value::Bool(true) => Ok(json!({"correct": true})),
+        Value::Object(o) if o.get("correct") == Some(&Value::Bool(true)) => Ok(json!({"correct": true})),
+        Value::Object(o) if o.contains_key("value") => Ok(json!({"correct": false, "value": o["value"]})),
+        _ => Err(ReviewError::Invalid(format!(
+            "verdicts.{field}: expected true, {{\"correct\": true}} or {{\"value\": <the corrected value>}}"
+        ))),
+    }
+}
+
+/// Stores a reviewer's verdicts on a call's analytics.
+pub async fn submit(db: &DatabaseConnection, row: &ca::Model, reviewer: Option<String>, verdicts: &Map<String, Value>) -> Result<ar::Model, ReviewError> {
+    if row.status != "completed" {
+        return Err(ReviewError::Invalid(format!("the call's analytics is {}, only completed analyses are reviewed", row.status)));
+    }
+    if verdicts.is_empty() {
+        return Err(ReviewError::Invalid(format!("verdicts must judge at least one of {REVIEWABLE:?}")));
+    }
+    let mut clean = Map::new();
+    for (k, v) in verdicts {
+        if !REVIEWABLE.contains(&k.as_str()) {
+            return Err(ReviewError::Invalid(format!("verdicts.{k}: not a reviewable field ({REVIEWABLE:?})")));
+        }
+        clean.insert(k.clone(), parse_verdict(k, v)?);
+    }
+    let reviewed_sentiment = match clean.get("sentiment_score") {
+        Some(v) if v["correct"] == true => row.sentiment_score,
+        Some(v) => match v["value"].as_f64() {
+            Some(x) if (-1.0..=1.0).contains(&x) => Some(x),
+            _ => return Err(ReviewError::Invalid("verdicts.sentiment_score.value must be a number in -1..1".into())),
+        },
+        None => None,
+    };
+    Ok(ar::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        session_id: Set(row.session_id),
+        tenant_id: Set(row.tenant_id.clone()),
+        reviewer: Set(reviewer),
+        analyzer: Set(row.analyzer.clone()),
+        model: Set(row.model.clone()),
+        prompt_version: Set(row.prompt_version.clone()),
+        verdicts: Set(Value::Object(clean)),
+        analyzed_sentiment: Set(row.sentiment_score),
+        reviewed_sentiment: Set(reviewed_sentiment),
+        reviewed_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await?)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldAgreement {
+    pub reviewed: i64,
+    pub correct: i64,
+    /// correct / reviewed.
+    pub agreement: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccuracyGroup {
+    pub analyzer: String,
+    pub model: Option<String>,
+    pub prompt_version: Option<String>,
+    /// ISO week of the reviews, `YYYY-Www`.
+    pub week: String,
+    pub reviews: i64,
+    pub fields: BTreeMap<String, FieldAgreement>,
+    /// Mean absolute error of `sentiment_score` against reviewers.
+    pub sentiment_mae: Option<f64>,
+    pub sentiment_reviewed: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accuracy {
+    pub since: DateTime<Utc>,
+    pub groups: Vec<AccuracyGroup>,
+}
+
+pub async fn accuracy(db: &DatabaseConnection, tenant: Option<&str>, days: i64) -> Result<Accuracy, DbErr> {
+    let since = Utc::now() - Duration::days(days);
+    let mut q = ar::Entity::find().filter(ar::Column::ReviewedAt.gte(since));
+    if let Some(t) = tenant {
+        q = q.filter(ar::Column::TenantId.eq(t));
+    }
+    let reviews = q.all(db).await?;
+    type Key = (String, Option<String>, Option<String>, String);
+    let mut groups: BTreeMap<Key, (i64, BTreeMap<String, (i64, i64)>, f64, i64)> = BTreeMap::new();
+    for r in reviews {
+        let w = r.reviewed_at.iso_week();
+        let key = (r.analyzer.clone(), r.model.clone(), r.prompt_version.clone(), format!("{}-W{:02}", w.year(), w.week()));
+        let g = groups.entry(key).or_default();
+        g.0 += 1;
+        if let Some(o) = r.verdicts.as_object() {
+            for (field, v) in o {
+                let e = g.1.entry(field.clone()).or_default();
+                e.0 += 1;
+                e.1 += i64::from(v["correct"] == true);
+            }
+        }
+        if let (Some(a), Some(b)) = (r.analyzed_sentiment, r.reviewed_sentiment) {
+            g.2 += (a - b).abs();
+            g.3 += 1;
+        }
+    }
+    Ok(Accuracy {
+        since,
+        groups: groups
+            .into_iter()
+            .map(|((analyzer, model, prompt_version, week), (n, fields, mae_sum, mae_n))| AccuracyGroup {
+                analyzer,
+                model,
+                prompt_version,
+                week,
+                reviews: n,
+                fields: fields
+                    .into_iter()
+                    .map(|(f, (rev, ok))| {
+                        (f, FieldAgreement {
+                            reviewed: rev,
+                            correct: ok,
+                            agreement: (ok as f64 / rev.max(1) as f64 * 1000.0).round() / 1000.0,
+                        })
+                    })
+                    .collect(),
+                sentiment_mae: (mae_n > 0).then(|| (mae_sum / mae_n as f64 * 1000.0).round() / 1000.0),
+                sentiment_reviewed: mae_n,
+            })
+            .collect(),
+    })
+}

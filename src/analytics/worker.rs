@@ -1,0 +1,353 @@
+//! The analytics queue and its worker: final reports are queued in the ingest transaction; workers
+//! claim items with a lease and a fencing token (`FOR UPDATE SKIP LOCKED` on PostgreSQL), renew the
+//! lease while the analyzer runs, and store the result fenced by the token, so a frozen worker that
+//! wakes up after its item was taken over changes nothing. Transient analyzer failures go back to the
+//! queue with back-off; an item started `max_attempts` times fails for good, with its last error.
+
+use super::store::{self, Claim, Outcome};
+use super::{Analytics, CallInput, reconcile};
+use crate::db::stmt;
+use chrono::Utc;
+use entity::call_sessions as cs;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, FromQueryResult, Value,
+};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Queues the analytics of final reports just committed (called inside the ingest transaction).
+/// A newer report re-queues a finished item; an item claimed by a worker is re-queued too (the
+/// worker's result, for an older report, is then fenced out).
+pub async fn enqueue<C: ConnectionTrait>(c: &C, finals: &[(Uuid, String, i64)]) -> Result<(), DbErr> {
+    let backend = c.get_database_backend();
+    let now = Utc::now();
+    for chunk in finals.chunks(500) {
+        let rows = vec!["(?, ?, ?, 'queued', 0, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO analytics_queue (session_id, tenant_id, report_seq, status, attempts, available_at, enqueued_at) VALUES {rows} \
+             ON CONFLICT (session_id) DO UPDATE SET report_seq = excluded.report_seq, status = 'queued', attempts = 0, \
+             claim_token = NULL, claimed_by = NULL, lease_until = NULL, error = NULL, finished_at = NULL, \
+             available_at = excluded.available_at, enqueued_at = excluded.enqueued_at, \
+             job_id = CASE WHEN analytics_queue.status IN ('queued', 'running') THEN analytics_queue.job_id ELSE NULL END \
+             WHERE analytics_queue.report_seq < excluded.report_seq"
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+        for (id, tenant, seq) in chunk {
+            values.extend([(*id).into(), tenant.clone().into(), (*seq).into(), now.into(), now.into()]);
+        }
+        c.execute_raw(stmt(backend, &sql, values)).await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, FromQueryResult)]
+struct ClaimRow {
+    session_id: Uuid,
+    attempts: i32,
+    job_id: Option<Uuid>,
+    report_seq: i64,
+}
+
+/// Claims up to `n` items that are due, or whose holder's lease ran out.
+pub async fn claim(db: &DatabaseConnection, worker: &str, n: usize, lease: Duration) -> Result<Vec<Claim>, DbErr> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let backend = db.get_database_backend();
+    let now = Utc::now();
+    let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+    let token = Uuid::new_v4();
+    let lock = if backend == DbBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let sql = format!(
+        "UPDATE analytics_queue SET status = 'running', claimed_by = ?, claim_token = ?, lease_until = ?, attempts = attempts + 1 \
+         WHERE session_id IN (SELECT session_id FROM analytics_queue WHERE \
+           (status = 'queued' AND available_at <= ?) OR (status = 'running' AND lease_until < ?) \
+           ORDER BY available_at LIMIT {n}{lock}) \
+         AND ((status = 'queued' AND available_at <= ?) OR (status = 'running' AND lease_until < ?)) \
+         RETURNING session_id, attempts, job_id, report_seq"
+    );
+    let rows = ClaimRow::find_by_statement(stmt(
+        backend,
+        &sql,
+        [worker.into(), token.into(), until.into(), now.into(), now.into(), now.into(), now.into()],
+    ))
+    .all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Claim {
+            session_id: r.session_id,
+            token,
+            attempts: r.attempts,
+            job_id: r.job_id,
+            report_seq: r.report_seq,
+        })
+        .collect())
+}
+
+/// Extends a claim's lease; false when the claim is no longer this worker's.
+pub async fn renew(db: &DatabaseConnection, claim: &Claim, lease: Duration) -> Result<bool, DbErr> {
+    let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
+    let r = db
+        .execute_raw(stmt(
+            db.get_database_backend(),
+            "UPDATE analytics_queue SET lease_until = ? WHERE session_id = ? AND claim_token = ?",
+            [until.into(), claim.session_id.into(), claim.token.into()],
+        ))
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// What became of one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemResult {
+    Completed,
+    Skipped,
+    Failed,
+    /// The conversation had not changed since the stored result.
+    Unchanged,
+    /// Sent back to the queue for a later try.
+    Requeued,
+    /// Another worker (or a newer report) holds the item now; nothing was stored.
+    Lost,
+}
+
+fn requeue_delay(attempts: i32) -> Duration {
+    let secs = 2u64.saturating_pow(attempts.clamp(0, 10) as u32).min(300);
+    Duration::from_secs(secs).mul_f64(0.75 + 0.5 * fastrand::f64())
+}
+
+/// Runs one claimed item to its end (renewing the lease meanwhile).
+pub async fn run_claim(a: &Analytics, db: &DatabaseConnection, claim: &Claim) -> Result<ItemResult, DbErr> {
+    let lease = a.lease();
+    let work = process(a, db, claim);
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(lease / 4);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            r = &mut work => return r,
+            _ = tick.tick() => {
+                if !renew(db, claim, lease).await? {
+                    tracing::warn!(session_id = %claim.session_id, "analytics claim lost (taken over or re-queued); abandoning the run");
+                    a.metrics.lost.fetch_add(1, Relaxed);
+                    return Ok(ItemResult::Lost);
+                }
+            }
+        }
+    }
+}
+
+async fn process(a: &Analytics, db: &DatabaseConnection, claim: &Claim) -> Result<ItemResult, DbErr> {
+    let Some(session) = cs::Entity::find_by_id(claim.session_id).one(db).await? else {
+        // The session was erased after it was queued: nothing to analyse.
+        store::requeue(db, claim, "session no longer exists", Duration::from_secs(0)).await?;
+        return Ok(ItemResult::Lost);
+    };
+    let call = CallInput::load(db, session).await?;
+    let profile = a.profiles.for_agent(call.session.agent_id.as_deref());
+    let hash = call.conversation_hash();
+    let Some(analyzer) = a.analyzer.clone() else {
+        store::release(db, claim).await?;
+        return Ok(ItemResult::Requeued);
+    };
+    if claim.job_id.is_none()
+        && let Some(old) = store::find(db, claim.session_id).await?
+        && old.conversation_hash.as_deref() == Some(hash.as_str())
+        && old.schema_version == super::schema::SCHEMA_VERSION
+        && old.prompt_version.as_deref() == Some(profile.prompt_version.as_str())
+        && old.status != "failed"
+    {
+        let ok = store::store_unchanged(db, claim).await?;
+        a.metrics.unchanged.fetch_add(1, Relaxed);
+        return Ok(if ok { ItemResult::Unchanged } else { ItemResult::Lost });
+    }
+    let started = Instant::now();
+    let spoken = call.spoken_turns().count();
+    let outcome = if spoken < 2 {
+        Outcome {
+            status: "skipped",
+            analyzer: analyzer.kind(),
+            analysis: None,
+            error: Some(format!("{spoken} turn(s) with words; analytics needs at least 2")),
+            raw_answer: None,
+            usage: None,
+            cost_usd: None,
+            model: None,
+            attempts: 0,
+            latency_ms: 0.0,
+            disagreements: Vec::new(),
+        }
+    } else {
+        match analyzer.analyze(&call, profile).await {
+            Ok(mut answer) => {
+                let disagreements = reconcile(&call, &mut answer.analysis);
+                Outcome {
+                    status: "completed",
+                    analyzer: analyzer.kind(),
+                    cost_usd: answer.usage.as_ref().and_then(|u| analyzer.cost(u)),
+                    analysis: Some(answer.analysis),
+                    error: None,
+                    raw_answer: None,
+                    usage: answer.usage,
+                    model: answer.model,
+                    attempts: answer.attempts,
+                    latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    disagreements,
+                }
+            }
+            Err(f) if f.transient && claim.attempts < a.settings.max_attempts => {
+                let wait = requeue_delay(claim.attempts);
+                tracing::warn!(session_id = %claim.session_id, attempts = claim.attempts, error = %f.error, retry_in_ms = wait.as_millis() as u64, "analytics failed for now; re-queued");
+                a.metrics.requeued.fetch_add(1, Relaxed);
+                let ok = store::requeue(db, claim, &f.error, wait).await?;
+                return Ok(if ok { ItemResult::Requeued } else { ItemResult::Lost });
+            }
+            Err(f) => Outcome {
+                status: "failed",
+                analyzer: analyzer.kind(),
+                cost_usd: f.usage.as_ref().and_then(|u| analyzer.cost(u)),
+                analysis: None,
+                error: Some(f.error),
+                raw_answer: f.raw_answer,
+                usage: f.usage,
+                model: f.model,
+                attempts: f.attempts,
+                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                disagreements: Vec::new(),
+            },
+        }
+    };
+    let status = outcome.status;
+    if let Some(e) = &outcome.error {
+        tracing::info!(session_id = %claim.session_id, status, reason = %e, "analytics stored without a result");
+    }
+    let stored = store::store(db, &a.keys, claim, &call, profile, outcome, &hash).await?;
+    if !stored {
+        a.metrics.lost.fetch_add(1, Relaxed);
+        tracing::warn!(session_id = %claim.session_id, "analytics result discarded: the item was taken over meanwhile");
+        return Ok(ItemResult::Lost);
+    }
+    Ok(match status {
+        "completed" => {
+            a.metrics.completed.fetch_add(1, Relaxed);
+            ItemResult::Completed
+        }
+        "skipped" => {
+            a.metrics.skipped.fetch_add(1, Relaxed);
+            ItemResult::Skipped
+        }
+        _ => {
+            a.metrics.failed.fetch_add(1, Relaxed);
+            ItemResult::Failed
+        }
+    })
+}
+
+/// An item claimed more often than allowed without finishing (its worker crashed every time).
+async fn give_up(a: &Analytics, db: &DatabaseConnection, claim: &Claim) -> Result<ItemResult, DbErr> {
+    let Some(session) = cs::Entity::find_by_id(claim.session_id).one(db).await? else {
+        return Ok(ItemResult::Lost);
+    };
+    let call = CallInput::load(db, session).await?;
+    let profile = a.profiles.for_agent(call.session.agent_id.as_deref());
+    let last = a.settings.max_attempts;
+    let outcome = Outcome {
+        status: "failed",
+        analyzer: a.analyzer.as_ref().map_or("offline", |x| x.kind()),
+        analysis: None,
+        error: Some(format!("started {} times without finishing (more than {last} allowed)", claim.attempts)),
+        raw_answer: None,
+        usage: None,
+        cost_usd: None,
+        model: a.analyzer.as_ref().and_then(|x| x.model()),
+        attempts: claim.attempts,
+        latency_ms: 0.0,
+        disagreements: Vec::new(),
+    };
+    let hash = call.conversation_hash();
+    let ok = store::store(db, &a.keys, claim, &call, profile, outcome, &hash).await?;
+    a.metrics.failed.fetch_add(u64::from(ok), Relaxed);
+    Ok(if ok { ItemResult::Failed } else { ItemResult::Lost })
+}
+
+async fn run_one(a: &Analytics, db: &DatabaseConnection, claim: &Claim) -> Result<ItemResult, DbErr> {
+    if claim.attempts > a.settings.max_attempts {
+        return give_up(a, db, claim).await;
+    }
+    run_claim(a, db, claim).await
+}
+
+/// Claims and runs up to `n` items to their end; returns what became of each (tests, CLI, bench).
+pub async fn process_available(a: &Analytics, db: &DatabaseConnection, worker: &str, n: usize) -> Result<Vec<ItemResult>, DbErr> {
+    let claims = claim(db, worker, n, a.lease()).await?;
+    let runs = claims.iter().map(|c| run_one(a, db, c));
+    futures::future::join_all(runs).await.into_iter().collect()
+}
+
+/// Runs until `shutdown`, `concurrency` items at once; on shutdown the runs in flight are stopped
+/// and their items handed back (their start not counted).
+pub async fn run_worker(a: Arc<Analytics>, db: DatabaseConnection, worker: String, shutdown: CancellationToken) {
+    let concurrency = a.settings.concurrency();
+    if concurrency == 0 || a.analyzer.is_none() {
+        return;
+    }
+    let mut running: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+    let mut claims_in_flight: std::collections::HashMap<tokio::task::Id, Claim> = Default::default();
+    let mut outage = false;
+    loop {
+        let free = concurrency.saturating_sub(running.len());
+        let mut claimed = 0;
+        if free > 0 && !shutdown.is_cancelled() {
+            match claim(&db, &worker, free, a.lease()).await {
+                Ok(cs) => {
+                    if outage {
+                        tracing::info!("analytics worker reaches the database again");
+                        outage = false;
+                    }
+                    claimed = cs.len();
+                    for c in cs {
+                        let (a2, db2, c2) = (a.clone(), db.clone(), c.clone());
+                        let handle = running.spawn(async move {
+                            match run_one(&a2, &db2, &c2).await {
+                                Ok(r) => tracing::debug!(session_id = %c2.session_id, result = ?r, "analytics item done"),
+                                Err(e) => {
+                                    a2.metrics.db_errors.fetch_add(1, Relaxed);
+                                    tracing::warn!(session_id = %c2.session_id, error = %e, "analytics item hit a database error; it runs again after its lease");
+                                }
+                            }
+                        });
+                        claims_in_flight.insert(handle.id(), c);
+                    }
+                }
+                Err(e) => {
+                    if !outage {
+                        tracing::error!(error = %e, "analytics worker cannot claim work; retrying");
+                        outage = true;
+                    }
+                }
+            }
+        }
+        if claimed > 0 && running.len() < concurrency {
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                let id = match done { Ok((id, ())) => id, Err(e) => e.id() };
+                claims_in_flight.remove(&id);
+            }
+            _ = tokio::time::sleep(a.poll()) => {}
+        }
+    }
+    running.abort_all();
+    while running.join_next().await.is_some() {}
+    for c in claims_in_flight.values() {
+        if let Err(e) = store::release(&db, c).await {
+            tracing::warn!(session_id = %c.session_id, error = %e, "cannot hand an analytics item back; it runs again after its lease");
+        }
+    }
+}

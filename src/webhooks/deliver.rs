@@ -1,0 +1,280 @@
+//! The delivery worker: claims due outbox rows with a lease, POSTs them signed, and records every
+//! attempt on the row. 2xx delivers; 410 disables the endpoint; anything else (3xx included: no
+//! redirects are followed), a timeout or a refused target is retried on the schedule with jitter,
+//! `Retry-After` honoured, until the schedule runs out.
+
+use super::{Settings, sign};
+use crate::analytics::crypto::Keys;
+use crate::db::stmt;
+use chrono::{DateTime, Utc};
+use entity::{webhook_deliveries as wd, webhook_endpoints as we};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbBackend, DbErr,
+    EntityTrait, FromQueryResult, QueryFilter, Set,
+};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct DeliveryMetrics {
+    pub delivered: std::sync::atomic::AtomicU64,
+    pub failed_attempts: std::sync::atomic::AtomicU64,
+    pub gave_up: std::sync::atomic::AtomicU64,
+    pub disabled: std::sync::atomic::AtomicU64,
+}
+
+/// Everything the worker needs.
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    pub db: DatabaseConnection,
+    pub settings: Settings,
+    pub keys: Arc<Keys>,
+    pub client: reqwest::Client,
+    pub metrics: Arc<DeliveryMetrics>,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Claimed {
+    id: Uuid,
+}
+
+impl Deliverer {
+    pub fn new(db: DatabaseConnection, settings: Settings, keys: Arc<Keys>) -> anyhow::Result<Self> {
+        let client = super::ssrf::client(settings.allow_private, settings.timeout)?;
+        Ok(Deliverer {
+            db,
+            settings,
+            keys,
+            client,
+            metrics: Arc::default(),
+        })
+    }
+
+    /// Claims up to `n` due deliveries (a lease of twice the timeout keeps other replicas off them).
+    async fn claim(&self, n: usize) -> Result<Vec<Uuid>, DbErr> {
+        let backend = self.db.get_database_backend();
+        let now = Utc::now();
+        let lease = now + chrono::Duration::from_std(self.settings.timeout * 2 + Duration::from_secs(5)).unwrap_or_default();
+        let lock = if backend == DbBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let sql = format!(
+            "UPDATE webhook_deliveries SET lease_until = ? WHERE id IN (\
+             SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ? \
+             AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_attempt_at LIMIT {n}{lock}) RETURNING id"
+        );
+        let rows = Claimed::find_by_statement(stmt(backend, &sql, [lease.into(), now.into(), now.into()]))
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Delivers what is due now, up to `n`; returns how many attempts were made.
+    pub async fn deliver_due(&self, n: usize) -> Result<usize, DbErr> {
+        let ids = self.claim(n).await?;
+        let count = ids.len();
+        let attempts = ids.into_iter().map(|id| self.attempt(id));
+        for r in futures::future::join_all(attempts).await {
+            r?;
+        }
+        Ok(count)
+    }
+
+    async fn attempt(&self, id: Uuid) -> Result<(), DbErr> {
+        let Some(d) = wd::Entity::find_by_id(id).one(&self.db).await? else {
+            return Ok(());
+        };
+        let Some(endpoint) = we::Entity::find_by_id(d.endpoint_id).one(&self.db).await? else {
+            return Ok(());
+        };
+        if !endpoint.enabled {
+            let mut am: wd::ActiveModel = d.into();
+            am.status = Set("disabled".into());
+            am.lease_until = Set(None);
+            am.next_attempt_at = Set(None);
+            am.update(&self.db).await?;
+            return Ok(());
+        }
+        let secret = match self.keys.open(&endpoint.secret) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(webhook_id = %endpoint.id, error = %e, "cannot read the webhook secret; delivery not sent");
+                return self.record(d, None, Some(format!("cannot read the signing secret: {e}")), None, 0.0).await;
+            }
+        };
+        let ts = Utc::now().timestamp();
+        let Some(signature) = sign(&secret, &d.message_id, ts, &d.payload) else {
+            return self.record(d, None, Some("the signing secret is malformed".into()), None, 0.0).await;
+        };
+        let started = Instant::now();
+        let guard = match reqwest::Url::parse(&endpoint.url) {
+            Ok(u) if !self.settings.allow_private => match u.host_str() {
+                // IP literals never reach the resolver: check them here.
+                Some(h) if h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok() => {
+                    super::ssrf::check_host(h, 0).await.err()
+                }
+                _ => None,
+            },
+            Ok(_) => None,
+            Err(e) => Some(format!("url is not valid: {e}")),
+        };
+        if let Some(refused) = guard {
+            tracing::warn!(webhook_id = %endpoint.id, error = %refused, "webhook target refused");
+            return self.record(d, None, Some(refused), None, 0.0).await;
+        }
+        let sent = self
+            .client
+            .post(&endpoint.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &d.message_id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", signature)
+            .body(d.payload.clone())
+            .send()
+            .await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match sent {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let retry_after = crate::stt::retry_after(r.headers());
+                // Drain a little of the body so the connection can be reused; never keep it.
+                let _ = tokio::time::timeout(Duration::from_secs(1), r.bytes()).await;
+                if status == 410 {
+                    return self.disable(d, &endpoint, ms).await;
+                }
+                let error = (!(200..300).contains(&status)).then(|| format!("receiver answered {status}"));
+                self.record(d, Some(status), error, retry_after, ms).await
+            }
+            Err(e) => {
+                let what = if e.is_timeout() {
+                    format!("no answer within {} ms", self.settings.timeout.as_millis())
+                } else {
+                    let mut s = e.to_string();
+                    let mut src = std::error::Error::source(&e);
+                    while let Some(x) = src {
+                        s.push_str(": ");
+                        s.push_str(&x.to_string());
+                        src = x.source();
+                    }
+                    s
+                };
+                self.record(d, None, Some(what), None, ms).await
+            }
+        }
+    }
+
+    /// Records an attempt: delivered on success, else the next retry (or the end of the schedule).
+    async fn record(
+        &self,
+        d: wd::Model,
+        status: Option<u16>,
+        error: Option<String>,
+        retry_after: Option<Duration>,
+        ms: f64,
+    ) -> Result<(), DbErr> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = Utc::now();
+        let attempts = d.attempts + 1;
+        let mut log = d.attempt_log.as_array().cloned().unwrap_or_default();
+        log.push(json!({"at": now, "status_code": status, "error": error, "duration_ms": (ms * 10.0).round() / 10.0}));
+        // The attempt log keeps the last 20 attempts.
+        if log.len() > 20 {
+            log.drain(..log.len() - 20);
+        }
+        let (id, endpoint_id, event) = (d.id, d.endpoint_id, d.event_type.clone());
+        let mut am: wd::ActiveModel = d.into();
+        am.attempts = Set(attempts);
+        am.attempt_log = Set(json!(log));
+        am.last_status_code = Set(status.map(i32::from));
+        am.last_error = Set(error.clone());
+        am.lease_until = Set(None);
+        if error.is_none() {
+            am.status = Set("delivered".into());
+            am.delivered_at = Set(Some(now));
+            am.next_attempt_at = Set(None);
+            self.metrics.delivered.fetch_add(1, Relaxed);
+        } else if let Some(wait) = self.settings.schedule.get(attempts as usize - 1) {
+            self.metrics.failed_attempts.fetch_add(1, Relaxed);
+            // ±20 % jitter, and never earlier than the receiver asked.
+            let jittered = wait.mul_f64(0.8 + 0.4 * fastrand::f64());
+            let wait = retry_after.map_or(jittered, |r| r.max(jittered));
+            let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
+            am.next_attempt_at = Set(Some(next));
+            tracing::info!(delivery_id = %id, webhook_id = %endpoint_id, event, attempts, error = error.as_deref().unwrap_or(""), next_attempt_at = %next, "webhook delivery failed; will retry");
+        } else {
+            self.metrics.gave_up.fetch_add(1, Relaxed);
+            am.status = Set("failed".into());
+            am.next_attempt_at = Set(None);
+            tracing::warn!(delivery_id = %id, webhook_id = %endpoint_id, event, attempts, error = error.as_deref().unwrap_or(""), "webhook delivery failed for good");
+        }
+        am.update(&self.db).await?;
+        Ok(())
+    }
+
+    /// 410 Gone: the endpoint is disabled with the reason, its pending deliveries stop.
+    async fn disable(&self, d: wd::Model, endpoint: &we::Model, ms: f64) -> Result<(), DbErr> {
+        self.metrics.disabled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = Utc::now();
+        let reason = format!("receiver answered 410 Gone at {}", now.to_rfc3339());
+        tracing::warn!(webhook_id = %endpoint.id, "webhook endpoint answered 410 Gone: disabled");
+        let mut e: we::ActiveModel = endpoint.clone().into();
+        e.enabled = Set(false);
+        e.disabled_reason = Set(Some(reason));
+        e.updated_at = Set(now);
+        e.update(&self.db).await?;
+        let mut log = d.attempt_log.as_array().cloned().unwrap_or_default();
+        log.push(json!({"at": now, "status_code": 410, "error": "410 Gone: endpoint disabled", "duration_ms": ms}));
+        let attempts = d.attempts + 1;
+        let mut am: wd::ActiveModel = d.into();
+        am.status = Set("disabled".into());
+        am.attempts = Set(attempts);
+        am.attempt_log = Set(json!(log));
+        am.last_status_code = Set(Some(410));
+        am.last_error = Set(Some("410 Gone: endpoint disabled".into()));
+        am.lease_until = Set(None);
+        am.next_attempt_at = Set(None);
+        am.update(&self.db).await?;
+        wd::Entity::update_many()
+            .col_expr(wd::Column::Status, sea_orm::sea_query::Expr::value("disabled"))
+            .col_expr(wd::Column::NextAttemptAt, sea_orm::sea_query::Expr::value(Option::<DateTime<Utc>>::None))
+            .filter(wd::Column::EndpointId.eq(endpoint.id))
+            .filter(wd::Column::Status.eq("pending"))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Delivers until `shutdown`: polls for due rows, never more than the concurrency in flight.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut outage = false;
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let done = match self.deliver_due(self.settings.concurrency).await {
+                Ok(n) => {
+                    if outage {
+                        tracing::info!("webhook deliveries resumed");
+                        outage = false;
+                    }
+                    n
+                }
+                Err(e) => {
+                    if !outage {
+                        tracing::error!(error = %e, "webhook delivery worker cannot reach the database; retrying");
+                        outage = true;
+                    }
+                    0
+                }
+            };
+            if done == 0 {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(self.settings.poll) => {}
+                }
+            }
+        }
+    }
+}
