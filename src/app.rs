@@ -176,7 +176,11 @@ impl App {
                 .context("cannot set up analytics")?,
         );
         if let Some(a) = &analytics.analyzer {
-            info!(analyzer = a.kind(), model = a.model().unwrap_or_default(), "post-call analytics on");
+            info!(
+                analyzer = a.kind(),
+                model = a.model().unwrap_or_default(),
+                "post-call analytics on"
+            );
         } else {
             info!("post-call analytics off (INSIGHTS_ANALYTICS=off)");
         }
@@ -187,7 +191,9 @@ impl App {
         )
         .context("cannot build the webhook client")?;
         if config.webhooks.allow_private {
-            warn!("INSIGHTS_WEBHOOK_ALLOW_PRIVATE=true: webhooks may target loopback and private addresses");
+            warn!(
+                "INSIGHTS_WEBHOOK_ALLOW_PRIVATE=true: webhooks may target loopback and private addresses"
+            );
         }
         Ok(App {
             config,
@@ -326,7 +332,9 @@ impl Application {
         updates.await.context("update subscription task panicked")?;
         worker.await.context("analysis worker panicked")?;
         analytics.await.context("analytics worker panicked")?;
-        deliveries.await.context("webhook delivery worker panicked")?;
+        deliveries
+            .await
+            .context("webhook delivery worker panicked")?;
         served
     }
 }

@@ -1,4 +1,5 @@
-//! The `call-insights` command: serve (default), migrate, openapi, produce, replay.
+//! The `call-insights` command: serve (default), migrate, openapi, produce, replay, analyze,
+//! analytics backfill.
 
 use anyhow::Context;
 use call_insights::{api, app, config::Config, db, produce};
@@ -36,6 +37,37 @@ enum Command {
     /// batch: `GET /api/v1/analysis/batch/{job_id}`), with a progress bar; prints the job as JSON.
     /// Ctrl-C cancels the job.
     Analyze(AnalyzeArgs),
+    /// Post-call analytics from the command line.
+    #[command(subcommand)]
+    Analytics(AnalyticsCommand),
+}
+
+#[derive(Subcommand)]
+enum AnalyticsCommand {
+    /// Queue a backfill over stored final calls and run it here with a progress bar (the job is the
+    /// same rows `GET /api/v1/analytics/backfill/{job_id}` shows); prints the job as JSON. Ctrl-C
+    /// cancels what has not started.
+    Backfill(BackfillArgs),
+}
+
+#[derive(clap::Args)]
+struct BackfillArgs {
+    /// Calls that started at or after (RFC 3339).
+    #[arg(long)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Calls that started before (RFC 3339).
+    #[arg(long)]
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    #[arg(long)]
+    tenant_id: Option<String>,
+    #[arg(long)]
+    agent_id: Option<String>,
+    /// Re-analyse calls that already have analytics too (default: only calls without).
+    #[arg(long)]
+    all: bool,
+    /// Calls analysed with a schema version below this.
+    #[arg(long)]
+    schema_version_below: Option<i32>,
 }
 
 #[derive(clap::Args)]
@@ -117,6 +149,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Replay(args) => replay(cli.config, args).await,
         Command::Analyze(args) => analyze(cli.config, args).await,
+        Command::Analytics(AnalyticsCommand::Backfill(args)) => backfill(cli.config, args).await,
         Command::Produce(opts) => {
             let client = redis::Client::open(cli.config.redis_url.as_str())
                 .context("invalid INSIGHTS_REDIS_URL")?;
@@ -328,6 +361,74 @@ async fn analyze(config: Config, args: AnalyzeArgs) -> anyhow::Result<()> {
         view.done,
         view.failed,
         view.cancelled
+    );
+    if view.failed > 0 || view.cancelled > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn backfill(config: Config, args: BackfillArgs) -> anyhow::Result<()> {
+    use call_insights::analytics::backfill::{self, BackfillFilter};
+    use call_insights::analytics::worker;
+    use call_insights::api::auth::Scope;
+    let app = app::App::build(config).await?;
+    if !app.analytics.enabled() {
+        anyhow::bail!("post-call analytics is off (INSIGHTS_ANALYTICS=off)");
+    }
+    let filter = BackfillFilter {
+        since: args.since,
+        until: args.until,
+        tenant_id: args.tenant_id,
+        agent_id: args.agent_id,
+        only_missing: Some(!args.all),
+        schema_version_below: args.schema_version_below,
+    };
+    let job = backfill::create(&app.db, &Scope::All, filter)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    eprintln!("backfill job {} queues {} calls", job.id, job.total);
+    let stop = CancellationToken::new();
+    let runner = tokio::spawn(worker::run_worker(
+        app.analytics.clone(),
+        app.db.clone(),
+        format!("{}-backfill", app.config.consumer_name()),
+        stop.clone(),
+    ));
+    let bar = indicatif::ProgressBar::new(job.total.max(0) as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} calls {msg} {elapsed} (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut interrupted = std::pin::pin!(app::shutdown_signal());
+    let view = loop {
+        let view = backfill::get(&app.db, &Scope::All, job.id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        bar.set_position((view.completed + view.skipped + view.failed + view.cancelled) as u64);
+        bar.set_message(format!(
+            "completed {} skipped {} failed {} running {}",
+            view.completed, view.skipped, view.failed, view.running
+        ));
+        if view.status != "running" && view.running == 0 {
+            break view;
+        }
+        tokio::select! {
+            () = &mut interrupted => {
+                bar.suspend(|| eprintln!("cancelling backfill {}", job.id));
+                let _ = backfill::cancel(&app.db, &Scope::All, job.id).await;
+            }
+            () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+        }
+    };
+    bar.finish();
+    stop.cancel();
+    runner.await.context("analytics worker panicked")?;
+    println!("{}", serde_json::to_string_pretty(&view)?);
+    eprintln!(
+        "backfill {} {}: {} completed, {} skipped, {} failed, {} cancelled",
+        view.id, view.status, view.completed, view.skipped, view.failed, view.cancelled
     );
     if view.failed > 0 || view.cancelled > 0 {
         std::process::exit(1);

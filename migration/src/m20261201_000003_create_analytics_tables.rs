@@ -99,10 +99,19 @@ const CALL_ANALYTICS: TableSpec = TableSpec {
     key: &["session_id"],
     fks: &[("session_id", "call_sessions")],
     indexes: &[
-        ("idx_call_analytics_tenant_started", &["tenant_id", "started_at"]),
-        ("idx_call_analytics_tenant_lead", &["tenant_id", "lead_score", "started_at"]),
+        (
+            "idx_call_analytics_tenant_started",
+            &["tenant_id", "started_at"],
+        ),
+        (
+            "idx_call_analytics_tenant_lead",
+            &["tenant_id", "lead_score", "started_at"],
+        ),
         ("idx_call_analytics_lead", &["lead_score", "started_at"]),
-        ("idx_call_analytics_analyzed", &["tenant_id", "status", "analyzed_at"]),
+        (
+            "idx_call_analytics_analyzed",
+            &["tenant_id", "status", "analyzed_at"],
+        ),
     ],
 };
 
@@ -149,7 +158,10 @@ const BACKFILL_JOBS: TableSpec = TableSpec {
     ],
     key: &["id"],
     fks: &[],
-    indexes: &[("idx_analytics_backfill_tenant", &["tenant_id", "created_at"])],
+    indexes: &[(
+        "idx_analytics_backfill_tenant",
+        &["tenant_id", "created_at"],
+    )],
 };
 
 /// Additive hourly counters per (tenant, agent, hour, intent): every stored result adds its
@@ -229,7 +241,10 @@ const REVIEWS: TableSpec = TableSpec {
     key: &["id"],
     fks: &[("session_id", "call_sessions")],
     indexes: &[
-        ("idx_analytics_reviews_tenant_at", &["tenant_id", "reviewed_at"]),
+        (
+            "idx_analytics_reviews_tenant_at",
+            &["tenant_id", "reviewed_at"],
+        ),
         ("idx_analytics_reviews_session", &["session_id"]),
     ],
 };
@@ -277,7 +292,10 @@ const WEBHOOK_DELIVERIES: TableSpec = TableSpec {
     fks: &[("endpoint_id", "webhook_endpoints")],
     indexes: &[
         ("idx_webhook_deliveries_due", &["status", "next_attempt_at"]),
-        ("idx_webhook_deliveries_endpoint", &["endpoint_id", "created_at"]),
+        (
+            "idx_webhook_deliveries_endpoint",
+            &["endpoint_id", "created_at"],
+        ),
         ("idx_webhook_deliveries_session", &["session_id"]),
     ],
 };
@@ -333,7 +351,12 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for t in TABLES.iter().rev() {
             manager
-                .drop_table(Table::drop().table(Alias::new(t.name)).if_exists().to_owned())
+                .drop_table(
+                    Table::drop()
+                        .table(Alias::new(t.name))
+                        .if_exists()
+                        .to_owned(),
+                )
                 .await?;
         }
         Ok(())

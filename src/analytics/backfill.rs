@@ -96,7 +96,11 @@ async fn view(db: &DatabaseConnection, m: bj::Model) -> Result<BackfillJob, DbEr
         cancelled: m.cancelled,
         running,
         queued: (total - done - running).max(0),
-        progress: if total == 0 { 1.0 } else { (done as f64 / total as f64 * 1000.0).round() / 1000.0 },
+        progress: if total == 0 {
+            1.0
+        } else {
+            (done as f64 / total as f64 * 1000.0).round() / 1000.0
+        },
         created_at: m.created_at,
         finished_at: m.finished_at,
     })
@@ -110,7 +114,11 @@ struct Target {
 }
 
 /// Creates a job over the calls `filter` selects (within `scope`).
-pub async fn create(db: &DatabaseConnection, scope: &Scope, mut filter: BackfillFilter) -> Result<BackfillJob, BackfillError> {
+pub async fn create(
+    db: &DatabaseConnection,
+    scope: &Scope,
+    mut filter: BackfillFilter,
+) -> Result<BackfillJob, BackfillError> {
     if let Some(t) = scope.tenant() {
         match &filter.tenant_id {
             Some(x) if x != t => return Err(BackfillError::NotFound(format!("tenant {x}"))),
@@ -123,7 +131,9 @@ pub async fn create(db: &DatabaseConnection, scope: &Scope, mut filter: Backfill
         return Err(BackfillError::Invalid("since must be before until".into()));
     }
     if filter.schema_version_below.is_some_and(|v| v < 1) {
-        return Err(BackfillError::Invalid("schema_version_below must be at least 1".into()));
+        return Err(BackfillError::Invalid(
+            "schema_version_below must be at least 1".into(),
+        ));
     }
     let only_missing = filter.only_missing.unwrap_or(true);
     let mut sql = String::from(
@@ -159,8 +169,13 @@ pub async fn create(db: &DatabaseConnection, scope: &Scope, mut filter: Backfill
         (true, None) => sql.push_str(" AND a.session_id IS NULL"),
         (false, None) => {}
     }
-    sql.push_str(&format!(" ORDER BY s.started_at LIMIT {}", MAX_JOB_CALLS + 1));
-    let targets = Target::find_by_statement(stmt(db.get_database_backend(), &sql, values)).all(db).await?;
+    sql.push_str(&format!(
+        " ORDER BY s.started_at LIMIT {}",
+        MAX_JOB_CALLS + 1
+    ));
+    let targets = Target::find_by_statement(stmt(db.get_database_backend(), &sql, values))
+        .all(db)
+        .await?;
     if targets.len() > MAX_JOB_CALLS {
         return Err(BackfillError::Invalid(format!(
             "the filter selects more than {MAX_JOB_CALLS} calls; narrow it with since/until or tenant_id"
@@ -200,7 +215,14 @@ pub async fn create(db: &DatabaseConnection, scope: &Scope, mut filter: Backfill
         );
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
         for t in chunk {
-            values.extend([t.id.into(), t.tenant_id.clone().into(), t.report_seq.into(), id.into(), now.into(), now.into()]);
+            values.extend([
+                t.id.into(),
+                t.tenant_id.clone().into(),
+                t.report_seq.into(),
+                id.into(),
+                now.into(),
+                now.into(),
+            ]);
         }
         total += txn.query_all_raw(stmt(backend, &sql, values)).await?.len();
     }
@@ -208,7 +230,12 @@ pub async fn create(db: &DatabaseConnection, scope: &Scope, mut filter: Backfill
     txn.execute_raw(stmt(
         backend,
         "UPDATE analytics_backfill_jobs SET total = ?, status = ?, finished_at = ? WHERE id = ?",
-        [(total as i32).into(), if total == 0 { "completed" } else { "running" }.into(), finished.into(), id.into()],
+        [
+            (total as i32).into(),
+            if total == 0 { "completed" } else { "running" }.into(),
+            finished.into(),
+            id.into(),
+        ],
     ))
     .await?;
     txn.commit().await?;
@@ -217,7 +244,11 @@ pub async fn create(db: &DatabaseConnection, scope: &Scope, mut filter: Backfill
 }
 
 /// A re-run of one call's analytics (a one-call job, run even when nothing changed).
-pub async fn rerun(db: &DatabaseConnection, scope: &Scope, session: &entity::call_sessions::Model) -> Result<BackfillJob, BackfillError> {
+pub async fn rerun(
+    db: &DatabaseConnection,
+    scope: &Scope,
+    session: &entity::call_sessions::Model,
+) -> Result<BackfillJob, BackfillError> {
     let id = Uuid::now_v7();
     let now = Utc::now();
     let backend = db.get_database_backend();
@@ -251,22 +282,39 @@ pub async fn rerun(db: &DatabaseConnection, scope: &Scope, session: &entity::cal
         .await?;
     if queued.is_empty() {
         txn.rollback().await?;
-        return Err(BackfillError::Conflict(format!("the analytics of session {} is running now", session.id)));
+        return Err(BackfillError::Conflict(format!(
+            "the analytics of session {} is running now",
+            session.id
+        )));
     }
     txn.commit().await?;
     get(db, scope, id).await
 }
 
-pub async fn get(db: &DatabaseConnection, scope: &Scope, id: Uuid) -> Result<BackfillJob, BackfillError> {
+pub async fn get(
+    db: &DatabaseConnection,
+    scope: &Scope,
+    id: Uuid,
+) -> Result<BackfillJob, BackfillError> {
     let m = bj::Entity::find_by_id(id).one(db).await?;
     match m {
-        Some(m) if m.tenant_id.as_deref().is_some_and(|t| scope.allows(t)) || scope == &Scope::All => Ok(view(db, m).await?),
+        Some(m)
+            if m.tenant_id.as_deref().is_some_and(|t| scope.allows(t)) || scope == &Scope::All =>
+        {
+            Ok(view(db, m).await?)
+        }
         _ => Err(BackfillError::NotFound(format!("backfill job {id}"))),
     }
 }
 
-pub async fn list(db: &DatabaseConnection, scope: &Scope, limit: u64) -> Result<Vec<BackfillJob>, DbErr> {
-    let mut q = bj::Entity::find().order_by_desc(bj::Column::CreatedAt).limit(limit);
+pub async fn list(
+    db: &DatabaseConnection,
+    scope: &Scope,
+    limit: u64,
+) -> Result<Vec<BackfillJob>, DbErr> {
+    let mut q = bj::Entity::find()
+        .order_by_desc(bj::Column::CreatedAt)
+        .limit(limit);
     if let Some(t) = scope.tenant() {
         q = q.filter(bj::Column::TenantId.eq(t));
     }
@@ -278,10 +326,17 @@ pub async fn list(db: &DatabaseConnection, scope: &Scope, limit: u64) -> Result<
 }
 
 /// Cancels what is still queued; items running now finish.
-pub async fn cancel(db: &DatabaseConnection, scope: &Scope, id: Uuid) -> Result<BackfillJob, BackfillError> {
+pub async fn cancel(
+    db: &DatabaseConnection,
+    scope: &Scope,
+    id: Uuid,
+) -> Result<BackfillJob, BackfillError> {
     let job = get(db, scope, id).await?;
     if job.status != "running" {
-        return Err(BackfillError::Conflict(format!("backfill job {id} is {}", job.status)));
+        return Err(BackfillError::Conflict(format!(
+            "backfill job {id} is {}",
+            job.status
+        )));
     }
     let backend = db.get_database_backend();
     let now = Utc::now();

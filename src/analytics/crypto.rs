@@ -36,15 +36,20 @@ pub enum CryptoError {
 impl Keys {
     pub fn parse(spec: Option<&str>) -> Result<Self, CryptoError> {
         let mut keys = Vec::new();
-        for item in spec.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for item in spec
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let (kid, b64) = item.split_once(':').unwrap_or(("k1", item));
             let kid = kid.trim();
             if kid.is_empty() || kid.contains(':') {
                 return Err(CryptoError::Config("empty key id".into()));
             }
-            let raw = STANDARD.decode(b64.trim()).map_err(|_| {
-                CryptoError::Config(format!("key {kid:?} is not base64"))
-            })?;
+            let raw = STANDARD
+                .decode(b64.trim())
+                .map_err(|_| CryptoError::Config(format!("key {kid:?} is not base64")))?;
             if raw.len() != 32 {
                 return Err(CryptoError::Config(format!(
                     "key {kid:?} has {} bytes, AES-256 needs 32 (openssl rand -base64 32)",
@@ -75,7 +80,11 @@ impl Keys {
         }
         let mut data = plain.as_bytes().to_vec();
         if key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(kid.as_bytes()), &mut data)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(kid.as_bytes()),
+                &mut data,
+            )
             .is_err()
         {
             return String::new();
@@ -122,7 +131,11 @@ mod tests {
         let old = Keys::parse(Some(&format!("k1:{K1}"))).unwrap();
         let sealed = old.seal("Jane Doe, jane@example.com");
         assert!(sealed.starts_with("enc:k1:") && !sealed.contains("jane"));
-        assert_ne!(sealed, old.seal("Jane Doe, jane@example.com"), "random nonce");
+        assert_ne!(
+            sealed,
+            old.seal("Jane Doe, jane@example.com"),
+            "random nonce"
+        );
         let rotated = Keys::parse(Some(&format!("k2:{K2},k1:{K1}"))).unwrap();
         assert_eq!(rotated.open(&sealed).unwrap(), "Jane Doe, jane@example.com");
         assert!(rotated.seal("x").starts_with("enc:k2:"));
@@ -131,7 +144,10 @@ mod tests {
         let mut tampered = sealed.clone();
         tampered.pop();
         tampered.push('A');
-        assert!(old.open(&tampered).is_err() || old.open(&tampered).unwrap() != "Jane Doe, jane@example.com");
+        assert!(
+            old.open(&tampered).is_err()
+                || old.open(&tampered).unwrap() != "Jane Doe, jane@example.com"
+        );
         assert_eq!(Keys::default().seal("plain"), "plain");
         assert_eq!(old.open("written before").unwrap(), "written before");
         assert!(Keys::parse(Some("k1:c2hvcnQ=")).is_err());

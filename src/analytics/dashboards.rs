@@ -26,8 +26,9 @@ pub struct Window {
 impl Window {
     /// The last `hours` (whole hours, the current one included).
     pub fn last_hours(tenant_id: Option<String>, agent_id: Option<String>, hours: i64) -> Self {
-        let now = Utc::now();
-        let floor = now - Duration::seconds(now.timestamp() % 3600);
+        let now = Utc::now().timestamp();
+        let floor =
+            DateTime::from_timestamp(now - now.rem_euclid(3600), 0).unwrap_or_else(Utc::now);
         Window {
             tenant_id,
             agent_id,
@@ -120,9 +121,13 @@ fn n(x: Option<i64>) -> i64 {
 pub async fn overview(db: &DatabaseConnection, w: &Window) -> Result<Overview, DbErr> {
     let backend = db.get_database_backend();
     let (cond, values) = w.rollup_where();
-    let s = Sums::find_by_statement(stmt(backend, &format!("SELECT {SUMS} FROM analytics_rollups WHERE {cond}"), values.clone()))
-        .one(db)
-        .await?;
+    let s = Sums::find_by_statement(stmt(
+        backend,
+        &format!("SELECT {SUMS} FROM analytics_rollups WHERE {cond}"),
+        values.clone(),
+    ))
+    .one(db)
+    .await?;
     #[derive(FromQueryResult)]
     struct IntentRow {
         intent: String,
@@ -136,9 +141,18 @@ pub async fn overview(db: &DatabaseConnection, w: &Window) -> Result<Overview, D
     .all(db)
     .await?;
     let s = s.unwrap_or(Sums {
-        calls: None, completed: None, skipped: None, failed: None, duration_sum: None,
-        duration_n: None, sentiment_sum: None, sentiment_n: None,
-        escalated: None, resolved: None, dropped: None, hot_leads: None,
+        calls: None,
+        completed: None,
+        skipped: None,
+        failed: None,
+        duration_sum: None,
+        duration_n: None,
+        sentiment_sum: None,
+        sentiment_n: None,
+        escalated: None,
+        resolved: None,
+        dropped: None,
+        hot_leads: None,
     });
     Ok(Overview {
         total_calls: n(s.calls),
@@ -150,7 +164,11 @@ pub async fn overview(db: &DatabaseConnection, w: &Window) -> Result<Overview, D
             escalated: n(s.escalated),
             dropped: n(s.dropped),
         },
-        intents: intents.into_iter().filter(|i| n(i.calls) > 0).map(|i| (i.intent, n(i.calls))).collect(),
+        intents: intents
+            .into_iter()
+            .filter(|i| n(i.calls) > 0)
+            .map(|i| (i.intent, n(i.calls)))
+            .collect(),
         escalation_rate: ratio(s.escalated.map(|x| x as f64), s.completed),
         hot_leads: n(s.hot_leads),
         failed: n(s.failed),
@@ -185,7 +203,12 @@ struct LeadRow {
     hot_lead: bool,
 }
 
-pub async fn top_leads(db: &DatabaseConnection, keys: &Keys, w: &Window, limit: u64) -> Result<Vec<TopLead>, DbErr> {
+pub async fn top_leads(
+    db: &DatabaseConnection,
+    keys: &Keys,
+    w: &Window,
+    limit: u64,
+) -> Result<Vec<TopLead>, DbErr> {
     let mut sql = String::from(
         "SELECT session_id, call_id, agent_id, lead_score, intent, entities, summary, ended_at, hot_lead \
          FROM call_analytics WHERE status = 'completed' AND lead_score IS NOT NULL AND started_at >= ?",
@@ -199,8 +222,13 @@ pub async fn top_leads(db: &DatabaseConnection, keys: &Keys, w: &Window, limit: 
         sql.push_str(" AND agent_id = ?");
         values.push(a.clone().into());
     }
-    sql.push_str(&format!(" ORDER BY lead_score DESC, started_at DESC LIMIT {}", limit.clamp(1, 200)));
-    let rows = LeadRow::find_by_statement(stmt(db.get_database_backend(), &sql, values)).all(db).await?;
+    sql.push_str(&format!(
+        " ORDER BY lead_score DESC, started_at DESC LIMIT {}",
+        limit.clamp(1, 200)
+    ));
+    let rows = LeadRow::find_by_statement(stmt(db.get_database_backend(), &sql, values))
+        .all(db)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -265,7 +293,10 @@ async fn per_agent_day(db: &DatabaseConnection, w: &Window) -> Result<Vec<DayRow
     .await
 }
 
-pub async fn sentiment_trend(db: &DatabaseConnection, w: &Window) -> Result<Vec<TrendSeries>, DbErr> {
+pub async fn sentiment_trend(
+    db: &DatabaseConnection,
+    w: &Window,
+) -> Result<Vec<TrendSeries>, DbErr> {
     let mut series: Vec<TrendSeries> = Vec::new();
     for r in per_agent_day(db, w).await? {
         let point = TrendPoint {
@@ -387,7 +418,9 @@ pub async fn quality(db: &DatabaseConnection, w: &Window) -> Result<Vec<QualityP
     .await?;
     let mut hist: BTreeMap<(String, String), Vec<(i32, i64)>> = BTreeMap::new();
     for b in buckets {
-        hist.entry((b.agent_id, b.day)).or_default().push((b.bucket, n(b.turns)));
+        hist.entry((b.agent_id, b.day))
+            .or_default()
+            .push((b.bucket, n(b.turns)));
     }
     Ok(per_agent_day(db, w)
         .await?

@@ -86,7 +86,11 @@ pub fn default_answer(request: &Value) -> Value {
     let schema = &request["response_format"]["json_schema"]["schema"];
     let intents: Vec<String> = schema["properties"]["intent"]["enum"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let pick = |want: &str| {
         intents
@@ -107,8 +111,13 @@ pub fn default_answer(request: &Value) -> Value {
         let re = regex::Regex::new(&format!(r"\[{kind}_[0-9]+\]")).ok()?;
         re.find(&text).map(|m| m.as_str().to_string())
     };
-    let negative = lower.contains("terrible") || lower.contains("angry") || lower.contains("charged twice");
-    let (sentiment, score) = if negative { ("negative", -0.6) } else { ("positive", 0.5) };
+    let negative =
+        lower.contains("terrible") || lower.contains("angry") || lower.contains("charged twice");
+    let (sentiment, score) = if negative {
+        ("negative", -0.6)
+    } else {
+        ("positive", 0.5)
+    };
     let lead = if intent == "sales" { 88 } else { 35 };
     let mut custom = serde_json::Map::new();
     if let Some(props) = schema["properties"]["custom"]["properties"].as_object() {
@@ -217,7 +226,9 @@ fn openai_error(status: u16, message: &str, kind: &str, param: Option<&str>) -> 
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         code,
-        axum::Json(json!({"error": {"message": message, "type": kind, "param": param, "code": null}})),
+        axum::Json(
+            json!({"error": {"message": message, "type": kind, "param": param, "code": null}}),
+        ),
     )
         .into_response()
 }
@@ -228,47 +239,83 @@ fn check_request(body: &Value) -> Option<(String, Option<&'static str>)> {
         return Some(("you must provide a model parameter".into(), Some("model")));
     }
     let Some(messages) = body["messages"].as_array().filter(|m| !m.is_empty()) else {
-        return Some(("'messages' must be a non-empty array".into(), Some("messages")));
+        return Some((
+            "'messages' must be a non-empty array".into(),
+            Some("messages"),
+        ));
     };
     for (i, m) in messages.iter().enumerate() {
-        let role_ok = matches!(m["role"].as_str(), Some("system" | "user" | "assistant" | "developer"));
+        let role_ok = matches!(
+            m["role"].as_str(),
+            Some("system" | "user" | "assistant" | "developer")
+        );
         if !role_ok || !m["content"].is_string() {
-            return Some((format!("Invalid value for 'messages[{i}]'"), Some("messages")));
+            return Some((
+                format!("Invalid value for 'messages[{i}]'"),
+                Some("messages"),
+            ));
         }
     }
     if let Some(t) = body.get("temperature")
         && !t.as_f64().is_some_and(|t| (0.0..=2.0).contains(&t))
     {
-        return Some(("temperature must be between 0 and 2".into(), Some("temperature")));
+        return Some((
+            "temperature must be between 0 and 2".into(),
+            Some("temperature"),
+        ));
     }
     let rf = &body["response_format"];
     if rf["type"] != "json_schema" {
-        return Some(("response_format.type must be json_schema for this fake".into(), Some("response_format")));
+        return Some((
+            "response_format.type must be json_schema for this fake".into(),
+            Some("response_format"),
+        ));
     }
     let js = &rf["json_schema"];
     let name_ok = js["name"].as_str().is_some_and(|n| {
-        !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        !n.is_empty()
+            && n.len() <= 64
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     });
     if !name_ok {
-        return Some(("response_format.json_schema.name must match ^[a-zA-Z0-9_-]{1,64}$".into(), Some("response_format")));
+        return Some((
+            "response_format.json_schema.name must match ^[a-zA-Z0-9_-]{1,64}$".into(),
+            Some("response_format"),
+        ));
     }
     if js["strict"] != true {
-        return Some(("this fake requires strict: true".into(), Some("response_format")));
+        return Some((
+            "this fake requires strict: true".into(),
+            Some("response_format"),
+        ));
     }
     if js["schema"]["type"] != "object" {
-        return Some(("Invalid schema for response_format: the root must be an object".into(), Some("response_format")));
+        return Some((
+            "Invalid schema for response_format: the root must be an object".into(),
+            Some("response_format"),
+        ));
     }
     let v = strict_violations(&js["schema"]);
     if !v.is_empty() {
         return Some((
-            format!("Invalid schema for response_format 'call_analytics_v1': {}", v.join("; ")),
+            format!(
+                "Invalid schema for response_format 'call_analytics_v1': {}",
+                v.join("; ")
+            ),
             Some("response_format"),
         ));
     }
     None
 }
 
-fn completion(model: &str, content: Option<String>, refusal: Option<String>, finish: &str, request: &Value) -> Response {
+fn completion(
+    model: &str,
+    content: Option<String>,
+    refusal: Option<String>,
+    finish: &str,
+    request: &Value,
+) -> Response {
     let prompt_tokens = (user_text(request).len() / 4 + 200) as i64;
     let completion_tokens = content.as_ref().map_or(5, |c| c.len() / 4 + 1) as i64;
     axum::Json(json!({
@@ -307,7 +354,14 @@ async fn handle(state: Arc<State>, req: Request) -> Response {
     };
     let body: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
-        Err(_) => return openai_error(400, "We could not parse the JSON body of your request.", "invalid_request_error", None),
+        Err(_) => {
+            return openai_error(
+                400,
+                "We could not parse the JSON body of your request.",
+                "invalid_request_error",
+                None,
+            );
+        }
     };
     lock(&state.requests).push(body.clone());
     let authorised = headers
@@ -316,7 +370,12 @@ async fn handle(state: Arc<State>, req: Request) -> Response {
         .and_then(|v| v.strip_prefix("Bearer "))
         == Some(state.api_key.as_str());
     if !authorised {
-        return openai_error(401, "Incorrect API key provided.", "invalid_request_error", None);
+        return openai_error(
+            401,
+            "Incorrect API key provided.",
+            "invalid_request_error",
+            None,
+        );
     }
     if let Some((message, param)) = check_request(&body) {
         return openai_error(400, &message, "invalid_request_error", param);
@@ -335,7 +394,13 @@ async fn handle(state: Arc<State>, req: Request) -> Response {
             tokio::time::sleep(d).await;
             completion(&model, Some(answer()), None, "stop", &body)
         }
-        Some(LlmFault::MalformedJson) => completion(&model, Some("{\"summary\": \"The caller wanted".into()), None, "stop", &body),
+        Some(LlmFault::MalformedJson) => completion(
+            &model,
+            Some("{\"summary\": \"The caller wanted".into()),
+            None,
+            "stop",
+            &body,
+        ),
         Some(LlmFault::OutOfRange) => {
             let mut v = script(&body);
             v["lead_score"] = json!(250);
@@ -349,7 +414,16 @@ async fn handle(state: Arc<State>, req: Request) -> Response {
             completion(&model, Some(cut), None, "length", &body)
         }
         Some(LlmFault::Status(status, retry_after)) => {
-            let mut r = openai_error(status, "Rate limit reached for requests", if status == 429 { "requests" } else { "server_error" }, None);
+            let mut r = openai_error(
+                status,
+                "Rate limit reached for requests",
+                if status == 429 {
+                    "requests"
+                } else {
+                    "server_error"
+                },
+                None,
+            );
             if let Some(s) = retry_after
                 && let Ok(v) = s.to_string().parse()
             {
@@ -360,7 +434,10 @@ async fn handle(state: Arc<State>, req: Request) -> Response {
         Some(LlmFault::Reset) => {
             let stream = futures::stream::iter(vec![
                 Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"id\": \"chatcmpl-")),
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by the fake")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "reset by the fake",
+                )),
             ]);
             return Response::builder()
                 .status(200)

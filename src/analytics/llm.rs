@@ -101,7 +101,11 @@ impl LlmSettings {
 
     pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let mut s = LlmSettings::default();
-        let val = |n: &str| get(n).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let val = |n: &str| {
+            get(n)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let num = |n: &str| -> anyhow::Result<Option<f64>> {
             val(n)
                 .map(|v| {
@@ -134,7 +138,9 @@ impl LlmSettings {
         }
         if let Some(t) = num("INSIGHTS_LLM_TEMPERATURE")? {
             if t > 0.2 {
-                anyhow::bail!("INSIGHTS_LLM_TEMPERATURE={t}: at most 0.2 (analytics must be repeatable)");
+                anyhow::bail!(
+                    "INSIGHTS_LLM_TEMPERATURE={t}: at most 0.2 (analytics must be repeatable)"
+                );
             }
             s.temperature = t;
         }
@@ -149,10 +155,16 @@ impl LlmSettings {
             for item in p.split(',').map(str::trim).filter(|i| !i.is_empty()) {
                 let parsed = item.split_once('=').and_then(|(m, io)| {
                     let (i, o) = io.split_once(':')?;
-                    Some((m.trim().to_string(), i.trim().parse().ok()?, o.trim().parse().ok()?))
+                    Some((
+                        m.trim().to_string(),
+                        i.trim().parse().ok()?,
+                        o.trim().parse().ok()?,
+                    ))
                 });
                 let Some((m, i, o)) = parsed else {
-                    anyhow::bail!("INSIGHTS_LLM_PRICES item {item:?}: expected model=input_usd_per_1m:output_usd_per_1m");
+                    anyhow::bail!(
+                        "INSIGHTS_LLM_PRICES item {item:?}: expected model=input_usd_per_1m:output_usd_per_1m"
+                    );
                 };
                 s.prices.insert(m, (i, o));
             }
@@ -216,7 +228,12 @@ impl LlmAnalyzer {
 
     /// The messages for a call: system prompt with the profile's intents, then facts and the
     /// redacted transcript.
-    pub fn messages(&self, call: &CallInput, profile: &Profile, redactor: &mut Redactor) -> Vec<Value> {
+    pub fn messages(
+        &self,
+        call: &CallInput,
+        profile: &Profile,
+        redactor: &mut Redactor,
+    ) -> Vec<Value> {
         let lines: Vec<(String, String)> = call
             .spoken_turns()
             .map(|t| (t.role.clone(), redactor.redact(&t.content)))
@@ -232,7 +249,11 @@ impl LlmAnalyzer {
         }
         facts.push(format!(
             "transferred to a human: {}",
-            if call.transfer().is_some() { "yes" } else { "no" }
+            if call.transfer().is_some() {
+                "yes"
+            } else {
+                "no"
+            }
         ));
         if let Some(reason) = &call.session.close_reason {
             facts.push(format!("ended by: {}", redactor.redact(reason)));
@@ -245,12 +266,18 @@ impl LlmAnalyzer {
                 .iter()
                 .map(|f| format!("- custom.{}: {}", f.name, f.description))
                 .collect();
-            format!("\n\nExtra fields to fill in (null when the call does not say):\n{}", list.join("\n"))
+            format!(
+                "\n\nExtra fields to fill in (null when the call does not say):\n{}",
+                list.join("\n")
+            )
         };
         let competitors = if profile.competitors.is_empty() {
             String::new()
         } else {
-            format!("\nCompetitors to watch for: {}.", profile.competitors.join(", "))
+            format!(
+                "\nCompetitors to watch for: {}.",
+                profile.competitors.join(", ")
+            )
         };
         vec![
             json!({"role": "system", "content": format!(
@@ -289,7 +316,11 @@ impl LlmAnalyzer {
         loop {
             ex.attempts += 1;
             let may_retry = retry < self.settings.retry.max_retries;
-            let mut req = self.client.post(&url).json(body).timeout(self.settings.timeout);
+            let mut req = self
+                .client
+                .post(&url)
+                .json(body)
+                .timeout(self.settings.timeout);
             if let Some(key) = &self.settings.api_key {
                 req = req.bearer_auth(key);
             }
@@ -323,14 +354,22 @@ impl LlmAnalyzer {
                         tokio::time::sleep(self.settings.retry.backoff(retry)).await;
                         continue;
                     }
-                    return Err(fail(format!("LLM {what} (after {} attempts)", ex.attempts), true, ex));
+                    return Err(fail(
+                        format!("LLM {what} (after {} attempts)", ex.attempts),
+                        true,
+                        ex,
+                    ));
                 }
             };
             if (200..300).contains(&status) {
                 return parse_completion(&bytes).map_err(|e| fail(e, false, ex));
             }
-            let message = crate::stt::error_message(&bytes)
-                .unwrap_or_else(|| format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(200)])));
+            let message = crate::stt::error_message(&bytes).unwrap_or_else(|| {
+                format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                )
+            });
             let transient = status == 429 || status == 408 || status >= 500;
             if transient && may_retry {
                 let wait = retry_after(&headers);
@@ -383,7 +422,11 @@ impl LlmAnalyzer {
                 transient: false,
             };
             if let Some(refusal) = c.refusal.filter(|r| !r.trim().is_empty()) {
-                return Err(failed(format!("the model refused: {refusal}"), Some(refusal), &ex));
+                return Err(failed(
+                    format!("the model refused: {refusal}"),
+                    Some(refusal),
+                    &ex,
+                ));
             }
             if c.finish_reason.as_deref() == Some("length") {
                 if !lengthened {
@@ -414,7 +457,10 @@ impl LlmAnalyzer {
                 }
                 Err(errors) if !repaired => {
                     repaired = true;
-                    tracing::info!(errors = errors.len(), "LLM answer failed validation; asking for a repair");
+                    tracing::info!(
+                        errors = errors.len(),
+                        "LLM answer failed validation; asking for a repair"
+                    );
                     messages.push(json!({"role": "assistant", "content": content}));
                     messages.push(json!({"role": "user", "content": format!(
                         "Your answer does not match the required JSON schema:\n- {}\nAnswer again with only the corrected JSON object.",
@@ -423,7 +469,10 @@ impl LlmAnalyzer {
                 }
                 Err(errors) => {
                     return Err(failed(
-                        format!("the answer failed validation after one repair: {}", errors.join("; ")),
+                        format!(
+                            "the answer failed validation after one repair: {}",
+                            errors.join("; ")
+                        ),
                         Some(content),
                         &ex,
                     ));
@@ -447,7 +496,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Some servers wrap JSON in a Markdown fence even in JSON mode.
 fn strip_fences(s: &str) -> &str {
     let t = s.trim();
-    let t = t.strip_prefix("```json").or_else(|| t.strip_prefix("```")).unwrap_or(t);
+    let t = t
+        .strip_prefix("```json")
+        .or_else(|| t.strip_prefix("```"))
+        .unwrap_or(t);
     t.strip_suffix("```").unwrap_or(t).trim()
 }
 
@@ -507,7 +559,11 @@ impl Analyzer for LlmAnalyzer {
         })?;
         let started = Instant::now();
         let out = self.run(call, profile).await;
-        tracing::debug!(latency_ms = started.elapsed().as_millis() as u64, ok = out.is_ok(), "LLM analysis");
+        tracing::debug!(
+            latency_ms = started.elapsed().as_millis() as u64,
+            ok = out.is_ok(),
+            "LLM analysis"
+        );
         out
     }
 
@@ -524,7 +580,12 @@ mod tests {
     #[test]
     fn settings_parse_and_prices_match_by_prefix() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
         let s = LlmSettings::from_lookup(&env(&[
             ("INSIGHTS_LLM_BASE_URL", "http://127.0.0.1:11434/v1/"),

@@ -328,7 +328,9 @@ impl Settings {
             s.max_attempts = n.clamp(1, 100) as i32;
         }
         if s.mode == Some(Mode::Llm) && !s.llm.configured() {
-            anyhow::bail!("INSIGHTS_ANALYTICS=llm needs INSIGHTS_LLM_API_KEY (or INSIGHTS_LLM_BASE_URL for a server without keys)");
+            anyhow::bail!(
+                "INSIGHTS_ANALYTICS=llm needs INSIGHTS_LLM_API_KEY (or INSIGHTS_LLM_BASE_URL for a server without keys)"
+            );
         }
         Ok(s)
     }
@@ -402,7 +404,10 @@ mod tests {
         assert!(t.ends_with("agent: turn number 399 with some words in it"));
         assert!(t.contains("turns (") && t.contains("characters) cut …]"));
         let short = transcript(&lines[..2], 12_000);
-        assert_eq!(short, "user: turn number 0 with some words in it\nagent: turn number 1 with some words in it");
+        assert_eq!(
+            short,
+            "user: turn number 0 with some words in it\nagent: turn number 1 with some words in it"
+        );
     }
 }
 

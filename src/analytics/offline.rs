@@ -14,34 +14,156 @@ static VADER: LazyLock<SentimentIntensityAnalyzer> = LazyLock::new(SentimentInte
 
 /// Keywords of the built-in intents (a profile's own intents also match their own name).
 const INTENT_WORDS: &[(&str, &[&str])] = &[
-    ("booking", &["book", "booking", "appointment", "reschedule", "schedule", "reservation", "reserve", "move my", "slot", "available on", "cancel my appointment"]),
-    ("complaint", &["complain", "complaint", "charged twice", "overcharged", "unacceptable", "terrible", "worst", "angry", "frustrated", "ridiculous", "refund", "never arrived", "broken", "disappointed"]),
-    ("sales", &["buy", "purchase", "pricing", "price", "quote", "upgrade", "sign up", "subscribe", "plan", "interested in", "how much", "demo", "discount", "order"]),
-    ("support", &["not working", "doesn't work", "error", "help me", "issue", "problem", "reset", "password", "can't log", "cannot log", "fix", "troubleshoot", "login"]),
-    ("info", &["what are your", "opening hours", "hours", "where are you", "address", "information", "how do i", "do you have", "what is", "tell me about", "balance"]),
+    (
+        "booking",
+        &[
+            "book",
+            "booking",
+            "appointment",
+            "reschedule",
+            "schedule",
+            "reservation",
+            "reserve",
+            "move my",
+            "slot",
+            "available on",
+            "cancel my appointment",
+        ],
+    ),
+    (
+        "complaint",
+        &[
+            "complain",
+            "complaint",
+            "charged twice",
+            "overcharged",
+            "unacceptable",
+            "terrible",
+            "worst",
+            "angry",
+            "frustrated",
+            "ridiculous",
+            "refund",
+            "never arrived",
+            "broken",
+            "disappointed",
+        ],
+    ),
+    (
+        "sales",
+        &[
+            "buy",
+            "purchase",
+            "pricing",
+            "price",
+            "quote",
+            "upgrade",
+            "sign up",
+            "subscribe",
+            "plan",
+            "interested in",
+            "how much",
+            "demo",
+            "discount",
+            "order",
+        ],
+    ),
+    (
+        "support",
+        &[
+            "not working",
+            "doesn't work",
+            "error",
+            "help me",
+            "issue",
+            "problem",
+            "reset",
+            "password",
+            "can't log",
+            "cannot log",
+            "fix",
+            "troubleshoot",
+            "login",
+        ],
+    ),
+    (
+        "info",
+        &[
+            "what are your",
+            "opening hours",
+            "hours",
+            "where are you",
+            "address",
+            "information",
+            "how do i",
+            "do you have",
+            "what is",
+            "tell me about",
+            "balance",
+        ],
+    ),
 ];
 
 const TOPIC_WORDS: &[(&str, &[&str])] = &[
-    ("appointment", &["appointment", "reschedule", "booking", "slot"]),
-    ("billing", &["bill", "charged", "charge", "invoice", "payment", "balance"]),
+    (
+        "appointment",
+        &["appointment", "reschedule", "booking", "slot"],
+    ),
+    (
+        "billing",
+        &["bill", "charged", "charge", "invoice", "payment", "balance"],
+    ),
     ("refund", &["refund", "money back"]),
-    ("pricing", &["price", "pricing", "cost", "quote", "how much", "discount"]),
-    ("account", &["account", "password", "login", "log in", "profile"]),
-    ("delivery", &["delivery", "shipping", "shipped", "arrive", "package", "order"]),
+    (
+        "pricing",
+        &["price", "pricing", "cost", "quote", "how much", "discount"],
+    ),
+    (
+        "account",
+        &["account", "password", "login", "log in", "profile"],
+    ),
+    (
+        "delivery",
+        &[
+            "delivery", "shipping", "shipped", "arrive", "package", "order",
+        ],
+    ),
     ("cancellation", &["cancel", "cancellation", "terminate"]),
-    ("technical issue", &["not working", "error", "broken", "crash", "bug"]),
+    (
+        "technical issue",
+        &["not working", "error", "broken", "crash", "bug"],
+    ),
     ("upgrade", &["upgrade", "premium", "plan"]),
 ];
 
 const ESCALATION_CUES: &[&str] = &[
-    "speak to a human", "talk to a human", "real person", "speak to a manager", "talk to a manager",
-    "supervisor", "speak to someone", "talk to someone", "representative", "escalate", "live agent",
-    "human agent", "transfer me",
+    "speak to a human",
+    "talk to a human",
+    "real person",
+    "speak to a manager",
+    "talk to a manager",
+    "supervisor",
+    "speak to someone",
+    "talk to someone",
+    "representative",
+    "escalate",
+    "live agent",
+    "human agent",
+    "transfer me",
 ];
 
 const BUYING_CUES: &[&str] = &[
-    "buy", "sign up", "purchase", "ready to", "interested", "quote", "demo", "upgrade", "subscribe",
-    "how much", "price",
+    "buy",
+    "sign up",
+    "purchase",
+    "ready to",
+    "interested",
+    "quote",
+    "demo",
+    "upgrade",
+    "subscribe",
+    "how much",
+    "price",
 ];
 
 static NAME: LazyLock<Regex> = LazyLock::new(|| {
@@ -55,7 +177,35 @@ static ACTION: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// Words that are not names after "I'm" ("I'm fine", "I'm calling").
-const NOT_NAMES: &[&str] = &["Fine", "Good", "Calling", "Sorry", "Not", "Just", "Looking", "Trying", "Okay", "Ok", "Here", "Interested", "Happy", "Still", "So", "Very", "Really", "Sure", "Done", "The", "Thursday", "Monday", "Tuesday", "Wednesday", "Friday", "Saturday", "Sunday"];
+const NOT_NAMES: &[&str] = &[
+    "Fine",
+    "Good",
+    "Calling",
+    "Sorry",
+    "Not",
+    "Just",
+    "Looking",
+    "Trying",
+    "Okay",
+    "Ok",
+    "Here",
+    "Interested",
+    "Happy",
+    "Still",
+    "So",
+    "Very",
+    "Really",
+    "Sure",
+    "Done",
+    "The",
+    "Thursday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct OfflineAnalyzer;
@@ -121,7 +271,8 @@ impl OfflineAnalyzer {
             .collect::<Vec<_>>()
             .join(" ");
         let all_lower = all_text.to_lowercase();
-        let sentiment_score = (caller_sentiment(caller_turns.iter().copied()) * 1000.0).round() / 1000.0;
+        let sentiment_score =
+            (caller_sentiment(caller_turns.iter().copied()) * 1000.0).round() / 1000.0;
         let intent = intent_of(&caller, profile);
 
         let mut redactor = Redactor::new();
@@ -164,7 +315,10 @@ impl OfflineAnalyzer {
 
         let last_spoken = call.spoken_turns().last();
         let dropped = call.session.error.is_some()
-            || matches!(call.session.close_reason.as_deref(), Some("error" | "timeout" | "connection_lost"))
+            || matches!(
+                call.session.close_reason.as_deref(),
+                Some("error" | "timeout" | "connection_lost")
+            )
             || last_spoken.is_some_and(|t| t.role == "user" && t.content.trim_end().ends_with('?'));
         let resolution = if escalated {
             "escalated"
@@ -199,7 +353,11 @@ impl OfflineAnalyzer {
         let action_items: Vec<String> = call
             .spoken_turns()
             .filter(|t| t.role != "user")
-            .flat_map(|t| ACTION.find_iter(&t.content).map(|m| m.as_str().trim().to_string()))
+            .flat_map(|t| {
+                ACTION
+                    .find_iter(&t.content)
+                    .map(|m| m.as_str().trim().to_string())
+            })
             .take(5)
             .collect();
         let hot = profile.hot_lead.is_hot(lead_score, &intent);
@@ -303,15 +461,20 @@ mod tests {
     #[test]
     fn vader_matches_the_python_reference() {
         // Values printed by Python vaderSentiment 3.3.2's SentimentIntensityAnalyzer.
-        assert_eq!(vader_compound("VADER is smart, handsome, and funny."), 0.8316);
+        assert_eq!(
+            vader_compound("VADER is smart, handsome, and funny."),
+            0.8316
+        );
         assert_eq!(vader_compound("The book was good."), 0.4404);
         assert_eq!(vader_compound("Today SUX!"), -0.5461);
     }
 
     #[test]
     fn later_caller_turns_weigh_more() {
-        let ends_well = caller_sentiment(["this is terrible", "great, thank you so much"].into_iter());
-        let ends_badly = caller_sentiment(["great, thank you so much", "this is terrible"].into_iter());
+        let ends_well =
+            caller_sentiment(["this is terrible", "great, thank you so much"].into_iter());
+        let ends_badly =
+            caller_sentiment(["great, thank you so much", "this is terrible"].into_iter());
         assert!(ends_well > ends_badly);
         assert_eq!(caller_sentiment(std::iter::empty()), 0.0);
     }

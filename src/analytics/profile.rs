@@ -6,7 +6,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
-pub const DEFAULT_INTENTS: [&str; 6] = ["info", "booking", "complaint", "sales", "support", "other"];
+pub const DEFAULT_INTENTS: [&str; 6] =
+    ["info", "booking", "complaint", "sales", "support", "other"];
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You analyse a finished phone call between a caller (\"user\") and a voice AI agent (\"agent\"). \
 Answer only with JSON matching the schema. Judge the caller's sentiment, not the agent's. \
@@ -127,7 +128,9 @@ impl Profile {
         for f in &fields {
             let ok = !f.name.is_empty()
                 && f.name.len() <= 64
-                && f.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                && f.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !ok {
                 return Err(format!(
                     "profile {name}: field name {:?} must be 1-64 of [A-Za-z0-9_]",
@@ -181,7 +184,10 @@ impl Profile {
             h.update(i.as_bytes());
         }
         for f in &self.fields {
-            h.update(format!("\0f{}:{:?}:{}:{:?}", f.name, f.kind, f.description, f.values));
+            h.update(format!(
+                "\0f{}:{:?}:{}:{:?}",
+                f.name, f.kind, f.description, f.values
+            ));
         }
         for c in &self.competitors {
             h.update(b"\0c");
@@ -276,8 +282,13 @@ mod tests {
 
     #[test]
     fn bad_profiles_are_refused_with_the_reason() {
-        assert!(Profiles::parse("[default]\nintents = []").unwrap_err().contains("intents"));
-        let e = Profiles::parse("[[default.fields]]\nname = \"summary\"\ntype = \"string\"").unwrap_err();
+        assert!(
+            Profiles::parse("[default]\nintents = []")
+                .unwrap_err()
+                .contains("intents")
+        );
+        let e = Profiles::parse("[[default.fields]]\nname = \"summary\"\ntype = \"string\"")
+            .unwrap_err();
         assert!(e.contains("built-in"), "{e}");
         let e = Profiles::parse("[[default.fields]]\nname = \"x\"\ntype = \"enum\"").unwrap_err();
         assert!(e.contains("needs values"), "{e}");

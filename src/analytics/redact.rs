@@ -86,7 +86,10 @@ fn tokens(text: &str) -> Vec<Token> {
             raw.push((i, i + c.len_utf8()));
         }
     }
-    let lower: Vec<String> = raw.iter().map(|&(s, e)| text[s..e].to_lowercase()).collect();
+    let lower: Vec<String> = raw
+        .iter()
+        .map(|&(s, e)| text[s..e].to_lowercase())
+        .collect();
     let is_digitish = |k: usize| {
         lower.get(k).is_some_and(|w| {
             digit_word(w).is_some() || w.chars().all(|c| c.is_ascii_digit()) && !w.is_empty()
@@ -204,7 +207,8 @@ pub fn iban_valid(iban: &str) -> bool {
     if iban.len() < 5 || !iban.chars().all(|c| c.is_ascii_alphanumeric()) {
         return false;
     }
-    if iban_length(&iban[..2]) != Some(iban.len()) || !iban[2..4].chars().all(|c| c.is_ascii_digit())
+    if iban_length(&iban[..2]) != Some(iban.len())
+        || !iban[2..4].chars().all(|c| c.is_ascii_digit())
     {
         return false;
     }
@@ -264,8 +268,16 @@ fn context_before(text: &str, at: usize, words: &[&str]) -> bool {
 }
 
 const CARD_CONTEXT: &[&str] = &[
-    "card", "visa", "mastercard", "amex", "american express", "discover", "credit", "debit",
-    "number", "cc ",
+    "card",
+    "visa",
+    "mastercard",
+    "amex",
+    "american express",
+    "discover",
+    "credit",
+    "debit",
+    "number",
+    "cc ",
 ];
 const SSN_CONTEXT: &[&str] = &["social", "ssn", "security number", "taxpayer"];
 const PHONE_CONTEXT: &[&str] = &["phone", "call", "cell", "mobile", "number", "reach", "text"];
@@ -289,7 +301,10 @@ fn classify_digits(text: &str, at: usize, run: &str) -> Option<(PiiKind, String)
     }
     let n = digits.len();
     if (13..=19).contains(&n) && !plus && luhn_valid(&digits) {
-        let card_grouping = matches!(groups.as_slice(), [4, 4, 4, 4] | [4, 6, 5] | [4, 6, 4] | [4, 4, 4, 4, 3]);
+        let card_grouping = matches!(
+            groups.as_slice(),
+            [4, 4, 4, 4] | [4, 6, 5] | [4, 6, 4] | [4, 4, 4, 4, 3]
+        );
         if card_grouping || context_before(text, at, CARD_CONTEXT) {
             return Some((PiiKind::Card, digits));
         }
@@ -419,7 +434,12 @@ impl Redactor {
         let mut last = 0;
         for f in found {
             let first = norm.token_of[f.from..f.to].iter().flatten().next().copied();
-            let final_ = norm.token_of[f.from..f.to].iter().rev().flatten().next().copied();
+            let final_ = norm.token_of[f.from..f.to]
+                .iter()
+                .rev()
+                .flatten()
+                .next()
+                .copied();
             let (Some(a), Some(b)) = (first, final_) else {
                 continue;
             };
@@ -487,12 +507,21 @@ mod tests {
 
     #[test]
     fn every_kind_is_replaced_in_written_form() {
-        assert_eq!(red("my card is 4111 1111 1111 1111 thanks"), "my card is [CARD_1] thanks");
+        assert_eq!(
+            red("my card is 4111 1111 1111 1111 thanks"),
+            "my card is [CARD_1] thanks"
+        );
         assert_eq!(red("SSN 123-45-6789."), "SSN [SSN_1].");
-        assert_eq!(red("mail me at John.Smith@Example.com"), "mail me at [EMAIL_1]");
+        assert_eq!(
+            red("mail me at John.Smith@Example.com"),
+            "mail me at [EMAIL_1]"
+        );
         assert_eq!(red("call (415) 555-0134 today"), "call [PHONE_1] today");
         assert_eq!(red("or +44 20 7946 0958"), "or [PHONE_1]");
-        assert_eq!(red("IBAN GB82 WEST 1234 5698 7654 32 please"), "IBAN [IBAN_1] please");
+        assert_eq!(
+            red("IBAN GB82 WEST 1234 5698 7654 32 please"),
+            "IBAN [IBAN_1] please"
+        );
         assert_eq!(red("DE89370400440532013000"), "[IBAN_1]");
     }
 
@@ -503,7 +532,10 @@ mod tests {
             "it's [PHONE_1]"
         );
         assert_eq!(red("john at example dot com"), "[EMAIL_1]");
-        assert_eq!(red("jane dot doe at mail dot co dot uk is mine"), "[EMAIL_1] is mine");
+        assert_eq!(
+            red("jane dot doe at mail dot co dot uk is mine"),
+            "[EMAIL_1] is mine"
+        );
         assert_eq!(
             red("card number four one one one one one one one one one one one one one one one"),
             "card number [CARD_1]"
@@ -512,7 +544,10 @@ mod tests {
             red("my social is one two three four five six seven eight nine"),
             "my social is [SSN_1]"
         );
-        assert_eq!(red("four one five double five five oh one three four"), "[PHONE_1]");
+        assert_eq!(
+            red("four one five double five five oh one three four"),
+            "[PHONE_1]"
+        );
     }
 
     #[test]

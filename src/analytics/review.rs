@@ -2,14 +2,14 @@
 //! verdicts field by field, and agreement and sentiment MAE per analyzer, model, prompt version and
 //! week, so drift shows up as a number.
 
-use super::store::CallAnalyticsView;
 use super::Analytics;
+use super::store::CallAnalyticsView;
 use crate::db::stmt;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use entity::{analytics_reviews as ar, call_analytics as ca};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    FromQueryResult, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
+    QueryFilter, Set,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -20,8 +20,16 @@ use uuid::Uuid;
 
 /// Fields a reviewer can judge.
 pub const REVIEWABLE: [&str; 10] = [
-    "summary", "sentiment", "sentiment_score", "intent", "lead_score", "satisfaction", "escalated",
-    "resolution", "entities", "topics",
+    "summary",
+    "sentiment",
+    "sentiment_score",
+    "intent",
+    "lead_score",
+    "satisfaction",
+    "escalated",
+    "resolution",
+    "entities",
+    "topics",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +51,17 @@ fn seed(tenant: &str, day: NaiveDate) -> u64 {
 /// Today's sample for a tenant (or every tenant): completed, unreviewed analyses of calls analysed in
 /// the last 7 days, drawn with a seed of (tenant, day) so the queue is stable within a day; each
 /// tenant's daily quota shrinks with the reviews already done today.
-pub async fn queue(a: &Analytics, db: &DatabaseConnection, tenant: Option<&str>, per_day: usize) -> Result<Vec<CallAnalyticsView>, DbErr> {
+pub async fn queue(
+    a: &Analytics,
+    db: &DatabaseConnection,
+    tenant: Option<&str>,
+    per_day: usize,
+) -> Result<Vec<CallAnalyticsView>, DbErr> {
     let today = Utc::now().date_naive();
-    let day_start: DateTime<Utc> = today.and_hms_opt(0, 0, 0).map(|d| d.and_utc()).unwrap_or_else(Utc::now);
+    let day_start: DateTime<Utc> = today
+        .and_hms_opt(0, 0, 0)
+        .map(|d| d.and_utc())
+        .unwrap_or_else(Utc::now);
     let backend = db.get_database_backend();
     #[derive(FromQueryResult)]
     struct Candidate {
@@ -62,7 +78,9 @@ pub async fn queue(a: &Analytics, db: &DatabaseConnection, tenant: Option<&str>,
         values.push(t.into());
     }
     sql.push_str(" ORDER BY a.session_id LIMIT 20000");
-    let candidates = Candidate::find_by_statement(stmt(backend, &sql, values)).all(db).await?;
+    let candidates = Candidate::find_by_statement(stmt(backend, &sql, values))
+        .all(db)
+        .await?;
     #[derive(FromQueryResult)]
     struct Done {
         tenant_id: String,
@@ -81,21 +99,36 @@ pub async fn queue(a: &Analytics, db: &DatabaseConnection, tenant: Option<&str>,
     }
     let mut picked = Vec::new();
     for (t, mut ids) in by_tenant {
-        let quota = per_day.saturating_sub(done.iter().find(|d| d.tenant_id == t).and_then(|d| d.n).unwrap_or(0) as usize);
+        let quota = per_day.saturating_sub(
+            done.iter()
+                .find(|d| d.tenant_id == t)
+                .and_then(|d| d.n)
+                .unwrap_or(0) as usize,
+        );
         let mut rng = fastrand::Rng::with_seed(seed(&t, today));
         rng.shuffle(&mut ids);
         picked.extend(ids.into_iter().take(quota));
     }
-    let rows = ca::Entity::find().filter(ca::Column::SessionId.is_in(picked)).all(db).await?;
-    Ok(rows.iter().map(|m| CallAnalyticsView::of(m, &a.keys)).collect())
+    let rows = ca::Entity::find()
+        .filter(ca::Column::SessionId.is_in(picked))
+        .all(db)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|m| CallAnalyticsView::of(m, &a.keys))
+        .collect())
 }
 
 /// One field's verdict: `true`/`{"correct": true}`, or a corrected value (`{"value": …}`).
 fn parse_verdict(field: &str, v: &Value) -> Result<Value, ReviewError> {
     match v {
         Value::Bool(true) => Ok(json!({"correct": true})),
-        Value::Object(o) if o.get("correct") == Some(&Value::Bool(true)) => Ok(json!({"correct": true})),
-        Value::Object(o) if o.contains_key("value") => Ok(json!({"correct": false, "value": o["value"]})),
+        Value::Object(o) if o.get("correct") == Some(&Value::Bool(true)) => {
+            Ok(json!({"correct": true}))
+        }
+        Value::Object(o) if o.contains_key("value") => {
+            Ok(json!({"correct": false, "value": o["value"]}))
+        }
         _ => Err(ReviewError::Invalid(format!(
             "verdicts.{field}: expected true, {{\"correct\": true}} or {{\"value\": <the corrected value>}}"
         ))),
@@ -103,17 +136,29 @@ fn parse_verdict(field: &str, v: &Value) -> Result<Value, ReviewError> {
 }
 
 /// Stores a reviewer's verdicts on a call's analytics.
-pub async fn submit(db: &DatabaseConnection, row: &ca::Model, reviewer: Option<String>, verdicts: &Map<String, Value>) -> Result<ar::Model, ReviewError> {
+pub async fn submit(
+    db: &DatabaseConnection,
+    row: &ca::Model,
+    reviewer: Option<String>,
+    verdicts: &Map<String, Value>,
+) -> Result<ar::Model, ReviewError> {
     if row.status != "completed" {
-        return Err(ReviewError::Invalid(format!("the call's analytics is {}, only completed analyses are reviewed", row.status)));
+        return Err(ReviewError::Invalid(format!(
+            "the call's analytics is {}, only completed analyses are reviewed",
+            row.status
+        )));
     }
     if verdicts.is_empty() {
-        return Err(ReviewError::Invalid(format!("verdicts must judge at least one of {REVIEWABLE:?}")));
+        return Err(ReviewError::Invalid(format!(
+            "verdicts must judge at least one of {REVIEWABLE:?}"
+        )));
     }
     let mut clean = Map::new();
     for (k, v) in verdicts {
         if !REVIEWABLE.contains(&k.as_str()) {
-            return Err(ReviewError::Invalid(format!("verdicts.{k}: not a reviewable field ({REVIEWABLE:?})")));
+            return Err(ReviewError::Invalid(format!(
+                "verdicts.{k}: not a reviewable field ({REVIEWABLE:?})"
+            )));
         }
         clean.insert(k.clone(), parse_verdict(k, v)?);
     }
@@ -121,7 +166,11 @@ pub async fn submit(db: &DatabaseConnection, row: &ca::Model, reviewer: Option<S
         Some(v) if v["correct"] == true => row.sentiment_score,
         Some(v) => match v["value"].as_f64() {
             Some(x) if (-1.0..=1.0).contains(&x) => Some(x),
-            _ => return Err(ReviewError::Invalid("verdicts.sentiment_score.value must be a number in -1..1".into())),
+            _ => {
+                return Err(ReviewError::Invalid(
+                    "verdicts.sentiment_score.value must be a number in -1..1".into(),
+                ));
+            }
         },
         None => None,
     };
@@ -170,7 +219,11 @@ pub struct Accuracy {
     pub groups: Vec<AccuracyGroup>,
 }
 
-pub async fn accuracy(db: &DatabaseConnection, tenant: Option<&str>, days: i64) -> Result<Accuracy, DbErr> {
+pub async fn accuracy(
+    db: &DatabaseConnection,
+    tenant: Option<&str>,
+    days: i64,
+) -> Result<Accuracy, DbErr> {
     let since = Utc::now() - Duration::days(days);
     let mut q = ar::Entity::find().filter(ar::Column::ReviewedAt.gte(since));
     if let Some(t) = tenant {
@@ -181,7 +234,12 @@ pub async fn accuracy(db: &DatabaseConnection, tenant: Option<&str>, days: i64) 
     let mut groups: BTreeMap<Key, (i64, BTreeMap<String, (i64, i64)>, f64, i64)> = BTreeMap::new();
     for r in reviews {
         let w = r.reviewed_at.iso_week();
-        let key = (r.analyzer.clone(), r.model.clone(), r.prompt_version.clone(), format!("{}-W{:02}", w.year(), w.week()));
+        let key = (
+            r.analyzer.clone(),
+            r.model.clone(),
+            r.prompt_version.clone(),
+            format!("{}-W{:02}", w.year(), w.week()),
+        );
         let g = groups.entry(key).or_default();
         g.0 += 1;
         if let Some(o) = r.verdicts.as_object() {
@@ -200,25 +258,34 @@ pub async fn accuracy(db: &DatabaseConnection, tenant: Option<&str>, days: i64) 
         since,
         groups: groups
             .into_iter()
-            .map(|((analyzer, model, prompt_version, week), (n, fields, mae_sum, mae_n))| AccuracyGroup {
-                analyzer,
-                model,
-                prompt_version,
-                week,
-                reviews: n,
-                fields: fields
-                    .into_iter()
-                    .map(|(f, (rev, ok))| {
-                        (f, FieldAgreement {
-                            reviewed: rev,
-                            correct: ok,
-                            agreement: (ok as f64 / rev.max(1) as f64 * 1000.0).round() / 1000.0,
-                        })
-                    })
-                    .collect(),
-                sentiment_mae: (mae_n > 0).then(|| (mae_sum / mae_n as f64 * 1000.0).round() / 1000.0),
-                sentiment_reviewed: mae_n,
-            })
+            .map(
+                |((analyzer, model, prompt_version, week), (n, fields, mae_sum, mae_n))| {
+                    AccuracyGroup {
+                        analyzer,
+                        model,
+                        prompt_version,
+                        week,
+                        reviews: n,
+                        fields: fields
+                            .into_iter()
+                            .map(|(f, (rev, ok))| {
+                                (
+                                    f,
+                                    FieldAgreement {
+                                        reviewed: rev,
+                                        correct: ok,
+                                        agreement: (ok as f64 / rev.max(1) as f64 * 1000.0).round()
+                                            / 1000.0,
+                                    },
+                                )
+                            })
+                            .collect(),
+                        sentiment_mae: (mae_n > 0)
+                            .then(|| (mae_sum / mae_n as f64 * 1000.0).round() / 1000.0),
+                        sentiment_reviewed: mae_n,
+                    }
+                },
+            )
             .collect(),
     })
 }

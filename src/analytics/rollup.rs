@@ -16,7 +16,9 @@ pub fn bucket_of(ms: f64) -> i32 {
     if !ms.is_finite() || ms <= BUCKET_BASE_MS {
         return 0;
     }
-    ((ms / BUCKET_BASE_MS).ln() / BUCKET_RATIO.ln()).floor().clamp(0.0, f64::from(BUCKETS - 1)) as i32
+    ((ms / BUCKET_BASE_MS).ln() / BUCKET_RATIO.ln())
+        .floor()
+        .clamp(0.0, f64::from(BUCKETS - 1)) as i32
 }
 
 /// The middle of a bucket (geometric), what percentiles report: within 2.5 % of any value in it.
@@ -73,7 +75,12 @@ fn b(x: bool) -> i64 {
 }
 
 /// Adds (`sign` 1) or takes back (`sign` −1) a contribution.
-pub async fn apply<C: ConnectionTrait>(c: &C, tenant: &str, x: &Contribution, sign: i64) -> Result<(), DbErr> {
+pub async fn apply<C: ConnectionTrait>(
+    c: &C,
+    tenant: &str,
+    x: &Contribution,
+    sign: i64,
+) -> Result<(), DbErr> {
     let backend = c.get_database_backend();
     let completed = x.status == "completed";
     let counters: [(&str, Value); 15] = [
@@ -82,15 +89,36 @@ pub async fn apply<C: ConnectionTrait>(c: &C, tenant: &str, x: &Contribution, si
         ("skipped", (sign * b(x.status == "skipped")).into()),
         ("failed", (sign * b(x.status == "failed")).into()),
         ("with_issues", (sign * b(x.with_issues)).into()),
-        ("duration_sum", (sign as f64 * x.duration.unwrap_or(0.0)).into()),
+        (
+            "duration_sum",
+            (sign as f64 * x.duration.unwrap_or(0.0)).into(),
+        ),
         ("duration_n", (sign * b(x.duration.is_some())).into()),
-        ("sentiment_sum", (sign as f64 * x.sentiment.filter(|_| completed).unwrap_or(0.0)).into()),
-        ("sentiment_n", (sign * b(completed && x.sentiment.is_some())).into()),
-        ("satisfaction_sum", (sign as f64 * f64::from(x.satisfaction.filter(|_| completed).unwrap_or(0))).into()),
-        ("satisfaction_n", (sign * b(completed && x.satisfaction.is_some())).into()),
+        (
+            "sentiment_sum",
+            (sign as f64 * x.sentiment.filter(|_| completed).unwrap_or(0.0)).into(),
+        ),
+        (
+            "sentiment_n",
+            (sign * b(completed && x.sentiment.is_some())).into(),
+        ),
+        (
+            "satisfaction_sum",
+            (sign as f64 * f64::from(x.satisfaction.filter(|_| completed).unwrap_or(0))).into(),
+        ),
+        (
+            "satisfaction_n",
+            (sign * b(completed && x.satisfaction.is_some())).into(),
+        ),
         ("escalated", (sign * b(completed && x.escalated)).into()),
-        ("resolved", (sign * b(completed && x.resolution.as_deref() == Some("resolved"))).into()),
-        ("dropped", (sign * b(completed && x.resolution.as_deref() == Some("dropped"))).into()),
+        (
+            "resolved",
+            (sign * b(completed && x.resolution.as_deref() == Some("resolved"))).into(),
+        ),
+        (
+            "dropped",
+            (sign * b(completed && x.resolution.as_deref() == Some("dropped"))).into(),
+        ),
         ("hot_leads", (sign * b(completed && x.hot_lead)).into()),
     ];
     let names: Vec<&str> = counters.iter().map(|(n, _)| *n).collect();
@@ -105,7 +133,12 @@ pub async fn apply<C: ConnectionTrait>(c: &C, tenant: &str, x: &Contribution, si
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let mut values: Vec<Value> = vec![tenant.into(), x.agent.clone().into(), x.hour.clone().into(), x.intent.clone().into()];
+    let mut values: Vec<Value> = vec![
+        tenant.into(),
+        x.agent.clone().into(),
+        x.hour.clone().into(),
+        x.intent.clone().into(),
+    ];
     values.extend(counters.into_iter().map(|(_, v)| v));
     c.execute_raw(stmt(backend, &sql, values)).await?;
     for (bucket, n) in &x.latency {

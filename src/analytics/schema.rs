@@ -182,7 +182,8 @@ pub fn validate(v: &Value, profile: &Profile) -> Result<Analysis, Vec<String>> {
             false
         }
     };
-    let escalation_reason = opt_string(obj, "$.escalation_reason", "escalation_reason", &mut errors);
+    let escalation_reason =
+        opt_string(obj, "$.escalation_reason", "escalation_reason", &mut errors);
     let next_action = opt_string(obj, "$.next_action", "next_action", &mut errors);
     let topics = strings(obj, "topics", &mut errors);
     let action_items = strings(obj, "action_items", &mut errors);
@@ -327,7 +328,10 @@ fn opt_string(
         Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Null) => None,
         Some(other) => {
-            errors.push(format!("{path}: expected a string or null, got {}", kind(other)));
+            errors.push(format!(
+                "{path}: expected a string or null, got {}",
+                kind(other)
+            ));
             None
         }
         None => {
@@ -344,7 +348,10 @@ fn strings(obj: &Map<String, Value>, name: &str, errors: &mut Vec<String>) -> Ve
             for (i, item) in items.iter().enumerate() {
                 match item {
                     Value::String(s) => out.push(s.clone()),
-                    other => errors.push(format!("$.{name}[{i}]: expected a string, got {}", kind(other))),
+                    other => errors.push(format!(
+                        "$.{name}[{i}]: expected a string, got {}",
+                        kind(other)
+                    )),
                 }
             }
             if out.len() > 20 {
@@ -439,7 +446,10 @@ mod tests {
         assert_eq!(strict_violations(&schema), Vec::<String>::new());
         assert_eq!(
             strict_violations(&json!({"type": "object", "properties": {"a": {"type": "string"}}})),
-            ["$: additionalProperties must be false", "$.a: every property must be required"]
+            [
+                "$: additionalProperties must be false",
+                "$.a: every property must be required"
+            ]
         );
     }
 
@@ -456,11 +466,25 @@ mod tests {
         bad["entities"]["age"] = json!(3);
         bad.as_object_mut().unwrap().remove("tags");
         let errors = validate(&bad, p).unwrap_err();
-        assert!(errors.contains(&"$.lead_score: 140 is outside 0..100".to_string()), "{errors:?}");
-        assert!(errors.iter().any(|e| e.starts_with("$.sentiment: \"happy\"")), "{errors:?}");
-        assert!(errors.iter().any(|e| e.starts_with("$.summary: 241")), "{errors:?}");
+        assert!(
+            errors.contains(&"$.lead_score: 140 is outside 0..100".to_string()),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("$.sentiment: \"happy\"")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("$.summary: 241")),
+            "{errors:?}"
+        );
         assert!(errors.contains(&"$.entities.age: unknown property".to_string()));
-        assert!(errors.iter().any(|e| e.starts_with("$.tags: expected")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.starts_with("$.tags: expected")),
+            "{errors:?}"
+        );
         assert!(validate(&json!([1]), p).is_err());
     }
 }

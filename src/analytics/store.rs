@@ -102,7 +102,11 @@ pub struct CallAnalyticsView {
 fn strings(v: &Option<Value>) -> Vec<String> {
     v.as_ref()
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -149,7 +153,12 @@ impl CallAnalyticsView {
             entities,
             next_action: m.next_action.clone(),
             custom: m.custom.clone(),
-            disagreements: m.disagreements.as_ref().and_then(Value::as_array).cloned().unwrap_or_default(),
+            disagreements: m
+                .disagreements
+                .as_ref()
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
             hot_lead: m.hot_lead,
             input_tokens: m.input_tokens,
             output_tokens: m.output_tokens,
@@ -175,7 +184,12 @@ fn job_counter(status: &str) -> &'static str {
 }
 
 /// Marks the claim's queue item finished, fenced by its token; false when the claim was lost.
-async fn fence<C: ConnectionTrait>(c: &C, claim: &Claim, status: &str, error: Option<&str>) -> Result<bool, DbErr> {
+async fn fence<C: ConnectionTrait>(
+    c: &C,
+    claim: &Claim,
+    status: &str,
+    error: Option<&str>,
+) -> Result<bool, DbErr> {
     let r = c
         .execute_raw(stmt(
             c.get_database_backend(),
@@ -187,14 +201,20 @@ async fn fence<C: ConnectionTrait>(c: &C, claim: &Claim, status: &str, error: Op
     Ok(r.rows_affected() == 1)
 }
 
-async fn count_for_job<C: ConnectionTrait>(c: &C, job: Option<Uuid>, status: &str) -> Result<(), DbErr> {
+async fn count_for_job<C: ConnectionTrait>(
+    c: &C,
+    job: Option<Uuid>,
+    status: &str,
+) -> Result<(), DbErr> {
     let Some(job) = job else { return Ok(()) };
     let backend = c.get_database_backend();
     let col = job_counter(status);
     let now = Utc::now();
     c.execute_raw(stmt(
         backend,
-        &format!("UPDATE analytics_backfill_jobs SET {col} = {col} + 1, updated_at = ? WHERE id = ?"),
+        &format!(
+            "UPDATE analytics_backfill_jobs SET {col} = {col} + 1, updated_at = ? WHERE id = ?"
+        ),
         [now.into(), job.into()],
     ))
     .await?;
@@ -227,7 +247,12 @@ pub async fn store_unchanged(db: &DatabaseConnection, claim: &Claim) -> Result<b
 }
 
 /// Sends the item back to the queue for a later try (rate limits, outages), fenced.
-pub async fn requeue(db: &DatabaseConnection, claim: &Claim, error: &str, after: std::time::Duration) -> Result<bool, DbErr> {
+pub async fn requeue(
+    db: &DatabaseConnection,
+    claim: &Claim,
+    error: &str,
+    after: std::time::Duration,
+) -> Result<bool, DbErr> {
     let at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
     let r = db
         .execute_raw(stmt(
@@ -286,7 +311,9 @@ pub async fn store(
     let now = Utc::now();
     let a = outcome.analysis.as_ref();
     let hot = a.is_some_and(|a| profile.hot_lead.is_hot(a.lead_score, &a.intent));
-    let sealed_entities = a.and_then(|a| serde_json::to_string(&a.entities).ok()).map(|t| keys.seal(&t));
+    let sealed_entities = a
+        .and_then(|a| serde_json::to_string(&a.entities).ok())
+        .map(|t| keys.seal(&t));
     let model = ca::Model {
         session_id: s.id,
         tenant_id: s.tenant_id.clone(),
@@ -334,14 +361,22 @@ pub async fn store(
     model.rollup = serde_json::to_value(&contrib).ok();
 
     let txn = db.begin().await?;
-    let queue_status = if outcome.status == "failed" { "failed" } else { "done" };
+    let queue_status = if outcome.status == "failed" {
+        "failed"
+    } else {
+        "done"
+    };
     if !fence(&txn, claim, queue_status, outcome.error.as_deref()).await? {
         txn.rollback().await?;
         return Ok(false);
     }
     let old = ca::Entity::find_by_id(s.id).one(&txn).await?;
     if let Some(o) = &old {
-        if let Some(prev) = o.rollup.clone().and_then(|r| serde_json::from_value::<Contribution>(r).ok()) {
+        if let Some(prev) = o
+            .rollup
+            .clone()
+            .and_then(|r| serde_json::from_value::<Contribution>(r).ok())
+        {
             rollup::apply(&txn, &o.tenant_id, &prev, -1).await?;
         }
         ca::Entity::delete_by_id(s.id).exec(&txn).await?;

@@ -21,7 +21,10 @@ use uuid::Uuid;
 /// Queues the analytics of final reports just committed (called inside the ingest transaction).
 /// A newer report re-queues a finished item; an item claimed by a worker is re-queued too (the
 /// worker's result, for an older report, is then fenced out).
-pub async fn enqueue<C: ConnectionTrait>(c: &C, finals: &[(Uuid, String, i64)]) -> Result<(), DbErr> {
+pub async fn enqueue<C: ConnectionTrait>(
+    c: &C,
+    finals: &[(Uuid, String, i64)],
+) -> Result<(), DbErr> {
     let backend = c.get_database_backend();
     let now = Utc::now();
     for chunk in finals.chunks(500) {
@@ -36,7 +39,13 @@ pub async fn enqueue<C: ConnectionTrait>(c: &C, finals: &[(Uuid, String, i64)]) 
         );
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
         for (id, tenant, seq) in chunk {
-            values.extend([(*id).into(), tenant.clone().into(), (*seq).into(), now.into(), now.into()]);
+            values.extend([
+                (*id).into(),
+                tenant.clone().into(),
+                (*seq).into(),
+                now.into(),
+                now.into(),
+            ]);
         }
         c.execute_raw(stmt(backend, &sql, values)).await?;
     }
@@ -52,7 +61,12 @@ struct ClaimRow {
 }
 
 /// Claims up to `n` items that are due, or whose holder's lease ran out.
-pub async fn claim(db: &DatabaseConnection, worker: &str, n: usize, lease: Duration) -> Result<Vec<Claim>, DbErr> {
+pub async fn claim(
+    db: &DatabaseConnection,
+    worker: &str,
+    n: usize,
+    lease: Duration,
+) -> Result<Vec<Claim>, DbErr> {
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -60,7 +74,11 @@ pub async fn claim(db: &DatabaseConnection, worker: &str, n: usize, lease: Durat
     let now = Utc::now();
     let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
     let token = Uuid::new_v4();
-    let lock = if backend == DbBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let lock = if backend == DbBackend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
     let sql = format!(
         "UPDATE analytics_queue SET status = 'running', claimed_by = ?, claim_token = ?, lease_until = ?, attempts = attempts + 1 \
          WHERE session_id IN (SELECT session_id FROM analytics_queue WHERE \
@@ -72,7 +90,15 @@ pub async fn claim(db: &DatabaseConnection, worker: &str, n: usize, lease: Durat
     let rows = ClaimRow::find_by_statement(stmt(
         backend,
         &sql,
-        [worker.into(), token.into(), until.into(), now.into(), now.into(), now.into(), now.into()],
+        [
+            worker.into(),
+            token.into(),
+            until.into(),
+            now.into(),
+            now.into(),
+            now.into(),
+            now.into(),
+        ],
     ))
     .all(db)
     .await?;
@@ -121,7 +147,11 @@ fn requeue_delay(attempts: i32) -> Duration {
 }
 
 /// Runs one claimed item to its end (renewing the lease meanwhile).
-pub async fn run_claim(a: &Analytics, db: &DatabaseConnection, claim: &Claim) -> Result<ItemResult, DbErr> {
+pub async fn run_claim(
+    a: &Analytics,
+    db: &DatabaseConnection,
+    claim: &Claim,
+) -> Result<ItemResult, DbErr> {
     let lease = a.lease();
     let work = process(a, db, claim);
     tokio::pin!(work);
@@ -141,10 +171,20 @@ pub async fn run_claim(a: &Analytics, db: &DatabaseConnection, claim: &Claim) ->
     }
 }
 
-async fn process(a: &Analytics, db: &DatabaseConnection, claim: &Claim) -> Result<ItemResult, DbErr> {
+async fn process(
+    a: &Analytics,
+    db: &DatabaseConnection,
+    claim: &Claim,
+) -> Result<ItemResult, DbErr> {
     let Some(session) = cs::Entity::find_by_id(claim.session_id).one(db).await? else {
         // The session was erased after it was queued: nothing to analyse.
-        store::requeue(db, claim, "session no longer exists", Duration::from_secs(0)).await?;
+        store::requeue(
+            db,
+            claim,
+            "session no longer exists",
+            Duration::from_secs(0),
+        )
+        .await?;
         return Ok(ItemResult::Lost);
     };
     let call = CallInput::load(db, session).await?;
@@ -163,7 +203,11 @@ async fn process(a: &Analytics, db: &DatabaseConnection, claim: &Claim) -> Resul
     {
         let ok = store::store_unchanged(db, claim).await?;
         a.metrics.unchanged.fetch_add(1, Relaxed);
-        return Ok(if ok { ItemResult::Unchanged } else { ItemResult::Lost });
+        return Ok(if ok {
+            ItemResult::Unchanged
+        } else {
+            ItemResult::Lost
+        });
     }
     let started = Instant::now();
     let spoken = call.spoken_turns().count();
@@ -172,7 +216,9 @@ async fn process(a: &Analytics, db: &DatabaseConnection, claim: &Claim) -> Resul
             status: "skipped",
             analyzer: analyzer.kind(),
             analysis: None,
-            error: Some(format!("{spoken} turn(s) with words; analytics needs at least 2")),
+            error: Some(format!(
+                "{spoken} turn(s) with words; analytics needs at least 2"
+            )),
             raw_answer: None,
             usage: None,
             cost_usd: None,
@@ -204,7 +250,11 @@ async fn process(a: &Analytics, db: &DatabaseConnection, claim: &Claim) -> Resul
                 tracing::warn!(session_id = %claim.session_id, attempts = claim.attempts, error = %f.error, retry_in_ms = wait.as_millis() as u64, "analytics failed for now; re-queued");
                 a.metrics.requeued.fetch_add(1, Relaxed);
                 let ok = store::requeue(db, claim, &f.error, wait).await?;
-                return Ok(if ok { ItemResult::Requeued } else { ItemResult::Lost });
+                return Ok(if ok {
+                    ItemResult::Requeued
+                } else {
+                    ItemResult::Lost
+                });
             }
             Err(f) => Outcome {
                 status: "failed",
@@ -248,7 +298,11 @@ async fn process(a: &Analytics, db: &DatabaseConnection, claim: &Claim) -> Resul
 }
 
 /// An item claimed more often than allowed without finishing (its worker crashed every time).
-async fn give_up(a: &Analytics, db: &DatabaseConnection, claim: &Claim) -> Result<ItemResult, DbErr> {
+async fn give_up(
+    a: &Analytics,
+    db: &DatabaseConnection,
+    claim: &Claim,
+) -> Result<ItemResult, DbErr> {
     let Some(session) = cs::Entity::find_by_id(claim.session_id).one(db).await? else {
         return Ok(ItemResult::Lost);
     };
@@ -259,7 +313,10 @@ async fn give_up(a: &Analytics, db: &DatabaseConnection, claim: &Claim) -> Resul
         status: "failed",
         analyzer: a.analyzer.as_ref().map_or("offline", |x| x.kind()),
         analysis: None,
-        error: Some(format!("started {} times without finishing (more than {last} allowed)", claim.attempts)),
+        error: Some(format!(
+            "started {} times without finishing (more than {last} allowed)",
+            claim.attempts
+        )),
         raw_answer: None,
         usage: None,
         cost_usd: None,
@@ -271,10 +328,18 @@ async fn give_up(a: &Analytics, db: &DatabaseConnection, claim: &Claim) -> Resul
     let hash = call.conversation_hash();
     let ok = store::store(db, &a.keys, claim, &call, profile, outcome, &hash).await?;
     a.metrics.failed.fetch_add(u64::from(ok), Relaxed);
-    Ok(if ok { ItemResult::Failed } else { ItemResult::Lost })
+    Ok(if ok {
+        ItemResult::Failed
+    } else {
+        ItemResult::Lost
+    })
 }
 
-async fn run_one(a: &Analytics, db: &DatabaseConnection, claim: &Claim) -> Result<ItemResult, DbErr> {
+async fn run_one(
+    a: &Analytics,
+    db: &DatabaseConnection,
+    claim: &Claim,
+) -> Result<ItemResult, DbErr> {
     if claim.attempts > a.settings.max_attempts {
         return give_up(a, db, claim).await;
     }
@@ -282,7 +347,12 @@ async fn run_one(a: &Analytics, db: &DatabaseConnection, claim: &Claim) -> Resul
 }
 
 /// Claims and runs up to `n` items to their end; returns what became of each (tests, CLI, bench).
-pub async fn process_available(a: &Analytics, db: &DatabaseConnection, worker: &str, n: usize) -> Result<Vec<ItemResult>, DbErr> {
+pub async fn process_available(
+    a: &Analytics,
+    db: &DatabaseConnection,
+    worker: &str,
+    n: usize,
+) -> Result<Vec<ItemResult>, DbErr> {
     let claims = claim(db, worker, n, a.lease()).await?;
     let runs = claims.iter().map(|c| run_one(a, db, c));
     futures::future::join_all(runs).await.into_iter().collect()
@@ -290,13 +360,19 @@ pub async fn process_available(a: &Analytics, db: &DatabaseConnection, worker: &
 
 /// Runs until `shutdown`, `concurrency` items at once; on shutdown the runs in flight are stopped
 /// and their items handed back (their start not counted).
-pub async fn run_worker(a: Arc<Analytics>, db: DatabaseConnection, worker: String, shutdown: CancellationToken) {
+pub async fn run_worker(
+    a: Arc<Analytics>,
+    db: DatabaseConnection,
+    worker: String,
+    shutdown: CancellationToken,
+) {
     let concurrency = a.settings.concurrency();
     if concurrency == 0 || a.analyzer.is_none() {
         return;
     }
     let mut running: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
-    let mut claims_in_flight: std::collections::HashMap<tokio::task::Id, Claim> = Default::default();
+    let mut claims_in_flight: std::collections::HashMap<tokio::task::Id, Claim> =
+        Default::default();
     let mut outage = false;
     loop {
         let free = concurrency.saturating_sub(running.len());

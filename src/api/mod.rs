@@ -3,6 +3,7 @@
 //! per-route metrics).
 
 pub mod analysis;
+pub mod analytics;
 pub mod audio;
 pub mod auth;
 pub mod cache;
@@ -11,6 +12,7 @@ mod extract;
 mod health;
 pub mod reports;
 pub mod sessions;
+pub mod webhooks;
 
 use crate::app::App;
 use axum::Router;
@@ -93,6 +95,8 @@ impl Modify for ExactlyOne {
         (name = "sessions", description = "Calls, their timeline, conversation and diagnosis"),
         (name = "audio", description = "Time-limited URLs to a call's audio"),
         (name = "analysis", description = "Full-call STT analysis: every user turn's audio (pre/post noise suppression, STT input) through every provider; batch jobs"),
+        (name = "analytics", description = "Post-call analytics (summary, sentiment, intent, lead score, escalation), backfill, reviews and dashboards"),
+        (name = "webhooks", description = "Signed webhooks (Standard Webhooks) for analytics events"),
         (name = "reports", description = "User-filed STT issues: archived clips analysed against what the user said"),
         (name = "operations", description = "Liveness, readiness and metrics"),
     )
@@ -118,6 +122,28 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(reports::get_report_audio))
         .routes(routes!(reports::analyze_report))
         .routes(routes!(reports::get_report_analysis))
+        .routes(routes!(
+            analytics::get_session_analytics,
+            analytics::rerun_session_analytics
+        ))
+        .routes(routes!(analytics::review_session_analytics))
+        .routes(routes!(analytics::get_review_queue))
+        .routes(routes!(analytics::get_accuracy))
+        .routes(routes!(
+            analytics::create_backfill,
+            analytics::list_backfills
+        ))
+        .routes(routes!(analytics::get_backfill))
+        .routes(routes!(analytics::cancel_backfill))
+        .routes(routes!(analytics::get_overview))
+        .routes(routes!(analytics::get_top_leads))
+        .routes(routes!(analytics::get_sentiment_trend))
+        .routes(routes!(analytics::get_intents))
+        .routes(routes!(analytics::get_quality))
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(webhooks::get_webhook, webhooks::delete_webhook))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::retry_delivery))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
@@ -165,7 +191,7 @@ fn cors(origins: Option<&str>) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(allow)
-            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
             .allow_headers([
                 axum::http::header::AUTHORIZATION,
                 axum::http::header::CONTENT_TYPE,

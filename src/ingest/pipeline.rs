@@ -171,16 +171,15 @@ impl Ingestor {
         }
 
         let segment_rows = self.store_audio(batch, &snapshots, &mut summary).await?;
-        let written =
-            persist::write_snapshots(
-                &self.db,
-                &snapshots,
-                segment_rows,
-                &known,
-                &self.thresholds,
-                self.analytics,
-            )
-                .await?;
+        let written = persist::write_snapshots(
+            &self.db,
+            &snapshots,
+            segment_rows,
+            &known,
+            &self.thresholds,
+            self.analytics,
+        )
+        .await?;
         for (snap, rows) in snapshots.iter().zip(written.call_rows) {
             match rows {
                 Some(rows) => self.cache.put(&snap.head.call_id, rows),

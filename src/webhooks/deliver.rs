@@ -9,8 +9,8 @@ use crate::db::stmt;
 use chrono::{DateTime, Utc};
 use entity::{webhook_deliveries as wd, webhook_endpoints as we};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbBackend, DbErr,
-    EntityTrait, FromQueryResult, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, Set,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -43,7 +43,11 @@ struct Claimed {
 }
 
 impl Deliverer {
-    pub fn new(db: DatabaseConnection, settings: Settings, keys: Arc<Keys>) -> anyhow::Result<Self> {
+    pub fn new(
+        db: DatabaseConnection,
+        settings: Settings,
+        keys: Arc<Keys>,
+    ) -> anyhow::Result<Self> {
         let client = super::ssrf::client(settings.allow_private, settings.timeout)?;
         Ok(Deliverer {
             db,
@@ -58,16 +62,23 @@ impl Deliverer {
     async fn claim(&self, n: usize) -> Result<Vec<Uuid>, DbErr> {
         let backend = self.db.get_database_backend();
         let now = Utc::now();
-        let lease = now + chrono::Duration::from_std(self.settings.timeout * 2 + Duration::from_secs(5)).unwrap_or_default();
-        let lock = if backend == DbBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let lease = now
+            + chrono::Duration::from_std(self.settings.timeout * 2 + Duration::from_secs(5))
+                .unwrap_or_default();
+        let lock = if backend == DbBackend::Postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
         let sql = format!(
             "UPDATE webhook_deliveries SET lease_until = ? WHERE id IN (\
              SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ? \
              AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_attempt_at LIMIT {n}{lock}) RETURNING id"
         );
-        let rows = Claimed::find_by_statement(stmt(backend, &sql, [lease.into(), now.into(), now.into()]))
-            .all(&self.db)
-            .await?;
+        let rows =
+            Claimed::find_by_statement(stmt(backend, &sql, [lease.into(), now.into(), now.into()]))
+                .all(&self.db)
+                .await?;
         Ok(rows.into_iter().map(|r| r.id).collect())
     }
 
@@ -101,18 +112,50 @@ impl Deliverer {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(webhook_id = %endpoint.id, error = %e, "cannot read the webhook secret; delivery not sent");
-                return self.record(d, None, Some(format!("cannot read the signing secret: {e}")), None, 0.0).await;
+                return self
+                    .record(
+                        d,
+                        None,
+                        Some(format!("cannot read the signing secret: {e}")),
+                        None,
+                        0.0,
+                    )
+                    .await;
             }
         };
         let ts = Utc::now().timestamp();
         let Some(signature) = sign(&secret, &d.message_id, ts, &d.payload) else {
-            return self.record(d, None, Some("the signing secret is malformed".into()), None, 0.0).await;
+            return self
+                .record(
+                    d,
+                    None,
+                    Some("the signing secret is malformed".into()),
+                    None,
+                    0.0,
+                )
+                .await;
         };
         let started = Instant::now();
+        let allowed = &self.settings.allowed_hosts;
         let guard = match reqwest::Url::parse(&endpoint.url) {
+            Ok(u)
+                if !allowed.is_empty()
+                    && !u
+                        .host_str()
+                        .is_some_and(|h| allowed.iter().any(|a| a.eq_ignore_ascii_case(h))) =>
+            {
+                Some(format!(
+                    "host of {} is not in INSIGHTS_WEBHOOK_ALLOWED_HOSTS",
+                    endpoint.url
+                ))
+            }
             Ok(u) if !self.settings.allow_private => match u.host_str() {
                 // IP literals never reach the resolver: check them here.
-                Some(h) if h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok() => {
+                Some(h)
+                    if h.trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok() =>
+                {
                     super::ssrf::check_host(h, 0).await.err()
                 }
                 _ => None,
@@ -144,7 +187,8 @@ impl Deliverer {
                 if status == 410 {
                     return self.disable(d, &endpoint, ms).await;
                 }
-                let error = (!(200..300).contains(&status)).then(|| format!("receiver answered {status}"));
+                let error =
+                    (!(200..300).contains(&status)).then(|| format!("receiver answered {status}"));
                 self.record(d, Some(status), error, retry_after, ms).await
             }
             Err(e) => {
@@ -215,7 +259,9 @@ impl Deliverer {
 
     /// 410 Gone: the endpoint is disabled with the reason, its pending deliveries stop.
     async fn disable(&self, d: wd::Model, endpoint: &we::Model, ms: f64) -> Result<(), DbErr> {
-        self.metrics.disabled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .disabled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let now = Utc::now();
         let reason = format!("receiver answered 410 Gone at {}", now.to_rfc3339());
         tracing::warn!(webhook_id = %endpoint.id, "webhook endpoint answered 410 Gone: disabled");
@@ -237,8 +283,14 @@ impl Deliverer {
         am.next_attempt_at = Set(None);
         am.update(&self.db).await?;
         wd::Entity::update_many()
-            .col_expr(wd::Column::Status, sea_orm::sea_query::Expr::value("disabled"))
-            .col_expr(wd::Column::NextAttemptAt, sea_orm::sea_query::Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(
+                wd::Column::Status,
+                sea_orm::sea_query::Expr::value("disabled"),
+            )
+            .col_expr(
+                wd::Column::NextAttemptAt,
+                sea_orm::sea_query::Expr::value(Option::<DateTime<Utc>>::None),
+            )
             .filter(wd::Column::EndpointId.eq(endpoint.id))
             .filter(wd::Column::Status.eq("pending"))
             .exec(&self.db)

@@ -23,13 +23,20 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// Event types an endpoint can subscribe to.
-pub const EVENT_TYPES: [&str; 4] = ["call.analyzed", "lead.hot", "call.escalated", "call.issue_detected"];
+pub const EVENT_TYPES: [&str; 4] = [
+    "call.analyzed",
+    "lead.hot",
+    "call.escalated",
+    "call.issue_detected",
+];
 
 /// Delivery settings (`INSIGHTS_WEBHOOK_*`).
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Allow loopback/private targets (tests, on-premise receivers).
     pub allow_private: bool,
+    /// When not empty, the only hosts webhooks may target (an egress allowlist).
+    pub allowed_hosts: Vec<String>,
     /// Per attempt.
     pub timeout: Duration,
     /// Wait after each failed attempt; past the last, the delivery fails.
@@ -43,6 +50,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             allow_private: false,
+            allowed_hosts: Vec::new(),
             timeout: Duration::from_secs(15),
             schedule: parse_schedule("5s,5m,30m,2h,5h,10h,14h,20h,24h").unwrap_or_default(),
             concurrency: 8,
@@ -68,13 +76,20 @@ fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 pub fn parse_schedule(s: &str) -> Option<Vec<Duration>> {
-    s.split(',').filter(|p| !p.trim().is_empty()).map(parse_duration).collect()
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(parse_duration)
+        .collect()
 }
 
 impl Settings {
     pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let mut s = Settings::default();
-        let val = |n: &str| get(n).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let val = |n: &str| {
+            get(n)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         if let Some(v) = val("INSIGHTS_WEBHOOK_ALLOW_PRIVATE") {
             s.allow_private = match v.as_str() {
                 "true" | "1" | "yes" => true,
@@ -82,14 +97,30 @@ impl Settings {
                 _ => anyhow::bail!("INSIGHTS_WEBHOOK_ALLOW_PRIVATE={v:?}: expected true or false"),
             };
         }
+        if let Some(v) = val("INSIGHTS_WEBHOOK_ALLOWED_HOSTS") {
+            s.allowed_hosts = v
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect();
+        }
         if let Some(v) = val("INSIGHTS_WEBHOOK_TIMEOUT_MS") {
-            s.timeout = Duration::from_millis(v.parse().map_err(|_| anyhow::anyhow!("INSIGHTS_WEBHOOK_TIMEOUT_MS={v:?}: expected milliseconds"))?);
+            s.timeout = Duration::from_millis(v.parse().map_err(|_| {
+                anyhow::anyhow!("INSIGHTS_WEBHOOK_TIMEOUT_MS={v:?}: expected milliseconds")
+            })?);
         }
         if let Some(v) = val("INSIGHTS_WEBHOOK_RETRY_SCHEDULE") {
-            s.schedule = parse_schedule(&v).ok_or_else(|| anyhow::anyhow!("INSIGHTS_WEBHOOK_RETRY_SCHEDULE={v:?}: expected e.g. 5s,5m,30m,2h"))?;
+            s.schedule = parse_schedule(&v).ok_or_else(|| {
+                anyhow::anyhow!("INSIGHTS_WEBHOOK_RETRY_SCHEDULE={v:?}: expected e.g. 5s,5m,30m,2h")
+            })?;
         }
         if let Some(v) = val("INSIGHTS_WEBHOOK_CONCURRENCY") {
-            s.concurrency = v.parse::<usize>().map_err(|_| anyhow::anyhow!("INSIGHTS_WEBHOOK_CONCURRENCY={v:?}: expected a number"))?.max(1);
+            s.concurrency = v
+                .parse::<usize>()
+                .map_err(|_| {
+                    anyhow::anyhow!("INSIGHTS_WEBHOOK_CONCURRENCY={v:?}: expected a number")
+                })?
+                .max(1);
         }
         Ok(s)
     }
@@ -120,16 +151,28 @@ pub fn new_secret() -> String {
 
 /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, keyed with the secret's decoded bytes.
 pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &str) -> Option<String> {
-    let key = STANDARD.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).ok()?;
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
+        .ok()?;
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).ok()?;
     mac.update(format!("{msg_id}.{timestamp}.").as_bytes());
     mac.update(body.as_bytes());
-    Some(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+    Some(format!(
+        "v1,{}",
+        STANDARD.encode(mac.finalize().into_bytes())
+    ))
 }
 
 /// Checks a Standard Webhooks signature header (what a receiver does): any `v1,` entry matching in
 /// constant time, and a timestamp within `tolerance` of now.
-pub fn verify(secret: &str, msg_id: &str, timestamp: i64, body: &str, header: &str, tolerance: Duration) -> bool {
+pub fn verify(
+    secret: &str,
+    msg_id: &str,
+    timestamp: i64,
+    body: &str,
+    header: &str,
+    tolerance: Duration,
+) -> bool {
     use subtle::ConstantTimeEq;
     let now = Utc::now().timestamp();
     if (now - timestamp).unsigned_abs() > tolerance.as_secs() {
@@ -143,21 +186,41 @@ pub fn verify(secret: &str, msg_id: &str, timestamp: i64, body: &str, header: &s
         .any(|sig| bool::from(sig.as_bytes().ct_eq(expected.as_bytes())))
 }
 
-/// Validates a target URL: http(s), a host, and (unless allowed) a public address.
-pub async fn check_url(url: &str, allow_private: bool) -> Result<reqwest::Url, WebhookError> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| WebhookError::Invalid(format!("url {url:?} is not a URL: {e}")))?;
+/// Validates a target URL: http(s), a host on the allowlist (when there is one), and (unless
+/// allowed) a public address.
+pub async fn check_url(url: &str, settings: &Settings) -> Result<reqwest::Url, WebhookError> {
+    let allow_private = settings.allow_private;
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| WebhookError::Invalid(format!("url {url:?} is not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(WebhookError::Invalid(format!("url must be http or https, got {}", parsed.scheme())));
+        return Err(WebhookError::Invalid(format!(
+            "url must be http or https, got {}",
+            parsed.scheme()
+        )));
     }
     let Some(host) = parsed.host_str() else {
         return Err(WebhookError::Invalid("url has no host".into()));
     };
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(WebhookError::Invalid("url must not carry credentials; the signature authenticates deliveries".into()));
+        return Err(WebhookError::Invalid(
+            "url must not carry credentials; the signature authenticates deliveries".into(),
+        ));
+    }
+    if !settings.allowed_hosts.is_empty()
+        && !settings
+            .allowed_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host))
+    {
+        return Err(WebhookError::Invalid(format!(
+            "host {host} is not in INSIGHTS_WEBHOOK_ALLOWED_HOSTS"
+        )));
     }
     if !allow_private {
         let port = parsed.port_or_known_default().unwrap_or(443);
-        ssrf::check_host(host, port).await.map_err(WebhookError::Invalid)?;
+        ssrf::check_host(host, port)
+            .await
+            .map_err(WebhookError::Invalid)?;
     }
     Ok(parsed)
 }
@@ -177,17 +240,23 @@ pub async fn create_endpoint(
     new: NewEndpoint,
 ) -> Result<(we::Model, String), WebhookError> {
     if new.events.is_empty() {
-        return Err(WebhookError::Invalid(format!("events must name at least one of {EVENT_TYPES:?}")));
+        return Err(WebhookError::Invalid(format!(
+            "events must name at least one of {EVENT_TYPES:?}"
+        )));
     }
     for e in &new.events {
         if !EVENT_TYPES.contains(&e.as_str()) {
-            return Err(WebhookError::Invalid(format!("unknown event {e:?}; expected one of {EVENT_TYPES:?}")));
+            return Err(WebhookError::Invalid(format!(
+                "unknown event {e:?}; expected one of {EVENT_TYPES:?}"
+            )));
         }
     }
     if new.url.len() > 2048 {
-        return Err(WebhookError::Invalid("url is longer than 2048 characters".into()));
+        return Err(WebhookError::Invalid(
+            "url is longer than 2048 characters".into(),
+        ));
     }
-    check_url(&new.url, settings.allow_private).await?;
+    check_url(&new.url, settings).await?;
     let secret = new_secret();
     let now = Utc::now();
     let mut events = new.events.clone();
@@ -210,7 +279,10 @@ pub async fn create_endpoint(
     Ok((model, secret))
 }
 
-pub async fn list_endpoints(db: &DatabaseConnection, scope: &Scope) -> Result<Vec<we::Model>, DbErr> {
+pub async fn list_endpoints(
+    db: &DatabaseConnection,
+    scope: &Scope,
+) -> Result<Vec<we::Model>, DbErr> {
     let mut q = we::Entity::find().order_by_asc(we::Column::CreatedAt);
     if let Some(t) = scope.tenant() {
         q = q.filter(we::Column::TenantId.eq(t));
@@ -218,7 +290,11 @@ pub async fn list_endpoints(db: &DatabaseConnection, scope: &Scope) -> Result<Ve
     q.all(db).await
 }
 
-pub async fn get_endpoint(db: &DatabaseConnection, scope: &Scope, id: Uuid) -> Result<we::Model, WebhookError> {
+pub async fn get_endpoint(
+    db: &DatabaseConnection,
+    scope: &Scope,
+    id: Uuid,
+) -> Result<we::Model, WebhookError> {
     match we::Entity::find_by_id(id).one(db).await? {
         Some(e) if scope.allows(&e.tenant_id) => Ok(e),
         _ => Err(WebhookError::NotFound(format!("webhook {id}"))),
@@ -226,9 +302,16 @@ pub async fn get_endpoint(db: &DatabaseConnection, scope: &Scope, id: Uuid) -> R
 }
 
 /// Deletes an endpoint and its deliveries.
-pub async fn delete_endpoint(db: &DatabaseConnection, scope: &Scope, id: Uuid) -> Result<(), WebhookError> {
+pub async fn delete_endpoint(
+    db: &DatabaseConnection,
+    scope: &Scope,
+    id: Uuid,
+) -> Result<(), WebhookError> {
     let e = get_endpoint(db, scope, id).await?;
-    wd::Entity::delete_many().filter(wd::Column::EndpointId.eq(e.id)).exec(db).await?;
+    wd::Entity::delete_many()
+        .filter(wd::Column::EndpointId.eq(e.id))
+        .exec(db)
+        .await?;
     we::Entity::delete_by_id(e.id).exec(db).await?;
     Ok(())
 }
@@ -344,17 +427,45 @@ mod tests {
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
         let now = Utc::now().timestamp();
         let fresh = sign(secret, "msg_1", now, body).unwrap();
-        assert!(verify(secret, "msg_1", now, body, &format!("v1,bogus {fresh}"), Duration::from_secs(300)));
-        assert!(!verify(secret, "msg_1", now, "{}", &fresh, Duration::from_secs(300)));
-        assert!(!verify(secret, "msg_1", now - 600, body, &sign(secret, "msg_1", now - 600, body).unwrap(), Duration::from_secs(300)));
+        assert!(verify(
+            secret,
+            "msg_1",
+            now,
+            body,
+            &format!("v1,bogus {fresh}"),
+            Duration::from_secs(300)
+        ));
+        assert!(!verify(
+            secret,
+            "msg_1",
+            now,
+            "{}",
+            &fresh,
+            Duration::from_secs(300)
+        ));
+        assert!(!verify(
+            secret,
+            "msg_1",
+            now - 600,
+            body,
+            &sign(secret, "msg_1", now - 600, body).unwrap(),
+            Duration::from_secs(300)
+        ));
         assert!(new_secret().starts_with("whsec_") && new_secret() != new_secret());
     }
 
     #[test]
     fn schedules_parse() {
-        assert_eq!(parse_schedule("0,50ms,1s,2m,1h").unwrap(), vec![
-            Duration::ZERO, Duration::from_millis(50), Duration::from_secs(1), Duration::from_secs(120), Duration::from_secs(3600)
-        ]);
+        assert_eq!(
+            parse_schedule("0,50ms,1s,2m,1h").unwrap(),
+            vec![
+                Duration::ZERO,
+                Duration::from_millis(50),
+                Duration::from_secs(1),
+                Duration::from_secs(120),
+                Duration::from_secs(3600)
+            ]
+        );
         assert!(parse_schedule("5 parsecs").is_none());
         assert_eq!(Settings::default().schedule.len(), 9);
     }

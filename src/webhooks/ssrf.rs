@@ -27,7 +27,12 @@ pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
                 Some("multicast")
             } else if seg[0] == 0x64 && seg[1] == 0xff9b {
                 // NAT64 of an IPv4 address: judge the embedded one.
-                let v4 = Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8);
+                let v4 = Ipv4Addr::new(
+                    (seg[6] >> 8) as u8,
+                    seg[6] as u8,
+                    (seg[7] >> 8) as u8,
+                    seg[7] as u8,
+                );
                 forbidden_v4(v4).map(|_| "a NAT64 form of a private address")
             } else {
                 None
@@ -59,7 +64,9 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
 
 /// A refused target, worded for the API and the delivery log.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{host} resolves to {ip} ({why}): webhook targets must be public (INSIGHTS_WEBHOOK_ALLOW_PRIVATE=true allows private ones)")]
+#[error(
+    "{host} resolves to {ip} ({why}): webhook targets must be public (INSIGHTS_WEBHOOK_ALLOW_PRIVATE=true allows private ones)"
+)]
 pub struct Refused {
     pub host: String,
     pub ip: IpAddr,
@@ -110,9 +117,15 @@ impl reqwest::dns::Resolve for GuardedResolver {
 }
 
 /// The delivery client: no redirects, the guard in its resolver unless private targets are allowed.
-pub fn client(allow_private: bool, timeout: std::time::Duration) -> anyhow::Result<reqwest::Client> {
+pub fn client(
+    allow_private: bool,
+    timeout: std::time::Duration,
+) -> anyhow::Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
-        .user_agent(concat!("call-insights-webhooks/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!(
+            "call-insights-webhooks/",
+            env!("CARGO_PKG_VERSION")
+        ))
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(std::time::Duration::from_secs(10))
         .timeout(timeout)
@@ -130,13 +143,33 @@ mod tests {
     #[test]
     fn private_and_metadata_addresses_are_forbidden() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1", "169.254.169.254",
-            "0.0.0.0", "100.64.0.1", "::1", "::", "fc00::1", "fd00:ec2::254", "fe80::1", "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe", "224.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "224.0.0.1",
         ] {
             assert!(forbidden(ip.parse().unwrap()).is_some(), "{ip}");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111", "100.128.0.1"] {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "100.128.0.1",
+        ] {
             assert!(forbidden(ip.parse().unwrap()).is_none(), "{ip}");
         }
     }
@@ -145,7 +178,9 @@ mod tests {
     async fn literal_and_named_private_hosts_are_refused() {
         let e = check_host("127.0.0.1", 80).await.unwrap_err();
         assert!(e.contains("loopback"), "{e}");
-        let e = check_host("[::ffff:169.254.169.254]", 80).await.unwrap_err();
+        let e = check_host("[::ffff:169.254.169.254]", 80)
+            .await
+            .unwrap_err();
         assert!(e.contains("IPv4-mapped"), "{e}");
         let e = check_host("localhost", 80).await.unwrap_err();
         assert!(e.contains("loopback"), "{e}");
