@@ -479,3 +479,37 @@ mod tests {
         assert_eq!(caller_sentiment(std::iter::empty()), 0.0);
     }
 }
+
+#[cfg(test)]
+mod human_judgement {
+    use super::*;
+
+    fn pearson(x: &[f64], y: &[f64]) -> f64 {
+        let n = x.len() as f64;
+        let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+        let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+        let vx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+        let vy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
+        cov / (vx * vy).sqrt()
+    }
+
+    /// On hand-labelled calls, the offline call sentiment correlates with people at least as well as
+    /// VADER's compound of the caller's whole text does.
+    #[test]
+    fn offline_sentiment_correlates_with_people_at_least_as_well_as_vader() {
+        let text = include_str!("../../tests/fixtures/sentiment-calls.json");
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        let calls = v["calls"].as_array().unwrap();
+        let human: Vec<f64> = calls.iter().map(|c| c["rating"].as_f64().unwrap()).collect();
+        let turns: Vec<Vec<String>> = calls
+            .iter()
+            .map(|c| c["turns"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect())
+            .collect();
+        let ours: Vec<f64> = turns.iter().map(|t| caller_sentiment(t.iter().map(String::as_str))).collect();
+        let vader: Vec<f64> = turns.iter().map(|t| vader_compound(&t.join(" "))).collect();
+        let (r_ours, r_vader) = (pearson(&ours, &human), pearson(&vader, &human));
+        eprintln!("Pearson r with human ratings over {} calls: offline {r_ours:.3}, VADER compound {r_vader:.3}", calls.len());
+        assert!(r_ours >= r_vader, "offline r={r_ours:.3} < VADER r={r_vader:.3}");
+        assert!(r_ours > 0.6, "offline r={r_ours:.3}");
+    }
+}

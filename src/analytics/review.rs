@@ -231,7 +231,9 @@ pub async fn accuracy(
     }
     let reviews = q.all(db).await?;
     type Key = (String, Option<String>, Option<String>, String);
-    let mut groups: BTreeMap<Key, (i64, BTreeMap<String, (i64, i64)>, f64, i64)> = BTreeMap::new();
+    /// Reviews, (reviewed, correct) per field, sentiment error sum and count.
+    type Tally = (i64, BTreeMap<String, (i64, i64)>, f64, i64);
+    let mut groups: BTreeMap<Key, Tally> = BTreeMap::new();
     for r in reviews {
         let w = r.reviewed_at.iso_week();
         let key = (

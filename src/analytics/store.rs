@@ -395,7 +395,7 @@ pub async fn store(
     if hot && !old.as_ref().is_some_and(|o| o.hot_lead) {
         events.push(("lead.hot".to_string(), data.clone()));
     }
-    if model.escalated == Some(true) && !old.as_ref().is_some_and(|o| o.escalated == Some(true)) {
+    if model.escalated == Some(true) && old.as_ref().is_none_or(|o| o.escalated != Some(true)) {
         events.push(("call.escalated".to_string(), data.clone()));
     }
     if old.is_none() {
