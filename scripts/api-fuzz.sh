@@ -28,6 +28,8 @@ export INSIGHTS_DATABASE_URL="$DB_URL" INSIGHTS_STREAM="$STREAM" INSIGHTS_DATA_D
   INSIGHTS_HTTP_ADDR="127.0.0.1:$PORT" INSIGHTS_API_KEYS="$KEY=*,fuzz-tenant-key=acme" INSIGHTS_BLOCK_MS=200
 # One STT provider whose address refuses connections: analyses run end to end and record the
 # provider's network error in their cells, without calling anything outside this machine.
+# Webhooks may only target this machine's loopback (generated URLs never reach another host).
+export INSIGHTS_WEBHOOK_ALLOW_PRIVATE=true INSIGHTS_WEBHOOK_ALLOWED_HOSTS=127.0.0.1,localhost
 export INSIGHTS_GROQ_API_KEY=fuzz-groq-key INSIGHTS_GROQ_BASE_URL=http://127.0.0.1:9 INSIGHTS_STT_MAX_RETRIES=0
 "$BIN" > "$DATA/service.log" 2>&1 &
 SVC=$!

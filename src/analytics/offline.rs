@@ -500,16 +500,35 @@ mod human_judgement {
         let text = include_str!("../../tests/fixtures/sentiment-calls.json");
         let v: serde_json::Value = serde_json::from_str(text).unwrap();
         let calls = v["calls"].as_array().unwrap();
-        let human: Vec<f64> = calls.iter().map(|c| c["rating"].as_f64().unwrap()).collect();
+        let human: Vec<f64> = calls
+            .iter()
+            .map(|c| c["rating"].as_f64().unwrap())
+            .collect();
         let turns: Vec<Vec<String>> = calls
             .iter()
-            .map(|c| c["turns"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect())
+            .map(|c| {
+                c["turns"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_str().unwrap().to_string())
+                    .collect()
+            })
             .collect();
-        let ours: Vec<f64> = turns.iter().map(|t| caller_sentiment(t.iter().map(String::as_str))).collect();
+        let ours: Vec<f64> = turns
+            .iter()
+            .map(|t| caller_sentiment(t.iter().map(String::as_str)))
+            .collect();
         let vader: Vec<f64> = turns.iter().map(|t| vader_compound(&t.join(" "))).collect();
         let (r_ours, r_vader) = (pearson(&ours, &human), pearson(&vader, &human));
-        eprintln!("Pearson r with human ratings over {} calls: offline {r_ours:.3}, VADER compound {r_vader:.3}", calls.len());
-        assert!(r_ours >= r_vader, "offline r={r_ours:.3} < VADER r={r_vader:.3}");
+        eprintln!(
+            "Pearson r with human ratings over {} calls: offline {r_ours:.3}, VADER compound {r_vader:.3}",
+            calls.len()
+        );
+        assert!(
+            r_ours >= r_vader,
+            "offline r={r_ours:.3} < VADER r={r_vader:.3}"
+        );
         assert!(r_ours > 0.6, "offline r={r_ours:.3}");
     }
 }

@@ -137,8 +137,119 @@ pub async fn metrics(State(AppState(app)): State<AppState>) -> impl IntoResponse
         }
     }
     render_stt(&app, &mut out);
+    render_analytics(&app, &mut out).await;
     app.http_metrics.render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Analytics results and webhook deliveries of this process, and the queues' depths (shared).
+async fn render_analytics(app: &crate::app::App, out: &mut String) {
+    use sea_orm::FromQueryResult;
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = &app.analytics.metrics;
+    let _ = writeln!(
+        out,
+        "# HELP call_insights_analytics_results_total Analytics results stored by this process, by status\n# TYPE call_insights_analytics_results_total counter"
+    );
+    for (status, v) in [
+        ("completed", &m.completed),
+        ("skipped", &m.skipped),
+        ("failed", &m.failed),
+        ("unchanged", &m.unchanged),
+    ] {
+        let _ = writeln!(
+            out,
+            "call_insights_analytics_results_total{{status=\"{status}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
+    for (name, help, v) in [
+        (
+            "call_insights_analytics_requeued_total",
+            "Analytics items sent back to the queue after a transient failure",
+            &m.requeued,
+        ),
+        (
+            "call_insights_analytics_claims_lost_total",
+            "Analytics runs whose result was fenced out (taken over or re-queued)",
+            &m.lost,
+        ),
+        (
+            "call_insights_webhook_deliveries_total",
+            "Webhook deliveries answered 2xx",
+            &app.webhooks.metrics.delivered,
+        ),
+        (
+            "call_insights_webhook_failed_attempts_total",
+            "Webhook attempts that failed and will be retried",
+            &app.webhooks.metrics.failed_attempts,
+        ),
+        (
+            "call_insights_webhook_gave_up_total",
+            "Webhook deliveries that failed for good (retries exhausted)",
+            &app.webhooks.metrics.gave_up,
+        ),
+        (
+            "call_insights_webhook_endpoints_disabled_total",
+            "Webhook endpoints disabled by a 410 Gone",
+            &app.webhooks.metrics.disabled,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            v.load(Relaxed)
+        );
+    }
+    #[derive(FromQueryResult)]
+    struct Depth {
+        status: String,
+        n: Option<i64>,
+    }
+    let backend = app.db.get_database_backend();
+    let q = |sql: &str| {
+        Depth::find_by_statement(sea_orm::Statement::from_string(backend, sql.to_string()))
+            .all(&app.db)
+    };
+    let queue = tokio::time::timeout(
+        Duration::from_secs(1),
+        q(
+            "SELECT status, CAST(COUNT(*) AS BIGINT) AS n FROM analytics_queue WHERE status IN ('queued', 'running') GROUP BY status",
+        ),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP call_insights_analytics_queue Analytics items waiting or running (every replica)\n# TYPE call_insights_analytics_queue gauge"
+    );
+    let rows = match queue.await {
+        Ok(Ok(rows)) => rows,
+        _ => Vec::new(),
+    };
+    for status in ["queued", "running"] {
+        let n = rows
+            .iter()
+            .find(|r| r.status == status)
+            .and_then(|r| r.n)
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "call_insights_analytics_queue{{status=\"{status}\"}} {n}"
+        );
+    }
+    let pending = tokio::time::timeout(
+        Duration::from_secs(1),
+        q(
+            "SELECT status, CAST(COUNT(*) AS BIGINT) AS n FROM webhook_deliveries WHERE status = 'pending' GROUP BY status",
+        ),
+    );
+    if let Ok(Ok(rows)) = pending.await {
+        let n = rows.first().and_then(|r| r.n).unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "# HELP call_insights_webhook_pending Webhook deliveries not yet delivered (every replica)\n# TYPE call_insights_webhook_pending gauge\ncall_insights_webhook_pending {n}"
+        );
+    }
 }
 
 /// Per-provider limiter state and this process's running analyses.
