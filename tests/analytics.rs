@@ -627,7 +627,6 @@ async fn webhook_targets_on_private_addresses_are_refused(db: Db, store: Store) 
         "http://localhost/x",
         "http://10.0.0.8/x",
         "http://[::ffff:192.168.0.1]/x",
-        "ftp://example.com/x",
     ] {
         let (status, v) = e
             .post(
@@ -635,8 +634,24 @@ async fn webhook_targets_on_private_addresses_are_refused(db: Db, store: Store) 
                 &json!({"url": url, "events": ["call.analyzed"], "tenant_id": "acme"}),
             )
             .await;
-        assert_eq!(status, 400, "{url}: {v}");
+        assert_eq!(status, 403, "{url}: {v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("webhook targets must be public"),
+            "{v}"
+        );
     }
+    let (status, _) = e.post("/api/v1/webhooks", &json!({"url": "ftp://example.com/x", "events": ["call.analyzed"], "tenant_id": "acme"})).await;
+    assert_eq!(status, 400);
+    let (status, _) = e
+        .post(
+            "/api/v1/webhooks",
+            &json!({"url": "https://example.com/x", "events": ["call.analyzed"]}),
+        )
+        .await;
+    assert_eq!(status, 403, "an operator key names the tenant");
     // Registered while private targets were allowed, then refused at connect time.
     let (url, got) = receiver(vec![]).await;
     let open = call_insights::webhooks::Settings {

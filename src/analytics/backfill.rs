@@ -32,6 +32,7 @@ pub struct BackfillFilter {
     pub only_missing: Option<bool>,
     /// Calls whose stored analytics has a schema version below this (their missing ones too when
     /// `only_missing` is true).
+    #[schema(minimum = 1)]
     pub schema_version_below: Option<i32>,
 }
 
@@ -136,6 +137,10 @@ pub async fn create(
         ));
     }
     let only_missing = filter.only_missing.unwrap_or(true);
+    // Ingest stores no NUL, so a filter value holding one matches nothing.
+    let impossible = [&filter.tenant_id, &filter.agent_id]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|v| v.contains('\0')));
     let mut sql = String::from(
         "SELECT s.id AS id, s.tenant_id AS tenant_id, s.report_seq AS report_seq FROM call_sessions s \
          LEFT JOIN call_analytics a ON a.session_id = s.id WHERE s.is_final = ?",
@@ -169,6 +174,13 @@ pub async fn create(
         (true, None) => sql.push_str(" AND a.session_id IS NULL"),
         (false, None) => {}
     }
+    if impossible {
+        sql.push_str(" AND 1 = 0");
+        values.truncate(1);
+        sql = sql
+            .replace(" AND s.tenant_id = ?", "")
+            .replace(" AND s.agent_id = ?", "");
+    }
     sql.push_str(&format!(
         " ORDER BY s.started_at LIMIT {}",
         MAX_JOB_CALLS + 1
@@ -183,6 +195,12 @@ pub async fn create(
     }
     let id = Uuid::now_v7();
     let now = Utc::now();
+    for v in [&mut filter.tenant_id, &mut filter.agent_id]
+        .into_iter()
+        .flatten()
+    {
+        *v = v.replace('\0', "\u{FFFD}");
+    }
     let txn = db.begin().await?;
     bj::ActiveModel {
         id: Set(id),

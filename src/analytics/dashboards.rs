@@ -21,6 +21,8 @@ pub struct Window {
     pub tenant_id: Option<String>,
     pub agent_id: Option<String>,
     pub since: DateTime<Utc>,
+    /// A filter value no stored call can have (e.g. holding NUL): everything is empty.
+    pub impossible: bool,
 }
 
 impl Window {
@@ -33,6 +35,7 @@ impl Window {
             tenant_id,
             agent_id,
             since: floor - Duration::hours(hours.max(1) - 1),
+            impossible: false,
         }
     }
 
@@ -51,6 +54,9 @@ impl Window {
         if let Some(a) = &self.agent_id {
             sql.push_str(" AND agent_id = ?");
             values.push(a.clone().into());
+        }
+        if self.impossible {
+            return ("1 = 0".into(), Vec::new());
         }
         (sql, values)
     }
@@ -221,6 +227,12 @@ pub async fn top_leads(
     if let Some(a) = &w.agent_id {
         sql.push_str(" AND agent_id = ?");
         values.push(a.clone().into());
+    }
+    if w.impossible {
+        return Ok(Vec::new());
+    }
+    if w.impossible {
+        return Ok(Vec::new());
     }
     sql.push_str(&format!(
         " ORDER BY lead_score DESC, started_at DESC LIMIT {}",

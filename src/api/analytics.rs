@@ -140,6 +140,22 @@ pub struct ReviewRequest {
     pub verdicts: serde_json::Map<String, serde_json::Value>,
 }
 
+/// PostgreSQL text and jsonb cannot hold NUL: it becomes U+FFFD, as ingest does.
+fn without_nul(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(without_nul),
+        serde_json::Value::Object(o) => {
+            let entries: Vec<(String, serde_json::Value)> = std::mem::take(o).into_iter().collect();
+            for (k, mut x) in entries {
+                without_nul(&mut x);
+                o.insert(k.replace('\0', "\u{FFFD}"), x);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReviewView {
     pub id: Uuid,
@@ -189,7 +205,11 @@ pub async fn review_session_analytics(
             row.status
         )));
     }
-    let r = review::submit(&state.0.db, &row, req.reviewer, &req.verdicts).await?;
+    let mut verdicts = serde_json::Value::Object(req.verdicts);
+    without_nul(&mut verdicts);
+    let reviewer = req.reviewer.map(|r| r.replace('\0', "\u{FFFD}"));
+    let verdicts = verdicts.as_object().cloned().unwrap_or_default();
+    let r = review::submit(&state.0.db, &row, reviewer, &verdicts).await?;
     Ok((
         StatusCode::CREATED,
         Json(ReviewView {
@@ -383,44 +403,36 @@ pub struct WindowParams {
     /// Only this tenant (a tenant key is always limited to its own).
     pub tenant_id: Option<String>,
     pub agent_id: Option<String>,
-    /// Calls that started in the last N days, 1–366 (default 7; not with `hours`).
+    /// Calls that started in the last N days, 1–366 (default 7; `hours` wins when both are given).
     #[param(minimum = 1, maximum = 366)]
     pub days: Option<i64>,
-    /// Calls that started in the last N hours, 1–8784 (not with `days`).
+    /// Calls that started in the last N hours, 1–8784.
     #[param(minimum = 1, maximum = 8784)]
     pub hours: Option<i64>,
 }
 
 fn window(scope: &Scope, p: WindowParams, default_hours: i64) -> Result<Window, ApiError> {
     let tenant = tenant_of(scope, p.tenant_id)?;
-    let hours = match (p.days, p.hours) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "days",
-                "give days or hours, not both",
-            ));
-        }
-        (Some(d), None) if (1..=366).contains(&d) => d * 24,
-        (Some(d), None) => {
-            return Err(ApiError::bad_request(
-                "days",
-                format!("days must be between 1 and 366, got {d}"),
-            ));
-        }
-        (None, Some(h)) if (1..=8784).contains(&h) => h,
-        (None, Some(h)) => {
-            return Err(ApiError::bad_request(
-                "hours",
-                format!("hours must be between 1 and 8784, got {h}"),
-            ));
-        }
-        (None, None) => default_hours,
-    };
-    Ok(Window::last_hours(
-        tenant,
-        p.agent_id.filter(|a| !a.is_empty()),
-        hours,
-    ))
+    if let Some(d) = p.days.filter(|d| !(1..=366).contains(d)) {
+        return Err(ApiError::bad_request(
+            "days",
+            format!("days must be between 1 and 366, got {d}"),
+        ));
+    }
+    if let Some(h) = p.hours.filter(|h| !(1..=8784).contains(h)) {
+        return Err(ApiError::bad_request(
+            "hours",
+            format!("hours must be between 1 and 8784, got {h}"),
+        ));
+    }
+    // `hours` is the finer of the two: it wins when both are given.
+    let hours = p.hours.or(p.days.map(|d| d * 24)).unwrap_or(default_hours);
+    let mut w = Window::last_hours(tenant, p.agent_id.filter(|a| !a.is_empty()), hours);
+    // Ingest stores no NUL (it becomes U+FFFD), so a value holding one matches nothing.
+    w.impossible = [&w.tenant_id, &w.agent_id]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|v| !super::extract::storable(v)));
+    Ok(w)
 }
 
 /// Calls, analysed calls, duration, sentiment, resolutions, intents, escalation rate, hot leads.
@@ -446,7 +458,7 @@ pub async fn get_overview(
 pub struct TopLeadParams {
     pub tenant_id: Option<String>,
     pub agent_id: Option<String>,
-    /// Calls that started in the last N days, 1–366 (not with `hours`).
+    /// Calls that started in the last N days, 1–366 (`hours` wins when both are given).
     #[param(minimum = 1, maximum = 366)]
     pub days: Option<i64>,
     /// Calls that started in the last N hours, 1–8784 (default 24).

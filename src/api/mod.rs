@@ -53,6 +53,26 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Object-valued fields that need at least one property (utoipa has no attribute for it).
+struct MinProperties;
+
+impl Modify for MinProperties {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::Schema;
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for (name, field) in [("ReviewRequest", "verdicts")] {
+            if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(name)
+                && let Some(RefOr::T(Schema::Object(f))) = o.properties.get_mut(field)
+            {
+                f.min_properties = Some(1);
+            }
+        }
+    }
+}
+
 /// Request bodies that take exactly one of two fields: the document says so (`oneOf` of the two
 /// `required` sets), so clients and property-based tests know.
 struct ExactlyOne;
@@ -154,6 +174,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api_router().into_openapi();
     // After the routes: their schemas are only in the document once they are merged.
     ExactlyOne.modify(&mut doc);
+    MinProperties.modify(&mut doc);
     doc
 }
 
@@ -207,6 +228,7 @@ fn cors(origins: Option<&str>) -> Option<CorsLayer> {
 pub fn router(app: Arc<App>) -> Router {
     let (router, mut doc) = api_router().split_for_parts();
     ExactlyOne.modify(&mut doc);
+    MinProperties.modify(&mut doc);
     let state = AppState(app.clone());
     let config = &app.config;
     let router = router

@@ -19,6 +19,7 @@ impl From<WebhookError> for ApiError {
     fn from(e: WebhookError) -> Self {
         match e {
             WebhookError::Invalid(m) => ApiError::bad_request("body", m),
+            WebhookError::Refused(m) => ApiError::Forbidden(m),
             WebhookError::NotFound(m) => ApiError::NotFound(m),
             WebhookError::Conflict(m) => ApiError::Conflict(m),
             WebhookError::Db(e) => e.into(),
@@ -54,14 +55,20 @@ impl WebhookEvent {
 pub struct CreateWebhookRequest {
     /// Where events are POSTed: http(s), a public host (loopback, private and link-local addresses
     /// are refused unless `INSIGHTS_WEBHOOK_ALLOW_PRIVATE=true`).
-    #[schema(example = "https://example.com/hooks/call-insights", max_length = 2048)]
+    #[schema(
+        example = "https://example.com/hooks/call-insights",
+        max_length = 2048,
+        pattern = r"^https?://[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?(\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$"
+    )]
     pub url: String,
     /// At least one event.
     #[schema(min_items = 1)]
     pub events: Vec<WebhookEvent>,
     #[schema(max_length = 500)]
     pub description: Option<String>,
-    /// The tenant whose events are sent; required with an operator key, implied by a tenant key.
+    /// The tenant whose events are sent; required with an operator key (403 without), implied by a
+    /// tenant key.
+    #[schema(max_length = 200)]
     pub tenant_id: Option<String>,
 }
 
@@ -117,8 +124,9 @@ pub struct CreatedWebhook {
     security(("api_key" = [])),
     responses(
         (status = 201, description = "Registered; the secret is in this answer only", body = CreatedWebhook),
-        (status = 400, description = "A bad URL (or one resolving to a private address), no events, no tenant", body = ErrorBody),
+                (status = 400, description = "A malformed URL or body", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 403, description = "The target is refused (a private, loopback or link-local address, or a host off INSIGHTS_WEBHOOK_ALLOWED_HOSTS), or an operator key gave no tenant_id", body = ErrorBody),
         (status = 404, description = "Another tenant", body = ErrorBody),
     ))]
 pub async fn create_webhook(
@@ -132,31 +140,30 @@ pub async fn create_webhook(
         (Some(own), _) => own.to_string(),
         (None, Some(t)) => t,
         (None, None) => {
-            return Err(ApiError::bad_request(
-                "tenant_id",
-                "tenant_id is required with an operator key",
+            return Err(ApiError::Forbidden(
+                "an operator key registers webhooks for a named tenant: give tenant_id".into(),
             ));
         }
     };
-    if tenant_id.chars().count() > 200 || tenant_id.contains('\0') {
+    if tenant_id.chars().count() > 200 {
         return Err(ApiError::bad_request(
             "tenant_id",
-            "tenant_id must be at most 200 characters without NUL",
+            "tenant_id is longer than 200 characters",
         ));
     }
     if req
         .description
         .as_ref()
-        .is_some_and(|d| d.chars().count() > 500 || d.contains('\0'))
+        .is_some_and(|d| d.chars().count() > 500)
     {
         return Err(ApiError::bad_request(
             "description",
-            "description must be at most 500 characters without NUL",
+            "description is longer than 500 characters",
         ));
     }
-    if req.url.contains('\0') {
-        return Err(ApiError::bad_request("url", "url must not contain NUL"));
-    }
+    // PostgreSQL text cannot hold NUL: it becomes U+FFFD, as ingest does.
+    let tenant_id = tenant_id.replace('\0', "\u{FFFD}");
+    let description = req.description.map(|d| d.replace('\0', "\u{FFFD}"));
     let app = &state.0;
     let (model, secret) = webhooks::create_endpoint(
         &app.db,
@@ -166,7 +173,7 @@ pub async fn create_webhook(
             tenant_id,
             url: req.url,
             events: req.events.iter().map(|e| e.as_str().to_string()).collect(),
-            description: req.description,
+            description,
         },
     )
     .await?;

@@ -156,7 +156,10 @@ impl Deliverer {
                         .parse::<std::net::IpAddr>()
                         .is_ok() =>
                 {
-                    super::ssrf::check_host(h, 0).await.err()
+                    super::ssrf::check_host(h, 0)
+                        .await
+                        .err()
+                        .map(|e| e.to_string())
                 }
                 _ => None,
             },

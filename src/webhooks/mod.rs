@@ -130,6 +130,9 @@ impl Settings {
 pub enum WebhookError {
     #[error("{0}")]
     Invalid(String),
+    /// The target is not allowed (private address, off the allowlist).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -212,15 +215,21 @@ pub async fn check_url(url: &str, settings: &Settings) -> Result<reqwest::Url, W
             .iter()
             .any(|h| h.eq_ignore_ascii_case(host))
     {
-        return Err(WebhookError::Invalid(format!(
+        return Err(WebhookError::Refused(format!(
             "host {host} is not in INSIGHTS_WEBHOOK_ALLOWED_HOSTS"
         )));
     }
     if !allow_private {
         let port = parsed.port_or_known_default().unwrap_or(443);
-        ssrf::check_host(host, port)
-            .await
-            .map_err(WebhookError::Invalid)?;
+        match ssrf::check_host(host, port).await {
+            Ok(_) => {}
+            Err(ssrf::HostError::Refused(r)) => return Err(WebhookError::Refused(r.to_string())),
+            // A host that does not resolve now cannot be private now; the connect-time guard
+            // judges whatever it resolves to later.
+            Err(ssrf::HostError::Unresolved(e)) => {
+                tracing::warn!(host, error = %e, "webhook host does not resolve yet")
+            }
+        }
     }
     Ok(parsed)
 }

@@ -73,27 +73,37 @@ pub struct Refused {
     pub why: &'static str,
 }
 
+/// Why a host cannot be a target.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error("{0}")]
+    Unresolved(String),
+}
+
 /// Resolves `host` and refuses it if any address it resolves to is forbidden.
-pub async fn check_host(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+pub async fn check_host(host: &str, port: u16) -> Result<Vec<SocketAddr>, HostError> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => tokio::net::lookup_host((bare, port))
             .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .map_err(|e| HostError::Unresolved(format!("cannot resolve {host}: {e}")))?
             .collect(),
     };
     if addrs.is_empty() {
-        return Err(format!("{host} resolves to no address"));
+        return Err(HostError::Unresolved(format!(
+            "{host} resolves to no address"
+        )));
     }
     for a in &addrs {
         if let Some(why) = forbidden(a.ip()) {
-            return Err(Refused {
+            return Err(HostError::Refused(Refused {
                 host: host.to_string(),
                 ip: a.ip(),
                 why,
-            }
-            .to_string());
+            }));
         }
     }
     Ok(addrs)
@@ -107,9 +117,9 @@ impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let addrs = check_host(&host, 0)
-                .await
-                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })?;
+            let addrs = check_host(&host, 0).await.map_err(
+                |e| -> Box<dyn std::error::Error + Send + Sync> { e.to_string().into() },
+            )?;
             let iter: reqwest::dns::Addrs = Box::new(addrs.into_iter());
             Ok(iter)
         })
@@ -176,13 +186,14 @@ mod tests {
 
     #[tokio::test]
     async fn literal_and_named_private_hosts_are_refused() {
-        let e = check_host("127.0.0.1", 80).await.unwrap_err();
+        let e = check_host("127.0.0.1", 80).await.unwrap_err().to_string();
         assert!(e.contains("loopback"), "{e}");
         let e = check_host("[::ffff:169.254.169.254]", 80)
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("IPv4-mapped"), "{e}");
-        let e = check_host("localhost", 80).await.unwrap_err();
+        let e = check_host("localhost", 80).await.unwrap_err().to_string();
         assert!(e.contains("loopback"), "{e}");
     }
 }
