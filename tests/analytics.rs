@@ -879,7 +879,9 @@ async fn dashboards_answer_from_rollups_that_match_the_rows(db: Db, store: Store
     assert_eq!(again, o, "rollups equal after re-analysis");
     let (_, month) = e.get("/api/v1/analytics/overview?days=30").await;
     assert_eq!(month["total_calls"], 5);
-    let (status, _) = e.get("/api/v1/analytics/overview?days=7&hours=3").await;
+        let (_, both) = e.get("/api/v1/analytics/overview?days=7&hours=3").await;
+    assert_eq!(both["total_calls"], 2, "hours wins over days: {both}");
+    let (status, _) = e.get("/api/v1/analytics/overview?days=0").await;
     assert_eq!(status, 400);
     e.env.cleanup().await;
 }
@@ -925,13 +927,13 @@ async fn reviews_feed_accuracy_per_prompt_version(db: Db, store: Store) {
     let sid = items[0]["session_id"].as_str().unwrap();
     let score = items[0]["sentiment_score"].as_f64().unwrap();
     let (status, r) = e.post(&format!("/api/v1/sessions/{sid}/analytics/review"), &json!({
-        "reviewer": "qa@example.com", "verdicts": {"intent": true, "sentiment": true, "sentiment_score": {"value": score - 0.5}}
+        "reviewer": "qa@example.com", "verdicts": {"intent": {"correct": true}, "sentiment": {"correct": true}, "sentiment_score": {"correct": false, "value": score - 0.5}}
     })).await;
     assert_eq!(status, 201, "{r}");
     let (status, bad) = e
         .post(
             &format!("/api/v1/sessions/{sid}/analytics/review"),
-            &json!({"verdicts": {"colour": true}}),
+            &json!({"verdicts": {"colour": {"correct": true}}}),
         )
         .await;
     assert_eq!(status, 400, "{bad}");

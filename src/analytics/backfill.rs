@@ -126,11 +126,8 @@ pub async fn create(
             _ => filter.tenant_id = Some(t.to_string()),
         }
     }
-    if let (Some(a), Some(b)) = (filter.since, filter.until)
-        && a >= b
-    {
-        return Err(BackfillError::Invalid("since must be before until".into()));
-    }
+    // An empty window (since ≥ until) selects nothing: the job is created empty.
+    let empty_window = matches!((filter.since, filter.until), (Some(a), Some(b)) if a >= b);
     if filter.schema_version_below.is_some_and(|v| v < 1) {
         return Err(BackfillError::Invalid(
             "schema_version_below must be at least 1".into(),
@@ -174,7 +171,7 @@ pub async fn create(
         (true, None) => sql.push_str(" AND a.session_id IS NULL"),
         (false, None) => {}
     }
-    if impossible {
+    if impossible || empty_window {
         sql.push_str(" AND 1 = 0");
         values.truncate(1);
         sql = sql

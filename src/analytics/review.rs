@@ -11,7 +11,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
     QueryFilter, Set,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -119,20 +119,51 @@ pub async fn queue(
         .collect())
 }
 
-/// One field's verdict: `true`/`{"correct": true}`, or a corrected value (`{"value": …}`).
-fn parse_verdict(field: &str, v: &Value) -> Result<Value, ReviewError> {
-    match v {
-        Value::Bool(true) => Ok(json!({"correct": true})),
-        Value::Object(o) if o.get("correct") == Some(&Value::Bool(true)) => {
-            Ok(json!({"correct": true}))
-        }
-        Value::Object(o) if o.contains_key("value") => {
-            Ok(json!({"correct": false, "value": o["value"]}))
-        }
-        _ => Err(ReviewError::Invalid(format!(
-            "verdicts.{field}: expected true, {{\"correct\": true}} or {{\"value\": <the corrected value>}}"
-        ))),
-    }
+/// One field's verdict: correct, or not (with the corrected value when the reviewer gives one).
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Verdict {
+    pub correct: bool,
+    /// The corrected value (for `sentiment_score`, a number in −1..1 feeds the MAE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub value: Option<Value>,
+}
+
+/// Verdicts per reviewable field (at least one).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Verdicts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub summary: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub sentiment: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub sentiment_score: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub intent: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub lead_score: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub satisfaction: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub escalated: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub resolution: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub entities: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub topics: Option<Verdict>,
 }
 
 /// Stores a reviewer's verdicts on a call's analytics.
@@ -140,7 +171,7 @@ pub async fn submit(
     db: &DatabaseConnection,
     row: &ca::Model,
     reviewer: Option<String>,
-    verdicts: &Map<String, Value>,
+    verdicts: &Verdicts,
 ) -> Result<ar::Model, ReviewError> {
     if row.status != "completed" {
         return Err(ReviewError::Invalid(format!(
@@ -148,30 +179,28 @@ pub async fn submit(
             row.status
         )));
     }
-    if verdicts.is_empty() {
+    let mut clean = match serde_json::to_value(verdicts) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    if clean.is_empty() {
         return Err(ReviewError::Invalid(format!(
             "verdicts must judge at least one of {REVIEWABLE:?}"
         )));
     }
-    let mut clean = Map::new();
-    for (k, v) in verdicts {
-        if !REVIEWABLE.contains(&k.as_str()) {
-            return Err(ReviewError::Invalid(format!(
-                "verdicts.{k}: not a reviewable field ({REVIEWABLE:?})"
-            )));
+    for v in clean.values_mut() {
+        if v["correct"] == true {
+            *v = json!({"correct": true});
         }
-        clean.insert(k.clone(), parse_verdict(k, v)?);
     }
-    let reviewed_sentiment = match clean.get("sentiment_score") {
-        Some(v) if v["correct"] == true => row.sentiment_score,
-        Some(v) => match v["value"].as_f64() {
-            Some(x) if (-1.0..=1.0).contains(&x) => Some(x),
-            _ => {
-                return Err(ReviewError::Invalid(
-                    "verdicts.sentiment_score.value must be a number in -1..1".into(),
-                ));
-            }
-        },
+    // A corrected score outside −1..1 (or not a number) is kept but feeds no MAE.
+    let reviewed_sentiment = match &verdicts.sentiment_score {
+        Some(v) if v.correct => row.sentiment_score,
+        Some(v) => v
+            .value
+            .as_ref()
+            .and_then(Value::as_f64)
+            .filter(|x| (-1.0..=1.0).contains(x)),
         None => None,
     };
     Ok(ar::ActiveModel {

@@ -127,17 +127,15 @@ pub async fn rerun_session_analytics(
     ))
 }
 
-/// A reviewer's verdicts: each field `true` (correct) or `{"value": <corrected>}`.
+/// A reviewer's verdicts: per field `{"correct": true}`, or `{"correct": false, "value": <corrected>}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewRequest {
     /// Who reviewed (free text, e.g. an email).
     #[schema(max_length = 200)]
     pub reviewer: Option<String>,
-    /// Field → verdict. Fields: summary, sentiment, sentiment_score, intent, lead_score,
-    /// satisfaction, escalated, resolution, entities, topics.
-    #[schema(value_type = Object, example = json!({"sentiment": true, "intent": {"value": "complaint"}, "sentiment_score": {"value": -0.4}}))]
-    pub verdicts: serde_json::Map<String, serde_json::Value>,
+    #[schema(example = json!({"sentiment": {"correct": true}, "intent": {"correct": false, "value": "complaint"}, "sentiment_score": {"correct": false, "value": -0.4}}))]
+    pub verdicts: review::Verdicts,
 }
 
 /// PostgreSQL text and jsonb cannot hold NUL: it becomes U+FFFD, as ingest does.
@@ -205,10 +203,27 @@ pub async fn review_session_analytics(
             row.status
         )));
     }
-    let mut verdicts = serde_json::Value::Object(req.verdicts);
-    without_nul(&mut verdicts);
+    let mut verdicts = req.verdicts;
+    for v in [
+        &mut verdicts.summary,
+        &mut verdicts.sentiment,
+        &mut verdicts.sentiment_score,
+        &mut verdicts.intent,
+        &mut verdicts.lead_score,
+        &mut verdicts.satisfaction,
+        &mut verdicts.escalated,
+        &mut verdicts.resolution,
+        &mut verdicts.entities,
+        &mut verdicts.topics,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some(x) = v.value.as_mut() {
+            without_nul(x);
+        }
+    }
     let reviewer = req.reviewer.map(|r| r.replace('\0', "\u{FFFD}"));
-    let verdicts = verdicts.as_object().cloned().unwrap_or_default();
     let r = review::submit(&state.0.db, &row, reviewer, &verdicts).await?;
     Ok((
         StatusCode::CREATED,
@@ -232,6 +247,8 @@ pub struct TenantParams {
 
 /// The tenant a request reads: its key's, or the one asked for by an operator key.
 fn tenant_of(scope: &Scope, asked: Option<String>) -> Result<Option<String>, ApiError> {
+    // Ingest stores NUL as U+FFFD (PostgreSQL text cannot hold NUL): compare the same way.
+    let asked = asked.map(|t| t.replace('\0', "\u{FFFD}"));
     match (scope.tenant(), asked.filter(|t| !t.is_empty())) {
         (Some(own), Some(a)) if a != own => Err(ApiError::NotFound(format!("tenant {a}"))),
         (Some(own), _) => Ok(Some(own.to_string())),

@@ -63,12 +63,8 @@ impl Modify for MinProperties {
         let Some(components) = openapi.components.as_mut() else {
             return;
         };
-        for (name, field) in [("ReviewRequest", "verdicts")] {
-            if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(name)
-                && let Some(RefOr::T(Schema::Object(f))) = o.properties.get_mut(field)
-            {
-                f.min_properties = Some(1);
-            }
+        if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut("Verdicts") {
+            o.min_properties = Some(1);
         }
     }
 }
