@@ -879,7 +879,7 @@ async fn dashboards_answer_from_rollups_that_match_the_rows(db: Db, store: Store
     assert_eq!(again, o, "rollups equal after re-analysis");
     let (_, month) = e.get("/api/v1/analytics/overview?days=30").await;
     assert_eq!(month["total_calls"], 5);
-        let (_, both) = e.get("/api/v1/analytics/overview?days=7&hours=3").await;
+    let (_, both) = e.get("/api/v1/analytics/overview?days=7&hours=3").await;
     assert_eq!(both["total_calls"], 2, "hours wins over days: {both}");
     let (status, _) = e.get("/api/v1/analytics/overview?days=0").await;
     assert_eq!(status, 400);

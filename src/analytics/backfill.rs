@@ -171,20 +171,18 @@ pub async fn create(
         (true, None) => sql.push_str(" AND a.session_id IS NULL"),
         (false, None) => {}
     }
-    if impossible || empty_window {
-        sql.push_str(" AND 1 = 0");
-        values.truncate(1);
-        sql = sql
-            .replace(" AND s.tenant_id = ?", "")
-            .replace(" AND s.agent_id = ?", "");
-    }
+
     sql.push_str(&format!(
         " ORDER BY s.started_at LIMIT {}",
         MAX_JOB_CALLS + 1
     ));
-    let targets = Target::find_by_statement(stmt(db.get_database_backend(), &sql, values))
-        .all(db)
-        .await?;
+    let targets = if impossible || empty_window {
+        Vec::new()
+    } else {
+        Target::find_by_statement(stmt(db.get_database_backend(), &sql, values))
+            .all(db)
+            .await?
+    };
     if targets.len() > MAX_JOB_CALLS {
         return Err(BackfillError::Invalid(format!(
             "the filter selects more than {MAX_JOB_CALLS} calls; narrow it with since/until or tenant_id"

@@ -138,9 +138,13 @@ pub struct ReviewRequest {
     pub verdicts: review::Verdicts,
 }
 
-/// PostgreSQL text and jsonb cannot hold NUL: it becomes U+FFFD, as ingest does.
+/// PostgreSQL text and jsonb cannot hold NUL: it becomes U+FFFD, as ingest does. Numbers beyond
+/// ±1e15 are kept as their text: jsonb writes them out digit by digit, past what a reader parses.
 fn without_nul(v: &mut serde_json::Value) {
     match v {
+        serde_json::Value::Number(n) if n.as_f64().is_some_and(|x| x.abs() > 1e15) => {
+            *v = serde_json::Value::String(n.to_string());
+        }
         serde_json::Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
         serde_json::Value::Array(a) => a.iter_mut().for_each(without_nul),
         serde_json::Value::Object(o) => {
