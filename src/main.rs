@@ -67,7 +67,7 @@ struct BackfillArgs {
     all: bool,
     /// Calls analysed with a schema version below this.
     #[arg(long)]
-    schema_version_below: Option<i32>,
+    schema_version_below: Option<u32>,
 }
 
 #[derive(clap::Args)]

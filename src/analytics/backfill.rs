@@ -32,8 +32,9 @@ pub struct BackfillFilter {
     pub only_missing: Option<bool>,
     /// Calls whose stored analytics has a schema version below this (their missing ones too when
     /// `only_missing` is true).
-    #[schema(minimum = 1)]
-    pub schema_version_below: Option<i32>,
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "crate::api::extract::json_opt_u32")]
+    pub schema_version_below: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,9 +129,12 @@ pub async fn create(
     }
     // An empty window (since ≥ until) selects nothing: the job is created empty.
     let empty_window = matches!((filter.since, filter.until), (Some(a), Some(b)) if a >= b);
-    if filter.schema_version_below.is_some_and(|v| v < 1) {
+    if filter
+        .schema_version_below
+        .is_some_and(|v| !(1..=1000).contains(&v))
+    {
         return Err(BackfillError::Invalid(
-            "schema_version_below must be at least 1".into(),
+            "schema_version_below must be between 1 and 1000".into(),
         ));
     }
     let only_missing = filter.only_missing.unwrap_or(true);
@@ -162,11 +166,11 @@ pub async fn create(
     match (only_missing, filter.schema_version_below) {
         (true, Some(v)) => {
             sql.push_str(" AND (a.session_id IS NULL OR a.schema_version < ?)");
-            values.push(v.into());
+            values.push((v as i32).into());
         }
         (false, Some(v)) => {
             sql.push_str(" AND a.schema_version < ?");
-            values.push(v.into());
+            values.push((v as i32).into());
         }
         (true, None) => sql.push_str(" AND a.session_id IS NULL"),
         (false, None) => {}

@@ -8,7 +8,7 @@ pub mod audio;
 pub mod auth;
 pub mod cache;
 pub mod error;
-mod extract;
+pub(crate) mod extract;
 mod health;
 pub mod reports;
 pub mod sessions;
