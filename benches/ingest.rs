@@ -7,6 +7,7 @@
 //!   cargo bench --bench ingest -- --audio --calls 200           # ≈60 s of 16 kHz audio per call, to Garage
 //!
 //! Options: --calls N --partials K --audio --gzip --concurrency C --batch-size B --sqlite
+//!          --analytics offline|off (post-call analytics in the service, default offline)
 
 use call_insights::ingest::redis_reply::parse_groups;
 use call_insights::produce::{self, ProduceOptions};
@@ -26,6 +27,8 @@ struct Args {
     concurrency: usize,
     batch_size: Option<String>,
     sqlite: bool,
+    /// `INSIGHTS_ANALYTICS` of the service: `offline` (the default), `off`.
+    analytics: String,
 }
 
 fn parse_args() -> Args {
@@ -37,6 +40,7 @@ fn parse_args() -> Args {
         concurrency: 2000,
         batch_size: None,
         sqlite: false,
+        analytics: "offline".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -55,6 +59,7 @@ fn parse_args() -> Args {
             "--audio" => a.audio = true,
             "--gzip" => a.gzip = true,
             "--sqlite" => a.sqlite = true,
+            "--analytics" => a.analytics = it.next().unwrap_or(a.analytics),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -134,7 +139,8 @@ async fn main() -> anyhow::Result<()> {
         .env("INSIGHTS_DATABASE_URL", &db_url)
         .env("INSIGHTS_DATA_DIR", &tmp)
         .env("INSIGHTS_HTTP_ADDR", "127.0.0.1:0")
-        .env("INSIGHTS_CONSUMER_NAME", "bench");
+        .env("INSIGHTS_CONSUMER_NAME", "bench")
+        .env("INSIGHTS_ANALYTICS", &args.analytics);
     if let Ok(v) = std::env::var("MALLOC_ARENA_MAX") {
         cmd.env("MALLOC_ARENA_MAX", v);
     }
@@ -244,6 +250,7 @@ async fn main() -> anyhow::Result<()> {
         counts.push(format!("{table}={n}"));
     }
     db.close().await.ok();
+    println!("analytics: {}", args.analytics);
     println!(
         "database: {}",
         if backend == DbBackend::Postgres {

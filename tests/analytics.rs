@@ -749,6 +749,13 @@ async fn backfill_reanalyses_with_progress_and_cancel(db: Db, store: Store) {
         )
         .await;
     let id2 = job2["id"].as_str().unwrap();
+    let (_, below) = e
+        .post(
+            "/api/v1/analytics/backfill",
+            &json!({"only_missing": false, "schema_version_below": 1}),
+        )
+        .await;
+    assert_eq!(below["total"], 0, "every row is schema 1: {below}");
     let (status, c) = e
         .post(
             &format!("/api/v1/analytics/backfill/{id2}/cancel"),
