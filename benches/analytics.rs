@@ -431,7 +431,7 @@ async fn dashboards_section(a: &Args) -> anyhow::Result<()> {
     );
     let keys = &app.analytics.keys;
     let runs = 300;
-    let mut measure = async |name: &str, hours: i64, tenant: Option<&str>| -> anyhow::Result<()> {
+    let measure = async |name: &str, hours: i64, tenant: Option<&str>| -> anyhow::Result<()> {
         let mut lat = Vec::with_capacity(runs);
         for i in 0..runs + 10 {
             let w = Window::last_hours(tenant.map(str::to_string), None, hours);

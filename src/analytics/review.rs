@@ -125,7 +125,7 @@ pub async fn queue(
 pub struct Verdict {
     pub correct: bool,
     /// The corrected value (for `sentiment_score`, a number in −1..1 feeds the MAE).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
 }
 
