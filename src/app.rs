@@ -58,6 +58,8 @@ pub struct App {
     pub analytics: Arc<crate::analytics::Analytics>,
     /// Webhook delivery (outbox worker, signing, SSRF-guarded client).
     pub webhooks: crate::webhooks::deliver::Deliverer,
+    /// Live events: the process's one reader of `<stream>:events` and its SSE clients.
+    pub live: Arc<crate::live::hub::Hub>,
 }
 
 /// Where reported clips are archived.
@@ -190,6 +192,12 @@ impl App {
             analytics.keys.clone(),
         )
         .context("cannot build the webhook client")?;
+        let live = Arc::new(crate::live::hub::Hub::new(
+            redis.clone(),
+            crate::live::events_stream(&config.stream),
+            config.monitor_client_buffer,
+        ));
+        let _ = analytics.live.set(live.clone());
         if config.webhooks.allow_private {
             warn!(
                 "INSIGHTS_WEBHOOK_ALLOW_PRIVATE=true: webhooks may target loopback and private addresses"
@@ -214,6 +222,7 @@ impl App {
             archive,
             analytics,
             webhooks,
+            live,
         })
     }
 
@@ -256,6 +265,7 @@ impl App {
             self.thresholds.clone(),
         )
         .with_analytics(self.analytics.enabled())
+        .with_live(self.config.live)
     }
 
     /// Follows ingest's update announcements (all replicas') until `shutdown`.
@@ -323,6 +333,8 @@ impl Application {
             shutdown.clone(),
         ));
         let deliveries = tokio::spawn(self.app.webhooks.clone().run(shutdown.clone()));
+        let live = tokio::spawn(self.app.live.clone().run_reader(shutdown.clone()));
+        let sweeper = tokio::spawn(sweep_silent_calls(self.app.clone(), shutdown.clone()));
         let router = api::router(self.app.clone());
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -335,7 +347,29 @@ impl Application {
         deliveries
             .await
             .context("webhook delivery worker panicked")?;
+        live.await.context("live event reader panicked")?;
+        sweeper.await.context("active-call sweeper panicked")?;
         served
+    }
+}
+
+/// Reports calls silent past `INSIGHTS_ACTIVE_CALL_TIMEOUT_MS` as ended, every sweep interval.
+async fn sweep_silent_calls(app: Arc<App>, shutdown: CancellationToken) {
+    if !app.config.live {
+        return;
+    }
+    let timeout = Duration::from_millis(app.config.active_call_timeout_ms.max(1000));
+    let every = Duration::from_millis(app.config.active_call_sweep_ms.max(100));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match crate::live::active::sweep(&app.db, &app.live, &app.redis, timeout).await {
+            Ok(0) => {}
+            Ok(n) => info!(calls = n, "silent calls reported as ended (timeout)"),
+            Err(e) => warn!(error = %e, "active-call sweep failed; retrying next interval"),
+        }
     }
 }
 

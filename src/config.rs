@@ -326,6 +326,41 @@ pub struct Config {
     /// Archive folder when no S3 is configured [default: <data dir>/archive].
     #[arg(long, env = "INSIGHTS_ARCHIVE_DIR", global = true)]
     pub archive_dir: Option<PathBuf>,
+    /// Live monitoring events (`<stream>:events`, `/api/v1/monitor/stream`).
+    #[arg(long, env = "INSIGHTS_LIVE", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub live: bool,
+    /// A call with no report for this long is reported as ended (`reason: timeout`).
+    #[arg(
+        long,
+        env = "INSIGHTS_ACTIVE_CALL_TIMEOUT_MS",
+        default_value_t = 600_000,
+        global = true
+    )]
+    pub active_call_timeout_ms: u64,
+    /// Events an SSE client may have queued before it is dropped.
+    #[arg(
+        long,
+        env = "INSIGHTS_MONITOR_CLIENT_BUFFER",
+        default_value_t = 1024,
+        global = true
+    )]
+    pub monitor_client_buffer: usize,
+    /// Lifetime of a monitor stream token (`POST /api/v1/monitor/token`).
+    #[arg(
+        long,
+        env = "INSIGHTS_MONITOR_TOKEN_TTL_MS",
+        default_value_t = 300_000,
+        global = true
+    )]
+    pub monitor_token_ttl_ms: u64,
+    /// How often silent calls are swept for `call_ended` timeouts.
+    #[arg(
+        long,
+        env = "INSIGHTS_ACTIVE_CALL_SWEEP_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub active_call_sweep_ms: u64,
     /// STT providers (`INSIGHTS_<PROVIDER>_*`, `INSIGHTS_STT_*`): read by `SttConfig::from_process_env`
     /// in `main`, empty in `Config::defaults()` so tests configure their own fakes.
     #[arg(skip)]

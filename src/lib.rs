@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod diagnosis;
 pub mod ingest;
+pub mod live;
 pub mod metrics;
 pub mod produce;
 pub mod storage;

@@ -16,6 +16,8 @@ pub struct IngestMetrics {
     pub entries_duplicate: AtomicU64,
     pub entries_dead_lettered: AtomicU64,
     pub entries_failed: AtomicU64,
+    /// Live events that could not be appended to the events stream.
+    pub live_publish_errors: AtomicU64,
     pub entries_deleted: AtomicU64,
     pub batches: AtomicU64,
     pub rows_written: AtomicU64,
@@ -40,7 +42,7 @@ impl IngestMetrics {
     }
 
     pub fn render(&self, out: &mut String) {
-        let counters: [(&str, &str, &AtomicU64); 12] = [
+        let counters: [(&str, &str, &AtomicU64); 13] = [
             (
                 "entries_read_total",
                 "Stream entries read (new, pending and claimed)",
@@ -70,6 +72,11 @@ impl IngestMetrics {
                 "entries_failed_total",
                 "Entry processing failures left pending for retry",
                 &self.entries_failed,
+            ),
+            (
+                "live_publish_errors_total",
+                "Live events that could not be appended to the events stream",
+                &self.live_publish_errors,
             ),
             (
                 "entries_deleted_total",

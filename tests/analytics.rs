@@ -289,22 +289,27 @@ async fn an_answer_still_invalid_after_repair_fails_with_the_raw_answer(db: Db, 
 
 async fn llm_transport_failures_are_retried_and_refusals_fail(db: Db, store: Store) {
     let llm = FakeLlm::start().await.unwrap();
-    let e = setup(db, store, Some(&llm), |_| {}).await;
+    let e = setup(db, store, Some(&llm), |c| {
+        c.analytics.llm.timeout = Duration::from_millis(400);
+        c.analytics.llm.retry.max_retries = 5;
+    })
+    .await;
     llm.push_fault(LlmFault::Status(429, Some(0)));
     llm.push_fault(LlmFault::Status(503, None));
     llm.push_fault(LlmFault::Reset);
+    llm.push_fault(LlmFault::Slow(Duration::from_millis(1500)));
     llm.push_fault(LlmFault::Length);
     let sid = e.ingest(&call("call-retry-1", 1, "bot", 1, &BOOKING)).await;
     assert_eq!(e.analyse().await, vec![ItemResult::Completed]);
     let a = e.analytics_of(sid).await;
     assert_eq!(
-        a["attempts"], 5,
-        "429, 503, reset, length, then the answer: {a}"
+        a["attempts"], 6,
+        "429, 503, reset, timeout, length, then the answer: {a}"
     );
     let reqs = llm.requests();
-    assert_eq!(reqs[3]["max_tokens"], 1200);
+    assert_eq!(reqs[4]["max_tokens"], 1200);
     assert_eq!(
-        reqs[4]["max_tokens"], 4000,
+        reqs[5]["max_tokens"], 4000,
         "asked again with more room after finish_reason=length"
     );
     llm.push_fault(LlmFault::Refusal("I can't help with that.".into()));
@@ -977,3 +982,66 @@ on_both_stacks!(
     personal_fields_are_encrypted_at_rest,
     reviews_feed_accuracy_per_prompt_version,
 );
+
+/// The real binary SIGKILLed while the LLM answers a call; a second process (another consumer name)
+/// takes the item over after its lease and stores it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_killed_mid_analytics_loses_nothing() {
+    let llm = FakeLlm::start().await.unwrap();
+    llm.set_latency(Duration::from_secs(30));
+    let e = setup(Db::Postgres, Store::S3, None, |c| {
+        c.analytics.mode = Some(Mode::Off)
+    })
+    .await;
+    let (base, key) = (llm.base_url(), llm.api_key().to_string());
+    let extra = |name: &str| -> Vec<(String, String)> {
+        vec![
+            ("INSIGHTS_ANALYTICS".into(), "llm".into()),
+            ("INSIGHTS_LLM_BASE_URL".into(), base.clone()),
+            ("INSIGHTS_LLM_API_KEY".into(), key.clone()),
+            ("INSIGHTS_ANALYTICS_LEASE_MS".into(), "1000".into()),
+            ("INSIGHTS_ANALYTICS_POLL_MS".into(), "50".into()),
+            ("INSIGHTS_CONSUMER_NAME".into(), name.into()),
+        ]
+    };
+    let refs = |v: &[(String, String)]| -> Vec<(String, String)> { v.to_vec() };
+    let first_env = refs(&extra("replica-a"));
+    let first_refs: Vec<(&str, &str)> = first_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut first = e.env.start_service(&first_refs);
+    e.env
+        .publish_json(&call("call-kill-1", 1, "bot", 1, &BOOKING))
+        .await;
+    common::eventually(30, "the LLM request in flight", || async {
+        !llm.requests().is_empty()
+    })
+    .await;
+    first.signal("KILL");
+    first.wait_exit().await;
+    assert_eq!(e.env.count("call_analytics").await, 0);
+    llm.set_latency(Duration::ZERO);
+    let second_env = refs(&extra("replica-b"));
+    let second_refs: Vec<(&str, &str)> = second_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let _second = e.env.start_service(&second_refs);
+    common::eventually(30, "the call analysed by the second process", || async {
+        e.env.count("call_analytics").await == 1
+    })
+    .await;
+    let rows = e
+        .env
+        .rows("SELECT status, attempts FROM analytics_queue")
+        .await;
+    assert_eq!(rows[0]["status"], "done", "{rows:?}");
+    assert_eq!(
+        rows[0]["attempts"], 2,
+        "started twice, stored once: {rows:?}"
+    );
+    let sid = e.env.session("call-kill-1").await.unwrap().id;
+    assert_eq!(e.analytics_of(sid).await["status"], "completed");
+    e.env.cleanup().await;
+}

@@ -432,6 +432,8 @@ pub struct Analytics {
     pub profiles: profile::Profiles,
     pub keys: Arc<crypto::Keys>,
     pub metrics: AnalyticsMetrics,
+    /// Where `analytics_ready` events go (set once the process's live hub exists).
+    pub live: std::sync::OnceLock<Arc<crate::live::hub::Hub>>,
 }
 
 impl Analytics {
@@ -445,6 +447,7 @@ impl Analytics {
             profiles,
             keys: Arc::new(keys),
             metrics: AnalyticsMetrics::default(),
+            live: std::sync::OnceLock::new(),
         })
     }
 

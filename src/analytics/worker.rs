@@ -272,6 +272,24 @@ async fn process(
         }
     };
     let status = outcome.status;
+    let ready = crate::live::LiveEvent::new(
+        "analytics_ready",
+        call.session.id,
+        &call.session.call_id,
+        &call.session.tenant_id,
+        call.session.agent_id.as_deref(),
+        serde_json::json!({
+            "status": status,
+            "analyzer": outcome.analyzer,
+            "sentiment": outcome.analysis.as_ref().map(|x| x.sentiment.clone()),
+            "sentiment_score": outcome.analysis.as_ref().map(|x| x.sentiment_score),
+            "intent": outcome.analysis.as_ref().map(|x| x.intent.clone()),
+            "lead_score": outcome.analysis.as_ref().map(|x| x.lead_score),
+            "escalated": outcome.analysis.as_ref().map(|x| x.escalated),
+            "hot_lead": outcome.analysis.as_ref().is_some_and(|x| profile.hot_lead.is_hot(x.lead_score, &x.intent)),
+            "error": outcome.error,
+        }),
+    );
     if let Some(e) = &outcome.error {
         tracing::info!(session_id = %claim.session_id, status, reason = %e, "analytics stored without a result");
     }
@@ -280,6 +298,9 @@ async fn process(
         a.metrics.lost.fetch_add(1, Relaxed);
         tracing::warn!(session_id = %claim.session_id, "analytics result discarded: the item was taken over meanwhile");
         return Ok(ItemResult::Lost);
+    }
+    if let Some(hub) = a.live.get() {
+        hub.publish(std::slice::from_ref(&ready)).await;
     }
     Ok(match status {
         "completed" => {

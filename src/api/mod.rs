@@ -10,6 +10,7 @@ pub mod cache;
 pub mod error;
 pub(crate) mod extract;
 mod health;
+pub mod monitor;
 pub mod reports;
 pub mod sessions;
 pub mod webhooks;
@@ -112,6 +113,7 @@ impl Modify for ExactlyOne {
         (name = "audio", description = "Time-limited URLs to a call's audio"),
         (name = "analysis", description = "Full-call STT analysis: every user turn's audio (pre/post noise suppression, STT input) through every provider; batch jobs"),
         (name = "analytics", description = "Post-call analytics (summary, sentiment, intent, lead score, escalation), backfill, reviews and dashboards"),
+        (name = "monitor", description = "Live monitoring: Server-Sent Events of every call as it happens, and the active calls"),
         (name = "webhooks", description = "Signed webhooks (Standard Webhooks) for analytics events"),
         (name = "reports", description = "User-filed STT issues: archived clips analysed against what the user said"),
         (name = "operations", description = "Liveness, readiness and metrics"),
@@ -160,6 +162,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::get_webhook, webhooks::delete_webhook))
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::retry_delivery))
+        .routes(routes!(monitor::monitor_stream))
+        .routes(routes!(monitor::get_active_calls))
+        .routes(routes!(monitor::create_monitor_token))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

@@ -461,6 +461,7 @@ impl InsightsStreamConsumer {
                 tally(&mut report, &summary.outcomes);
                 self.record(&summary);
                 self.announce(&summary.session_ids).await;
+                self.publish_live(&summary.live_events).await;
             }
             Err(e) => {
                 if let Some(outage) = self.outage(e).await {
@@ -477,6 +478,7 @@ impl InsightsStreamConsumer {
                             tally(&mut report, &summary.outcomes);
                             self.record(&summary);
                             self.announce(&summary.session_ids).await;
+                            self.publish_live(&summary.live_events).await;
                         }
                         Err(e) => {
                             if let Some(outage) = self.outage(e).await {
@@ -506,6 +508,23 @@ impl InsightsStreamConsumer {
             "batch processed"
         );
         Ok(report)
+    }
+
+    /// Appends what the commit changed to the live events stream (best effort, after the commit and
+    /// before the acknowledgement: an event a client sees is always committed).
+    async fn publish_live(&mut self, events: &[crate::live::LiveEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        let stream = crate::live::events_stream(&self.settings.stream);
+        if let Some(conns) = self.conns.as_mut()
+            && let Err(e) = crate::live::publish(&mut conns.cmd, &stream, events).await
+        {
+            self.metrics
+                .live_publish_errors
+                .fetch_add(events.len() as u64, Relaxed);
+            warn!(error = %e, events = events.len(), "cannot publish live events");
+        }
     }
 
     /// Tells every API replica which sessions changed (`<stream>:updates`), so their caches drop them.

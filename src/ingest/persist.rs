@@ -49,29 +49,46 @@ pub(super) struct Written {
     pub call_rows: Vec<Option<CallRows>>,
     /// Ids of the sessions this transaction changed.
     pub session_ids: Vec<Uuid>,
+    /// With live events on: per session, the turns this transaction inserted or changed.
+    pub changed_turns: HashMap<Uuid, Vec<i64>>,
+    /// With live events on: per session, the diagnosis issues that are new in this transaction.
+    pub new_issues: HashMap<Uuid, Vec<NewIssue>>,
+    /// Session id per call id of the calls this transaction won.
+    pub ids: HashMap<String, Uuid>,
+}
+
+/// A diagnosis issue that the stored snapshot did not have before.
+#[derive(Debug, Clone)]
+pub struct NewIssue {
+    pub code: String,
+    pub severity: &'static str,
+    pub title: String,
+    pub turn_index: Option<i64>,
+    pub at_ms: Option<i64>,
 }
 
 /// Rows per statement, keeping every statement under PostgreSQL's 65,535 and SQLite's 32,766
 /// bind-parameter limits.
 const MAX_PARAMS: usize = 30_000;
 
-/// `seq` of the stored report of each call that has one.
+/// `seq` and `is_final` of the stored report of each call that has one.
 pub(super) async fn stored_seqs<'a>(
     db: &DatabaseConnection,
     call_ids: impl Iterator<Item = &'a str>,
-) -> Result<HashMap<String, i64>, DbErr> {
+) -> Result<HashMap<String, (i64, bool)>, DbErr> {
     let ids: Vec<&str> = call_ids.collect();
     let mut out = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(1000) {
-        let rows: Vec<(String, i64)> = cs::Entity::find()
+        let rows: Vec<(String, i64, bool)> = cs::Entity::find()
             .select_only()
             .column(cs::Column::CallId)
             .column(cs::Column::ReportSeq)
+            .column(cs::Column::IsFinal)
             .filter(cs::Column::CallId.is_in(chunk.iter().copied()))
             .into_tuple()
             .all(db)
             .await?;
-        out.extend(rows);
+        out.extend(rows.into_iter().map(|(c, s, f)| (c, (s, f))));
     }
     Ok(out)
 }
@@ -511,6 +528,7 @@ pub(super) async fn write_snapshots(
     known: &[Option<std::sync::Arc<CallRows>>],
     thresholds: &Thresholds,
     analytics: bool,
+    live: bool,
 ) -> Result<Written, DbErr> {
     let mut phases = Phases::start();
     // Calls whose stored rows this batch fully knows are diagnosed from memory, before the session
@@ -601,7 +619,12 @@ pub(super) async fn write_snapshots(
             needs_aggregates.push(sid);
         }
     }
-    rows_written += upsert(
+    let turn_returning: &[ct::Column] = if live {
+        &[ct::Column::SessionId, ct::Column::TurnIndex]
+    } else {
+        &[]
+    };
+    let (n, returned_turns) = upsert(
         &txn,
         ct::Entity,
         &TURN_COLS,
@@ -609,10 +632,16 @@ pub(super) async fn write_snapshots(
         ct::Column::ReportSeq,
         false,
         turns,
-        &[],
+        turn_returning,
     )
-    .await?
-    .0;
+    .await?;
+    rows_written += n;
+    let mut changed_turns: HashMap<Uuid, Vec<i64>> = HashMap::new();
+    for row in returned_turns {
+        let sid: Uuid = row.try_get("", "session_id")?;
+        let idx: i64 = row.try_get("", "turn_index")?;
+        changed_turns.entry(sid).or_default().push(idx);
+    }
     phases.mark("turns");
     rows_written += upsert(
         &txn,
@@ -663,11 +692,35 @@ pub(super) async fn write_snapshots(
             None => from_db.push(sid),
         }
     }
+    let won_ids: Vec<Uuid> = ids.values().copied().collect();
+    let before = if live {
+        issue_keys(&txn, &won_ids).await?
+    } else {
+        Default::default()
+    };
     let memory_ids: Vec<Uuid> = from_memory.keys().copied().collect();
     for chunk in memory_ids.chunks(1000) {
         crate::diagnosis::replace_issues(&txn, chunk, &from_memory).await?;
     }
-    crate::diagnosis::rediagnose(&txn, &from_db, thresholds).await?;
+    let from_db = crate::diagnosis::rediagnose(&txn, &from_db, thresholds).await?;
+    let mut new_issues: HashMap<Uuid, Vec<NewIssue>> = HashMap::new();
+    if live {
+        for (sid, d) in from_memory.iter().chain(from_db.iter()) {
+            let had = before.get(sid);
+            for i in &d.issues {
+                let key = (i.code.to_string(), i.turn_index);
+                if had.is_none_or(|h| !h.contains(&key)) {
+                    new_issues.entry(*sid).or_default().push(NewIssue {
+                        code: i.code.to_string(),
+                        severity: i.severity.as_str(),
+                        title: i.title.clone(),
+                        turn_index: i.turn_index,
+                        at_ms: i.at_ms,
+                    });
+                }
+            }
+        }
+    }
     phases.mark("diagnosis");
     // 5. Final reports are queued for post-call analytics in the same transaction: a crash at any
     //    point loses no call (the worker runs outside ingest).
@@ -694,8 +747,35 @@ pub(super) async fn write_snapshots(
         sessions: ids.len() as u64,
         rows: rows_written,
         call_rows,
-        session_ids: ids.into_values().collect(),
+        session_ids: ids.values().copied().collect(),
+        changed_turns,
+        new_issues,
+        ids,
     })
+}
+
+/// (code, turn) of the issues stored for each session.
+async fn issue_keys<C: ConnectionTrait>(
+    c: &C,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, std::collections::HashSet<(String, Option<i64>)>>, DbErr> {
+    use entity::diagnosis_issues as di;
+    let mut out: HashMap<Uuid, std::collections::HashSet<(String, Option<i64>)>> = HashMap::new();
+    for chunk in ids.chunks(1000) {
+        let rows: Vec<(Uuid, String, Option<i64>)> = di::Entity::find()
+            .select_only()
+            .column(di::Column::SessionId)
+            .column(di::Column::Code)
+            .column(di::Column::TurnIndex)
+            .filter(di::Column::SessionId.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(c)
+            .await?;
+        for (sid, code, turn) in rows {
+            out.entry(sid).or_default().insert((code, turn));
+        }
+    }
+    Ok(out)
 }
 
 /// True when the snapshot alone is everything stored for the call: the row cache knows every stored

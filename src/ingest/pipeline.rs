@@ -36,6 +36,8 @@ pub struct IngestSummary {
     pub rows_written: u64,
     pub audio_stored: u64,
     pub audio_failed: u64,
+    /// What the commit changed, for live monitoring (published after the commit).
+    pub live_events: Vec<crate::live::LiveEvent>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,8 @@ pub struct Ingestor {
     thresholds: Arc<Thresholds>,
     /// Queue final reports for post-call analytics (in the same transaction).
     analytics: bool,
+    /// Derive live monitoring events from what each commit changed.
+    live: bool,
 }
 
 /// One call's reports of a batch merged into a single snapshot.
@@ -101,7 +105,14 @@ impl Ingestor {
             cache,
             thresholds,
             analytics: false,
+            live: false,
         }
+    }
+
+    /// Derives live events from each commit (`IngestSummary::live_events`).
+    pub fn with_live(mut self, on: bool) -> Self {
+        self.live = on;
+        self
     }
 
     /// Queues committed final reports for post-call analytics.
@@ -140,7 +151,7 @@ impl Ingestor {
         let mut snapshots = Vec::with_capacity(by_call.len());
         let mut known = Vec::with_capacity(by_call.len());
         for (call_id, mut idxs) in by_call {
-            let stored_seq = stored.get(call_id).copied();
+            let stored_seq = stored.get(call_id).map(|(s, _)| *s);
             idxs.retain(|&i| {
                 let seq = batch[i].report.seq;
                 match stored_seq {
@@ -178,8 +189,12 @@ impl Ingestor {
             &known,
             &self.thresholds,
             self.analytics,
+            self.live,
         )
         .await?;
+        if self.live {
+            summary.live_events = live_events(&snapshots, &written, &stored);
+        }
         for (snap, rows) in snapshots.iter().zip(written.call_rows) {
             match rows {
                 Some(rows) => self.cache.put(&snap.head.call_id, rows),
@@ -427,4 +442,86 @@ impl SegmentRow {
         self.metrics = Some(m.clone());
         self
     }
+}
+
+/// Live events of one commit: a call's first report, each inserted or changed turn, each new
+/// diagnosis issue, the final report. Stale and duplicate reports won nothing and produce nothing.
+fn live_events(
+    snapshots: &[CallSnapshot<'_>],
+    written: &persist::Written,
+    stored: &std::collections::HashMap<String, (i64, bool)>,
+) -> Vec<crate::live::LiveEvent> {
+    use crate::live::LiveEvent;
+    use serde_json::json;
+    let mut out = Vec::new();
+    for (snap, &won) in snapshots.iter().zip(&written.won) {
+        if !won {
+            continue;
+        }
+        let h = snap.head;
+        let Some(&sid) = written.ids.get(&h.call_id) else {
+            continue;
+        };
+        let ev = |kind: &'static str, data: serde_json::Value| {
+            LiveEvent::new(
+                kind,
+                sid,
+                &h.call_id,
+                &h.tenant_id,
+                h.agent_id.as_deref(),
+                data,
+            )
+        };
+        let before = stored.get(&h.call_id);
+        if before.is_none() {
+            out.push(ev(
+                "call_started",
+                json!({"started_at": h.started_at, "report_seq": h.seq}),
+            ));
+        }
+        if let Some(turns) = written.changed_turns.get(&sid) {
+            let mut turns = turns.clone();
+            turns.sort_unstable();
+            for idx in turns {
+                let Some((t, _)) = snap.turns.get(&idx) else {
+                    continue;
+                };
+                out.push(ev(
+                    "turn",
+                    json!({
+                        "turn_index": t.index, "role": t.role.as_str(), "content": t.content,
+                        "start_ms": t.start_ms, "end_ms": t.end_ms, "interrupted": t.interrupted,
+                        "latency": {
+                            "end_of_turn_delay_ms": t.end_of_turn_delay_ms,
+                            "transcription_delay_ms": t.transcription_delay_ms,
+                            "llm_ttft_ms": t.llm_ttft_ms, "tts_ttfb_ms": t.tts_ttfb_ms,
+                            "e2e_latency_ms": t.e2e_latency_ms,
+                        },
+                    }),
+                ));
+            }
+        }
+        if let Some(issues) = written.new_issues.get(&sid) {
+            for i in issues {
+                out.push(ev(
+                    "issue_detected",
+                    json!({"code": i.code, "severity": i.severity, "title": i.title, "turn_index": i.turn_index, "at_ms": i.at_ms}),
+                ));
+            }
+        }
+        if h.is_final() && !before.is_some_and(|(_, f)| *f) {
+            let issues = written.new_issues.get(&sid).map_or(0, Vec::len);
+            out.push(ev(
+                "call_ended",
+                json!({
+                    "reason": "final_report",
+                    "duration_seconds": h.duration_seconds,
+                    "ended_at": h.ended_at,
+                    "outcome": {"close_reason": h.outcome.close_reason, "was_transferred": h.outcome.was_transferred, "error": h.outcome.error},
+                    "new_issues": issues,
+                }),
+            ));
+        }
+    }
+    out
 }
