@@ -138,8 +138,59 @@ pub async fn metrics(State(AppState(app)): State<AppState>) -> impl IntoResponse
     }
     render_stt(&app, &mut out);
     render_analytics(&app, &mut out).await;
+    render_live(&app, &mut out);
     app.http_metrics.render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// This process's SSE clients and its events reader.
+fn render_live(app: &crate::app::App, out: &mut String) {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = &app.live.metrics;
+    for (name, kind, help, v) in [
+        (
+            "call_insights_live_clients",
+            "gauge",
+            "SSE clients connected to this process",
+            m.clients.load(Relaxed),
+        ),
+        (
+            "call_insights_live_events_sent_total",
+            "counter",
+            "Events sent to SSE clients",
+            m.events_sent.load(Relaxed) as i64,
+        ),
+        (
+            "call_insights_live_clients_dropped_total",
+            "counter",
+            "SSE clients dropped because they stopped reading",
+            m.clients_dropped.load(Relaxed) as i64,
+        ),
+        (
+            "call_insights_live_events_read_total",
+            "counter",
+            "Events read from the events stream",
+            m.events_read.load(Relaxed) as i64,
+        ),
+        (
+            "call_insights_live_event_lag_ms",
+            "gauge",
+            "Age of the newest event when this process read it",
+            m.lag_ms.load(Relaxed),
+        ),
+        (
+            "call_insights_live_publish_errors_total",
+            "counter",
+            "Analytics events that could not be appended to the events stream",
+            m.publish_errors.load(Relaxed) as i64,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
+    }
 }
 
 /// Analytics results and webhook deliveries of this process, and the queues' depths (shared).
