@@ -386,7 +386,7 @@ async fn dashboards_section(a: &Args) -> anyhow::Result<()> {
          total_agent_turns, has_near_miss, has_issues, report_seq, is_final, created_at, updated_at) \
          SELECT md5(g::text)::uuid, 'bench-' || g, 'tenant-' || (g % 5), 'agent-' || (g % 8), \
          now() - ((g * 2591) % 2592000) * interval '1 second', now() - ((g * 2591) % 2592000) * interval '1 second' + interval '90 seconds', \
-         30 + g % 300, 6, 6, false, g % 7 = 0, 1, true, now(), now() FROM generate_series(1, {n}) g"
+         30 + g % 300, 6, 6, false, g % 7 = 0, 1, true, now(), now() FROM generate_series(1::bigint, {n}::bigint) g"
     ))
     .await?;
     db.execute_unprepared(
@@ -396,10 +396,10 @@ async fn dashboards_section(a: &Args) -> anyhow::Result<()> {
          SELECT s.id, s.tenant_id, s.call_id, s.agent_id, s.started_at, s.ended_at, \
            CASE WHEN k % 100 < 97 THEN 'completed' WHEN k % 100 < 99 THEN 'skipped' ELSE 'failed' END, 1, 'llm', 'gpt-4o-mini', 'p1-bench', \
            'The caller asked about their booking.', CASE WHEN k % 3 = 0 THEN 'negative' ELSE 'positive' END, ((k % 200) - 100) / 100.0, \
-           (ARRAY['info','booking','complaint','sales','support','other'])[1 + k % 6], (k * 7919) % 101, 1 + k % 5, k % 11 = 0, \
+           (ARRAY['info','booking','complaint','sales','support','other'])[(1 + k % 6)::int], ((k * 7919) % 101)::int, (1 + k % 5)::int, k % 11 = 0, \
            CASE WHEN k % 11 = 0 THEN 'escalated' WHEN k % 13 = 0 THEN 'dropped' ELSE 'resolved' END, '[\"billing\"]'::jsonb, \
            '{\"name\":null,\"email\":null,\"phone\":null,\"topic\":\"billing\"}', (k * 7919) % 101 >= 80 AND k % 6 = 3, 1, 1, now() \
-         FROM (SELECT id, tenant_id, call_id, agent_id, started_at, ended_at, ('x' || substr(md5(call_id), 1, 8))::bit(32)::int & 2147483647 AS k FROM call_sessions) s",
+         FROM (SELECT id, tenant_id, call_id, agent_id, started_at, ended_at, (('x' || substr(md5(call_id), 1, 8))::bit(32)::int & 2147483647)::bigint AS k FROM call_sessions) s",
     )
     .await?;
     db.execute_unprepared("UPDATE call_analytics SET sentiment = NULL, sentiment_score = NULL, intent = NULL, lead_score = NULL, satisfaction = NULL, escalated = NULL, resolution = NULL, hot_lead = false WHERE status <> 'completed'").await?;

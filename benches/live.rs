@@ -1,0 +1,227 @@
+//! Live monitoring benchmark: figures only, never assertions.
+//!
+//!   eval "$(scripts/services.sh)"
+//!   cargo bench --bench live [-- --calls 3000 --seconds 10]
+//!
+//! In one process (like `serve`): the consumer, the events reader and the HTTP API on a fresh
+//! PostgreSQL database. 1) The maximum ingest rate: N one-report calls published at once, drained
+//! with 0 and with 50 connected SSE clients. 2) Freshness: calls published at half that rate and at
+//! the full rate for S seconds while one SSE client listens; for each call, the time from its XADD
+//! to its `call_started` event arriving at the client, p50/p99.
+
+use call_insights::app::App;
+use call_insights::config::Config;
+use sea_orm::{ConnectionTrait, Database};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn report(call_id: &str) -> String {
+    serde_json::json!({
+        "schema_version": 1, "report_type": "partial", "seq": 0, "call_id": call_id, "tenant_id": "acme",
+        "agent_id": "bot", "started_at": chrono::Utc::now().to_rfc3339(),
+        "turns": [
+            {"index": 0, "role": "user", "content": "Hi, I'd like to move my appointment.", "start_ms": 0, "end_ms": 1500},
+            {"index": 1, "role": "assistant", "content": "Sure, to which day?", "start_ms": 2300, "end_ms": 3500, "e2e_latency_ms": 820.0}
+        ],
+        "events": [{"seq": 0, "type": "user_started_speaking", "at_ms": 0, "turn_index": 0}],
+    })
+    .to_string()
+}
+
+fn pct(v: &mut [f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+/// An SSE client counting `call_started` events and stamping their arrival by call id.
+fn listen(
+    base: String,
+    arrivals: Option<Arc<Mutex<HashMap<String, Instant>>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Ok(mut resp) =
+            reqwest::get(format!("{base}/api/v1/monitor/stream?types=call_started")).await
+        else {
+            return;
+        };
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            let now = Instant::now();
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                if let (Some(a), Some(i)) = (&arrivals, block.find("\"call_id\":\"")) {
+                    let rest = &block[i + 11..];
+                    let id: String = rest.chars().take_while(|c| *c != '"').collect();
+                    a.lock().map(|mut m| m.insert(id, now)).ok();
+                }
+            }
+        }
+    })
+}
+
+async fn drain(
+    app: &App,
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<f64> {
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.cmd("XADD")
+            .arg(&app.config.stream)
+            .arg("*")
+            .arg("payload")
+            .arg(report(&format!("{prefix}-{i}")))
+            .ignore();
+    }
+    pipe.query_async::<()>(conn).await?;
+    let mut consumer = app.consumer();
+    let t = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let r = consumer.process_next_batch().await?;
+        done += r.read;
+        if r.read == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let mut calls = 3000usize;
+    let mut seconds = 10u64;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--calls" => calls = it.next().and_then(|v| v.parse().ok()).unwrap_or(calls),
+            "--seconds" => seconds = it.next().and_then(|v| v.parse().ok()).unwrap_or(seconds),
+            _ => {}
+        }
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+    let admin_url = env_or(
+        "INSIGHTS_TEST_DATABASE_URL",
+        "postgres://root@127.0.0.1:5432/postgres",
+    );
+    let admin = Database::connect(&admin_url).await?;
+    let db_name = format!("lbench_{id}");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{db_name}\""))
+        .await?;
+    let tmp = std::env::temp_dir().join(format!("call-insights-lbench-{id}"));
+    let mut c = Config::defaults();
+    c.redis_url = env_or("INSIGHTS_TEST_REDIS_URL", "redis://127.0.0.1:6379");
+    c.database_url = Some(format!(
+        "{}/{db_name}",
+        admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(&admin_url)
+    ));
+    c.data_dir = tmp.clone();
+    c.stream = format!("lbench:{id}:sessions");
+    c.consumer_name = Some("bench".into());
+    c.block_ms = 0;
+    c.analytics.mode = Some(call_insights::analytics::Mode::Off);
+    let app = Arc::new(App::build(c).await?);
+    let stop = CancellationToken::new();
+    tokio::spawn(app.live.clone().run_reader(stop.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let router = call_insights::api::router(app.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
+    let client = redis::Client::open(app.config.redis_url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+
+    // 1. Maximum ingest rate, without and with 50 connected clients.
+    drain(&app, &mut conn, "warm", 500).await?;
+    let without = drain(&app, &mut conn, "max0", calls).await?;
+    let clients: Vec<_> = (0..50).map(|_| listen(base.clone(), None)).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let with = drain(&app, &mut conn, "max50", calls).await?;
+    println!(
+        "ingest, {calls} one-report calls (2 turns, 1 event) on PostgreSQL: {without:.0} entries/s with no SSE client, {with:.0} with 50 connected clients ({:+.1} %)",
+        (with / without - 1.0) * 100.0
+    );
+    for c in clients {
+        c.abort();
+    }
+
+    // 2. Freshness at half and at the full rate, the consumer running as in `serve`.
+    let consumer_stop = CancellationToken::new();
+    let consumer = tokio::spawn(app.consumer().run(consumer_stop.clone()));
+    for (label, rate) in [("half", without / 2.0), ("full", without)] {
+        let arrivals = Arc::new(Mutex::new(HashMap::new()));
+        let l = listen(base.clone(), Some(arrivals.clone()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let total = (rate * seconds as f64) as usize;
+        let mut sent: HashMap<String, Instant> = HashMap::with_capacity(total);
+        let start = Instant::now();
+        for i in 0..total {
+            let due = start + Duration::from_secs_f64(i as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                tokio::time::sleep(wait).await;
+            }
+            let call = format!("{label}-{i}");
+            let body = report(&call);
+            sent.insert(call, Instant::now());
+            redis::cmd("XADD")
+                .arg(&app.config.stream)
+                .arg("*")
+                .arg("payload")
+                .arg(body)
+                .query_async::<String>(&mut conn)
+                .await?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while arrivals.lock().map(|m| m.len()).unwrap_or(0) < total && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let got = arrivals.lock().map(|m| m.clone()).unwrap_or_default();
+        let mut lat: Vec<f64> = sent
+            .iter()
+            .filter_map(|(c, t0)| {
+                got.get(c)
+                    .map(|t1| t1.duration_since(*t0).as_secs_f64() * 1000.0)
+            })
+            .collect();
+        let offered = total as f64 / start.elapsed().as_secs_f64();
+        println!(
+            "freshness at {label} rate ({offered:.0} calls/s offered for {seconds} s): {}/{total} events arrived; XADD → client p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            lat.len(),
+            pct(&mut lat, 0.5),
+            pct(&mut lat, 0.99),
+            pct(&mut lat, 1.0)
+        );
+        l.abort();
+    }
+    consumer_stop.cancel();
+    stop.cancel();
+    consumer.await.ok();
+    let _: () = redis::cmd("DEL")
+        .arg(&app.config.stream)
+        .arg(call_insights::live::events_stream(&app.config.stream))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or(());
+    drop(app);
+    admin
+        .execute_unprepared(&format!(
+            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
+        ))
+        .await?;
+    let _ = std::fs::remove_dir_all(tmp);
+    Ok(())
+}
