@@ -8,6 +8,7 @@
 //!
 //! Options: --calls N --partials K --audio --gzip --concurrency C --batch-size B --sqlite
 //!          --analytics offline|off (post-call analytics in the service, default offline)
+//!          --live true|false (live monitoring events, default true)
 
 use call_insights::ingest::redis_reply::parse_groups;
 use call_insights::produce::{self, ProduceOptions};
@@ -29,6 +30,8 @@ struct Args {
     sqlite: bool,
     /// `INSIGHTS_ANALYTICS` of the service: `offline` (the default), `off`.
     analytics: String,
+    /// `INSIGHTS_LIVE` of the service (default true).
+    live: String,
 }
 
 fn parse_args() -> Args {
@@ -41,6 +44,7 @@ fn parse_args() -> Args {
         batch_size: None,
         sqlite: false,
         analytics: "offline".into(),
+        live: "true".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -60,6 +64,7 @@ fn parse_args() -> Args {
             "--gzip" => a.gzip = true,
             "--sqlite" => a.sqlite = true,
             "--analytics" => a.analytics = it.next().unwrap_or(a.analytics),
+            "--live" => a.live = it.next().unwrap_or(a.live),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -140,7 +145,8 @@ async fn main() -> anyhow::Result<()> {
         .env("INSIGHTS_DATA_DIR", &tmp)
         .env("INSIGHTS_HTTP_ADDR", "127.0.0.1:0")
         .env("INSIGHTS_CONSUMER_NAME", "bench")
-        .env("INSIGHTS_ANALYTICS", &args.analytics);
+        .env("INSIGHTS_ANALYTICS", &args.analytics)
+        .env("INSIGHTS_LIVE", &args.live);
     if let Ok(v) = std::env::var("MALLOC_ARENA_MAX") {
         cmd.env("MALLOC_ARENA_MAX", v);
     }
@@ -250,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
         counts.push(format!("{table}={n}"));
     }
     db.close().await.ok();
-    println!("analytics: {}", args.analytics);
+    println!("analytics: {}, live events: {}", args.analytics, args.live);
     println!(
         "database: {}",
         if backend == DbBackend::Postgres {

@@ -173,6 +173,7 @@ impl App {
             )
         })?;
         let row_cache = Arc::new(RowCache::new(config.row_cache_calls));
+        let metrics = Arc::new(IngestMetrics::default());
         let analytics = Arc::new(
             crate::analytics::Analytics::build(config.analytics.clone())
                 .context("cannot set up analytics")?,
@@ -198,6 +199,7 @@ impl App {
             config.monitor_client_buffer,
         ));
         let _ = analytics.live.set(live.clone());
+        let _ = analytics.ingest.set(metrics.clone());
         if config.webhooks.allow_private {
             warn!(
                 "INSIGHTS_WEBHOOK_ALLOW_PRIVATE=true: webhooks may target loopback and private addresses"
@@ -208,7 +210,7 @@ impl App {
             db,
             store,
             redis,
-            metrics: Arc::new(IngestMetrics::default()),
+            metrics,
             row_cache,
             thresholds,
             api_keys,
@@ -288,6 +290,7 @@ impl App {
             self.ingestor(),
             self.metrics.clone(),
         )
+        .with_live(self.live.clone())
     }
 }
 

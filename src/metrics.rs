@@ -18,6 +18,8 @@ pub struct IngestMetrics {
     pub entries_failed: AtomicU64,
     /// Live events that could not be appended to the events stream.
     pub live_publish_errors: AtomicU64,
+    /// The last read was a backlog (16 entries or more): background work runs one item at a time.
+    pub backlog: std::sync::atomic::AtomicBool,
     pub entries_deleted: AtomicU64,
     pub batches: AtomicU64,
     pub rows_written: AtomicU64,

@@ -139,6 +139,7 @@ async fn ingest_with(env: &TestEnv, app: &App, report: &Value) {
     env.publish_json(report).await;
     let mut c = app.consumer();
     while c.process_next_batch().await.unwrap().read > 0 {}
+    app.live.flush().await;
 }
 
 async fn events_in_stream(env: &TestEnv) -> Vec<(String, String)> {
@@ -419,3 +420,65 @@ on_both_stacks!(
     a_client_that_never_reads_is_dropped_while_ingest_goes_on,
     active_calls_come_with_their_first_partial_and_leave_with_the_final_or_the_timeout,
 );
+
+/// Two real service processes consuming one stream: a client on A sees what either consumed, and
+/// resumes on B with `Last-Event-ID` with exactly the events it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_service_processes_serve_one_resumable_stream() {
+    let env = spawn_with(Db::Postgres, Store::S3, |_| {}).await;
+    let a = env.start_service(&[
+        ("INSIGHTS_CONSUMER_NAME", "replica-a"),
+        ("INSIGHTS_ANALYTICS", "off"),
+    ]);
+    let b = env.start_service(&[
+        ("INSIGHTS_CONSUMER_NAME", "replica-b"),
+        ("INSIGHTS_ANALYTICS", "off"),
+    ]);
+    let (base_a, base_b) = (
+        format!("http://{}", a.http_addr),
+        format!("http://{}", b.http_addr),
+    );
+    let mut client = Client::connect(&base_a, "", None, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..6 {
+        env.publish_json(&partial(&format!("call-proc-{i}"), 0, 2, "acme"))
+            .await;
+    }
+    let mut first = Vec::new();
+    while first
+        .iter()
+        .filter(|e: &&Sse| e.event == "call_started")
+        .count()
+        < 6
+    {
+        first.push(client.next(20).await.expect("events from both consumers"));
+    }
+    let last = first.last().unwrap().id.clone().unwrap();
+    drop(client);
+    for i in 0..6 {
+        env.publish_json(&final_report(&format!("call-proc-{i}"), 1, 3))
+            .await;
+    }
+    common::eventually(20, "both processes consumed everything", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    let mut again = Client::connect(&base_b, "", Some(&last), None)
+        .await
+        .unwrap();
+    let got = again.drain(3).await;
+    let expected: Vec<(String, String)> = events_in_stream(&env)
+        .await
+        .into_iter()
+        .filter(|(id, _)| {
+            call_insights::live::hub::parse_id(id) > call_insights::live::hub::parse_id(&last)
+        })
+        .collect();
+    let got_ids: Vec<(String, String)> = got
+        .iter()
+        .map(|e| (e.id.clone().unwrap(), e.event.clone()))
+        .collect();
+    assert_eq!(got_ids, expected);
+    assert_eq!(got.iter().filter(|e| e.event == "call_ended").count(), 6);
+    env.cleanup().await;
+}

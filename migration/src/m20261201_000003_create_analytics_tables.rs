@@ -191,7 +191,10 @@ const ROLLUPS: TableSpec = TableSpec {
     ],
     key: &["tenant_id", "agent_id", "hour", "intent"],
     fks: &[],
-    indexes: &[("idx_analytics_rollups_hour", &["hour"])],
+    indexes: &[
+        ("idx_analytics_rollups_hour", &["hour"]),
+        ("idx_analytics_rollups_tenant_hour", &["tenant_id", "hour"]),
+    ],
 };
 
 const LATENCY_ROLLUPS: TableSpec = TableSpec {

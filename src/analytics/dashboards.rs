@@ -88,8 +88,9 @@ pub struct Overview {
     pub since: DateTime<Utc>,
 }
 
-#[derive(Debug, FromQueryResult)]
+#[derive(Debug, Default, FromQueryResult)]
 struct Sums {
+    intent: String,
     calls: Option<i64>,
     completed: Option<i64>,
     skipped: Option<i64>,
@@ -102,6 +103,26 @@ struct Sums {
     resolved: Option<i64>,
     dropped: Option<i64>,
     hot_leads: Option<i64>,
+}
+
+impl Sums {
+    fn add(&mut self, o: &Sums) {
+        let i = |a: &mut Option<i64>, b: Option<i64>| *a = Some(a.unwrap_or(0) + b.unwrap_or(0));
+        let f =
+            |a: &mut Option<f64>, b: Option<f64>| *a = Some(a.unwrap_or(0.0) + b.unwrap_or(0.0));
+        i(&mut self.calls, o.calls);
+        i(&mut self.completed, o.completed);
+        i(&mut self.skipped, o.skipped);
+        i(&mut self.failed, o.failed);
+        f(&mut self.duration_sum, o.duration_sum);
+        i(&mut self.duration_n, o.duration_n);
+        f(&mut self.sentiment_sum, o.sentiment_sum);
+        i(&mut self.sentiment_n, o.sentiment_n);
+        i(&mut self.escalated, o.escalated);
+        i(&mut self.resolved, o.resolved);
+        i(&mut self.dropped, o.dropped);
+        i(&mut self.hot_leads, o.hot_leads);
+    }
 }
 
 const SUMS: &str = "CAST(SUM(calls) AS BIGINT) AS calls, CAST(SUM(completed) AS BIGINT) AS completed, \
@@ -125,41 +146,24 @@ fn n(x: Option<i64>) -> i64 {
 }
 
 pub async fn overview(db: &DatabaseConnection, w: &Window) -> Result<Overview, DbErr> {
-    let backend = db.get_database_backend();
     let (cond, values) = w.rollup_where();
-    let s = Sums::find_by_statement(stmt(
-        backend,
-        &format!("SELECT {SUMS} FROM analytics_rollups WHERE {cond}"),
-        values.clone(),
-    ))
-    .one(db)
-    .await?;
-    #[derive(FromQueryResult)]
-    struct IntentRow {
-        intent: String,
-        calls: Option<i64>,
-    }
-    let intents = IntentRow::find_by_statement(stmt(
-        backend,
-        &format!("SELECT intent, CAST(SUM(completed) AS BIGINT) AS calls FROM analytics_rollups WHERE {cond} AND intent <> '' GROUP BY intent"),
+    // One scan, grouped by intent: the totals are the sum of the groups.
+    let groups = Sums::find_by_statement(stmt(
+        db.get_database_backend(),
+        &format!("SELECT intent, {SUMS} FROM analytics_rollups WHERE {cond} GROUP BY intent"),
         values,
     ))
     .all(db)
     .await?;
-    let s = s.unwrap_or(Sums {
-        calls: None,
-        completed: None,
-        skipped: None,
-        failed: None,
-        duration_sum: None,
-        duration_n: None,
-        sentiment_sum: None,
-        sentiment_n: None,
-        escalated: None,
-        resolved: None,
-        dropped: None,
-        hot_leads: None,
-    });
+    let mut s = Sums::default();
+    for g in &groups {
+        s.add(g);
+    }
+    let intents: Vec<(String, i64)> = groups
+        .iter()
+        .filter(|g| !g.intent.is_empty() && n(g.completed) > 0)
+        .map(|g| (g.intent.clone(), n(g.completed)))
+        .collect();
     Ok(Overview {
         total_calls: n(s.calls),
         analyzed_calls: n(s.completed),
@@ -170,11 +174,7 @@ pub async fn overview(db: &DatabaseConnection, w: &Window) -> Result<Overview, D
             escalated: n(s.escalated),
             dropped: n(s.dropped),
         },
-        intents: intents
-            .into_iter()
-            .filter(|i| n(i.calls) > 0)
-            .map(|i| (i.intent, n(i.calls)))
-            .collect(),
+        intents: intents.into_iter().collect(),
         escalation_rate: ratio(s.escalated.map(|x| x as f64), s.completed),
         hot_leads: n(s.hot_leads),
         failed: n(s.failed),

@@ -8,7 +8,7 @@ use super::profile::Profile;
 use super::redact::Redactor;
 use super::schema::{Analysis, json_schema, validate};
 use super::{Analyzer, Answer, CallInput, Failure, Usage, transcript};
-use crate::stt::{RetryPolicy, retry_after};
+use crate::stt::{RetryPolicy, error_chain, retry_after};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -480,17 +480,6 @@ impl LlmAnalyzer {
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Some servers wrap JSON in a Markdown fence even in JSON mode.

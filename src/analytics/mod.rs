@@ -434,6 +434,8 @@ pub struct Analytics {
     pub metrics: AnalyticsMetrics,
     /// Where `analytics_ready` events go (set once the process's live hub exists).
     pub live: std::sync::OnceLock<Arc<crate::live::hub::Hub>>,
+    /// Ingest's counters: its backlog flag throttles the worker.
+    pub ingest: std::sync::OnceLock<Arc<crate::metrics::IngestMetrics>>,
 }
 
 impl Analytics {
@@ -448,6 +450,7 @@ impl Analytics {
             keys: Arc::new(keys),
             metrics: AnalyticsMetrics::default(),
             live: std::sync::OnceLock::new(),
+            ingest: std::sync::OnceLock::new(),
         })
     }
 

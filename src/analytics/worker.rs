@@ -396,7 +396,13 @@ pub async fn run_worker(
         Default::default();
     let mut outage = false;
     loop {
-        let free = concurrency.saturating_sub(running.len());
+        // While ingest works through a backlog, analytics runs one call at a time (never none, so
+        // a long burst cannot starve it): ingest keeps the cores.
+        let limit = match a.ingest.get() {
+            Some(m) if m.backlog.load(Relaxed) => 1,
+            _ => concurrency,
+        };
+        let free = limit.saturating_sub(running.len());
         let mut claimed = 0;
         if free > 0 && !shutdown.is_cancelled() {
             match claim(&db, &worker, free, a.lease()).await {
@@ -428,7 +434,7 @@ pub async fn run_worker(
                 }
             }
         }
-        if claimed > 0 && running.len() < concurrency {
+        if claimed > 0 && running.len() < limit {
             continue;
         }
         tokio::select! {

@@ -74,6 +74,20 @@ impl ApiKeys {
         self.0.is_empty()
     }
 
+    /// The scope of a request's `Authorization: Bearer` key (every tenant when no keys are set).
+    pub fn scope_of_headers(&self, headers: &axum::http::HeaderMap) -> Result<Scope, ApiError> {
+        if self.is_open() {
+            return Ok(Scope::All);
+        }
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized)?;
+        self.scope_of(presented.trim().as_bytes())
+            .ok_or(ApiError::Unauthorized)
+    }
+
     /// The scope of `presented`, comparing against every key in constant time.
     pub fn scope_of(&self, presented: &[u8]) -> Option<Scope> {
         let mut found = None;
@@ -97,18 +111,7 @@ impl FromRequestParts<AppState> for Scope {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let keys = &state.0.api_keys;
-        if keys.is_open() {
-            return Ok(Scope::All);
-        }
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthorized)?;
-        keys.scope_of(presented.trim().as_bytes())
-            .ok_or(ApiError::Unauthorized)
+        state.0.api_keys.scope_of_headers(&parts.headers)
     }
 }
 

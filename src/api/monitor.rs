@@ -94,17 +94,7 @@ fn scope_of(state: &AppState, headers: &HeaderMap, token: Option<&str>) -> Resul
     if let Some(t) = token.filter(|t| !t.is_empty()) {
         return token_scope(state, t);
     }
-    let keys = &state.0.api_keys;
-    if keys.is_open() {
-        return Ok(Scope::All);
-    }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized)?;
-    keys.scope_of(presented.trim().as_bytes())
-        .ok_or(ApiError::Unauthorized)
+    state.0.api_keys.scope_of_headers(headers)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

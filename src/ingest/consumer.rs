@@ -102,9 +102,17 @@ pub struct InsightsStreamConsumer {
     next_count: usize,
     /// Largest entry seen (bytes), decaying 1 % per batch.
     largest_entry: usize,
+    /// Where live events of each commit go.
+    live: Option<Arc<crate::live::hub::Hub>>,
 }
 
 impl InsightsStreamConsumer {
+    /// Publishes each commit's live events through `hub`.
+    pub fn with_live(mut self, hub: Arc<crate::live::hub::Hub>) -> Self {
+        self.live = Some(hub);
+        self
+    }
+
     pub fn new(
         settings: ConsumerSettings,
         client: redis::Client,
@@ -125,6 +133,7 @@ impl InsightsStreamConsumer {
             last_claim: None,
             next_count,
             largest_entry: 1,
+            live: None,
         }
     }
 
@@ -405,6 +414,8 @@ impl InsightsStreamConsumer {
             read: entries.len(),
             ..Default::default()
         };
+        // A full-size read means a backlog: background work (analytics) steps back meanwhile.
+        self.metrics.backlog.store(entries.len() >= 16, Relaxed);
         if entries.is_empty() {
             return Ok(report);
         }
@@ -456,12 +467,12 @@ impl InsightsStreamConsumer {
         }
 
         match self.ingestor.ingest(&valid).await {
-            Ok(summary) => {
+            Ok(mut summary) => {
                 to_ack.extend(valid.iter().map(|d| d.entry_id.clone()));
                 tally(&mut report, &summary.outcomes);
                 self.record(&summary);
                 self.announce(&summary.session_ids).await;
-                self.publish_live(&summary.live_events).await;
+                self.publish_live(std::mem::take(&mut summary.live_events));
             }
             Err(e) => {
                 if let Some(outage) = self.outage(e).await {
@@ -473,12 +484,12 @@ impl InsightsStreamConsumer {
                 // Isolate the entry that broke the batch: one transaction per entry.
                 for d in &valid {
                     match self.ingestor.ingest(std::slice::from_ref(d)).await {
-                        Ok(summary) => {
+                        Ok(mut summary) => {
                             to_ack.push(d.entry_id.clone());
                             tally(&mut report, &summary.outcomes);
                             self.record(&summary);
                             self.announce(&summary.session_ids).await;
-                            self.publish_live(&summary.live_events).await;
+                            self.publish_live(std::mem::take(&mut summary.live_events));
                         }
                         Err(e) => {
                             if let Some(outage) = self.outage(e).await {
@@ -510,20 +521,19 @@ impl InsightsStreamConsumer {
         Ok(report)
     }
 
-    /// Appends what the commit changed to the live events stream (best effort, after the commit and
-    /// before the acknowledgement: an event a client sees is always committed).
-    async fn publish_live(&mut self, events: &[crate::live::LiveEvent]) {
+    /// Hands what the commit changed to the live publisher (after the commit: an event a client sees
+    /// is always committed; the consumer does not wait for Redis to take it).
+    fn publish_live(&mut self, events: Vec<crate::live::LiveEvent>) {
         if events.is_empty() {
             return;
         }
-        let stream = crate::live::events_stream(&self.settings.stream);
-        if let Some(conns) = self.conns.as_mut()
-            && let Err(e) = crate::live::publish(&mut conns.cmd, &stream, events).await
-        {
-            self.metrics
-                .live_publish_errors
-                .fetch_add(events.len() as u64, Relaxed);
-            warn!(error = %e, events = events.len(), "cannot publish live events");
+        match &self.live {
+            Some(hub) => hub.enqueue(events),
+            None => {
+                self.metrics
+                    .live_publish_errors
+                    .fetch_add(events.len() as u64, Relaxed);
+            }
         }
     }
 

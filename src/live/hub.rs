@@ -141,7 +141,15 @@ pub struct Hub {
     /// Events a client may have queued before it is dropped.
     pub client_buffer: usize,
     publisher: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    /// Ingest's events, appended by a background task so the consumer never waits on them.
+    queue: std::sync::OnceLock<mpsc::Sender<Vec<LiveEvent>>>,
+    queued: AtomicU64,
+    published: AtomicU64,
+    flushed: tokio::sync::Notify,
 }
+
+/// Events ingest may have waiting for the background publisher before new ones are dropped.
+const PUBLISH_QUEUE_BATCHES: usize = 4096;
 
 impl Hub {
     pub fn new(redis: redis::Client, stream: String, client_buffer: usize) -> Self {
@@ -153,6 +161,66 @@ impl Hub {
             metrics: LiveMetrics::default(),
             client_buffer: client_buffer.max(1),
             publisher: tokio::sync::Mutex::new(None),
+            queue: std::sync::OnceLock::new(),
+            queued: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            flushed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Hands a commit's events to the background publisher (started on first use) and returns at
+    /// once: the consumer never waits on Redis for them. Order is kept (one task, FIFO).
+    pub fn enqueue(self: &Arc<Self>, events: Vec<LiveEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let tx = self.queue.get_or_init(|| {
+            let (tx, mut rx) = mpsc::channel::<Vec<LiveEvent>>(PUBLISH_QUEUE_BATCHES);
+            let hub = self.clone();
+            tokio::spawn(async move {
+                while let Some(first) = rx.recv().await {
+                    let mut batch = first;
+                    let mut batches = 1u64;
+                    while batch.len() < 2000 {
+                        match rx.try_recv() {
+                            Ok(more) => {
+                                batch.extend(more);
+                                batches += 1;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    hub.publish(&batch).await;
+                    hub.published.fetch_add(batches, Relaxed);
+                    hub.flushed.notify_waiters();
+                }
+            });
+            tx
+        });
+        let n = events.len();
+        match tx.try_send(events) {
+            Ok(()) => {
+                self.queued.fetch_add(1, Relaxed);
+            }
+            Err(_) => {
+                self.metrics.publish_errors.fetch_add(n as u64, Relaxed);
+                tracing::warn!(
+                    events = n,
+                    "live publisher queue full or closed: events dropped"
+                );
+            }
+        }
+    }
+
+    /// Waits until every event enqueued so far is appended (tests, shutdown).
+    pub async fn flush(&self) {
+        let target = self.queued.load(Relaxed);
+        while self.published.load(Relaxed) < target {
+            let notified = self.flushed.notified();
+            if self.published.load(Relaxed) >= target {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
         }
     }
 

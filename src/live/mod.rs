@@ -8,7 +8,7 @@ pub mod hub;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 /// Event types on the wire (`event:` of the SSE stream).
@@ -23,7 +23,7 @@ pub const EVENT_TYPES: [&str; 5] = [
 /// One live event, before it has a stream id.
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveEvent {
-    #[serde(skip)]
+    #[serde(rename = "type")]
     pub kind: &'static str,
     pub session_id: Uuid,
     pub call_id: String,
@@ -60,11 +60,7 @@ impl LiveEvent {
 
     /// The JSON body clients receive (type included).
     pub fn body(&self) -> String {
-        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
-        if let Some(o) = v.as_object_mut() {
-            o.insert("type".into(), json!(self.kind));
-        }
-        v.to_string()
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 

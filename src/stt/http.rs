@@ -300,7 +300,8 @@ pub(crate) fn error_details(body: &[u8]) -> (Option<String>, Option<String>) {
     (message, request_id)
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its causes, `a: b: c`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -17,7 +17,7 @@ mod openai_compat;
 pub mod wer;
 
 pub use config::{ProviderConfig, SttConfig};
-pub use http::{RetryPolicy, retry_after};
+pub use http::{RetryPolicy, error_chain, retry_after};
 pub use limit::Priority;
 
 use serde::Serialize;

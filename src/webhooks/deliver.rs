@@ -198,14 +198,7 @@ impl Deliverer {
                 let what = if e.is_timeout() {
                     format!("no answer within {} ms", self.settings.timeout.as_millis())
                 } else {
-                    let mut s = e.to_string();
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(x) = src {
-                        s.push_str(": ");
-                        s.push_str(&x.to_string());
-                        src = x.source();
-                    }
-                    s
+                    crate::stt::error_chain(&e)
                 };
                 self.record(d, None, Some(what), None, ms).await
             }
