@@ -379,6 +379,9 @@ pub async fn process_available(
     futures::future::join_all(runs).await.into_iter().collect()
 }
 
+/// How long analytics waits for an ingest backlog before it takes one call at a time anyway.
+const BACKLOG_GRACE: Duration = Duration::from_secs(60);
+
 /// Runs until `shutdown`, `concurrency` items at once; on shutdown the runs in flight are stopped
 /// and their items handed back (their start not counted).
 pub async fn run_worker(
@@ -395,12 +398,23 @@ pub async fn run_worker(
     let mut claims_in_flight: std::collections::HashMap<tokio::task::Id, Claim> =
         Default::default();
     let mut outage = false;
+    let mut backlog_since: Option<Instant> = None;
     loop {
-        // While ingest works through a backlog, analytics runs one call at a time (never none, so
-        // a long burst cannot starve it): ingest keeps the cores.
-        let limit = match a.ingest.get() {
-            Some(m) if m.backlog.load(Relaxed) => 1,
-            _ => concurrency,
+        // While ingest works through a backlog, analytics waits (the calls stay queued, durably):
+        // ingest keeps the cores and the database. A backlog that lasts over a minute lets one call
+        // at a time through, so sustained overload cannot starve analytics.
+        let backlog = a.ingest.get().is_some_and(|m| m.backlog.load(Relaxed));
+        let limit = match (backlog, backlog_since) {
+            (false, _) => {
+                backlog_since = None;
+                concurrency
+            }
+            (true, None) => {
+                backlog_since = Some(Instant::now());
+                0
+            }
+            (true, Some(t)) if t.elapsed() < BACKLOG_GRACE => 0,
+            (true, Some(_)) => 1,
         };
         let free = limit.saturating_sub(running.len());
         let mut claimed = 0;
