@@ -337,8 +337,21 @@ async fn audio_urls_fetch_the_stored_bytes(db: Db, store: Store) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let resp = http.get(&url).send().await.unwrap();
+    // Audio is never gzipped (players need Accept-Ranges to seek), even when the client accepts it.
+    let resp = http
+        .get(&url)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("content-encoding").is_none());
+    assert_eq!(
+        resp.headers()
+            .get("accept-ranges")
+            .map(|v| v.to_str().unwrap()),
+        Some("bytes")
+    );
     let bytes = resp.bytes().await.unwrap();
     assert_eq!(bytes.as_ref(), tone_wav(1000, 0.4).as_slice());
     let ranged = http

@@ -24,6 +24,7 @@ use axum::response::Response;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::Predicate;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -232,21 +233,28 @@ pub fn router(app: Arc<App>) -> Router {
     MinProperties.modify(&mut doc);
     let state = AppState(app.clone());
     let config = &app.config;
-    let router = router
-        .route(
-            "/api/v1/audio-files/{*key}",
-            axum::routing::get(audio::serve_audio_file),
-        )
-        .merge(SwaggerUi::new("/docs").url("/api-docs/openapi.json", doc))
-        .layer(middleware::from_fn_with_state(state.clone(), record_http))
-        .layer(CompressionLayer::new())
-        .layer(axum::extract::DefaultBodyLimit::max(
-            config.http_body_limit_bytes,
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_millis(config.http_timeout_ms),
-        ));
+    let router =
+        router
+            .route(
+                "/api/v1/audio-files/{*key}",
+                axum::routing::get(audio::serve_audio_file),
+            )
+            .merge(SwaggerUi::new("/docs").url("/api-docs/openapi.json", doc))
+            .layer(middleware::from_fn_with_state(state.clone(), record_http))
+            // Not audio: a gzipped full-length WAV loses `Accept-Ranges` and players cannot seek.
+            // (`text/event-stream` is already skipped by the default predicate.)
+            .layer(CompressionLayer::new().compress_when(
+                tower_http::compression::predicate::DefaultPredicate::new().and(
+                    tower_http::compression::predicate::NotForContentType::const_new("audio/"),
+                ),
+            ))
+            .layer(axum::extract::DefaultBodyLimit::max(
+                config.http_body_limit_bytes,
+            ))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                Duration::from_millis(config.http_timeout_ms),
+            ));
     let router = match cors(config.cors_origins.as_deref()) {
         Some(c) => router.layer(c),
         None => router,

@@ -55,6 +55,8 @@ pub(super) struct Written {
     pub new_issues: HashMap<Uuid, Vec<NewIssue>>,
     /// Session id per call id of the calls this transaction won.
     pub ids: HashMap<String, Uuid>,
+    /// With live events on: the diagnosis summary of each session diagnosed here.
+    pub issue_summaries: HashMap<Uuid, Option<String>>,
 }
 
 /// A diagnosis issue that the stored snapshot did not have before.
@@ -704,7 +706,11 @@ pub(super) async fn write_snapshots(
     }
     let from_db = crate::diagnosis::rediagnose(&txn, &from_db, thresholds).await?;
     let mut new_issues: HashMap<Uuid, Vec<NewIssue>> = HashMap::new();
+    let mut issue_summaries: HashMap<Uuid, Option<String>> = HashMap::new();
     if live {
+        for (sid, d) in from_memory.iter().chain(from_db.iter()) {
+            issue_summaries.insert(*sid, d.summary.clone());
+        }
         for (sid, d) in from_memory.iter().chain(from_db.iter()) {
             let had = before.get(sid);
             for i in &d.issues {
@@ -751,6 +757,7 @@ pub(super) async fn write_snapshots(
         changed_turns,
         new_issues,
         ids,
+        issue_summaries,
     })
 }
 

@@ -518,7 +518,8 @@ fn live_events(
                     "duration_seconds": h.duration_seconds,
                     "ended_at": h.ended_at,
                     "outcome": {"close_reason": h.outcome.close_reason, "was_transferred": h.outcome.was_transferred, "error": h.outcome.error},
-                    "new_issues": issues,
+                                        "new_issues": issues,
+                    "issue_summary": written.issue_summaries.get(&sid).cloned().flatten(),
                 }),
             ));
         }

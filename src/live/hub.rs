@@ -118,7 +118,7 @@ impl Filter {
                 .call_id
                 .as_ref()
                 .is_none_or(|c| e.call_id.as_ref() == Some(c))
-            && (self.types.is_empty() || self.types.iter().any(|t| *t == e.kind))
+            && (self.types.is_empty() || self.types.contains(&e.kind))
     }
 }
 
