@@ -201,48 +201,11 @@ pub async fn create(
         *v = v.replace('\0', "\u{FFFD}");
     }
     let txn = db.begin().await?;
-    bj::ActiveModel {
-        id: Set(id),
-        tenant_id: Set(filter.tenant_id.clone()),
-        status: Set("running".into()),
-        filter: Set(serde_json::to_value(&filter).unwrap_or_default()),
-        total: Set(0),
-        completed: Set(0),
-        skipped: Set(0),
-        failed: Set(0),
-        cancelled: Set(0),
-        created_at: Set(now),
-        updated_at: Set(now),
-        finished_at: Set(None),
-    }
-    .insert(&txn)
-    .await?;
-    let mut total = 0usize;
+    let filter_json = serde_json::to_value(&filter).unwrap_or_default();
+    insert_job(&txn, id, filter.tenant_id.clone(), filter_json, 0, now).await?;
+    // An item already queued by another job stays with it; one running now is left alone.
+    let total = queue_for_job(&txn, id, &targets, now, false).await?;
     let backend = txn.get_database_backend();
-    for chunk in targets.chunks(500) {
-        let rows = vec!["(?, ?, ?, 'queued', 0, ?, ?, ?)"; chunk.len()].join(", ");
-        // An item already queued by another job stays with it; one running now is left alone.
-        let sql = format!(
-            "INSERT INTO analytics_queue (session_id, tenant_id, report_seq, status, attempts, job_id, available_at, enqueued_at) VALUES {rows} \
-             ON CONFLICT (session_id) DO UPDATE SET status = 'queued', attempts = 0, job_id = excluded.job_id, \
-             report_seq = excluded.report_seq, claim_token = NULL, claimed_by = NULL, lease_until = NULL, error = NULL, \
-             finished_at = NULL, available_at = excluded.available_at, enqueued_at = excluded.enqueued_at \
-             WHERE analytics_queue.status <> 'running' AND NOT (analytics_queue.status = 'queued' AND analytics_queue.job_id IS NOT NULL) \
-             RETURNING session_id"
-        );
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
-        for t in chunk {
-            values.extend([
-                t.id.into(),
-                t.tenant_id.clone().into(),
-                t.report_seq.into(),
-                id.into(),
-                now.into(),
-                now.into(),
-            ]);
-        }
-        total += txn.query_all_raw(stmt(backend, &sql, values)).await?.len();
-    }
     let finished = (total == 0).then_some(now);
     txn.execute_raw(stmt(
         backend,
@@ -268,36 +231,17 @@ pub async fn rerun(
 ) -> Result<BackfillJob, BackfillError> {
     let id = Uuid::now_v7();
     let now = Utc::now();
-    let backend = db.get_database_backend();
     let txn = db.begin().await?;
-    bj::ActiveModel {
-        id: Set(id),
-        tenant_id: Set(Some(session.tenant_id.clone())),
-        status: Set("running".into()),
-        filter: Set(serde_json::json!({"session_id": session.id})),
-        total: Set(1),
-        completed: Set(0),
-        skipped: Set(0),
-        failed: Set(0),
-        cancelled: Set(0),
-        created_at: Set(now),
-        updated_at: Set(now),
-        finished_at: Set(None),
-    }
-    .insert(&txn)
-    .await?;
-    let queued = txn
-        .query_all_raw(stmt(
-            backend,
-            "INSERT INTO analytics_queue (session_id, tenant_id, report_seq, status, attempts, job_id, available_at, enqueued_at) \
-             VALUES (?, ?, ?, 'queued', 0, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET status = 'queued', attempts = 0, \
-             job_id = excluded.job_id, report_seq = excluded.report_seq, claim_token = NULL, claimed_by = NULL, lease_until = NULL, \
-             error = NULL, finished_at = NULL, available_at = excluded.available_at, enqueued_at = excluded.enqueued_at \
-             WHERE analytics_queue.status <> 'running' RETURNING session_id",
-            [session.id.into(), session.tenant_id.clone().into(), session.report_seq.into(), id.into(), now.into(), now.into()],
-        ))
-        .await?;
-    if queued.is_empty() {
+    let filter = serde_json::json!({"session_id": session.id});
+    insert_job(&txn, id, Some(session.tenant_id.clone()), filter, 1, now).await?;
+    let target = Target {
+        id: session.id,
+        tenant_id: session.tenant_id.clone(),
+        report_seq: session.report_seq,
+    };
+    // A re-run takes the call from any queued job (it runs now either way).
+    let queued = queue_for_job(&txn, id, std::slice::from_ref(&target), now, true).await?;
+    if queued == 0 {
         txn.rollback().await?;
         return Err(BackfillError::Conflict(format!(
             "the analytics of session {} is running now",
@@ -306,6 +250,78 @@ pub async fn rerun(
     }
     txn.commit().await?;
     get(db, scope, id).await
+}
+
+/// A job row with zero progress.
+async fn insert_job<C: ConnectionTrait>(
+    c: &C,
+    id: Uuid,
+    tenant_id: Option<String>,
+    filter: serde_json::Value,
+    total: i32,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    bj::ActiveModel {
+        id: Set(id),
+        tenant_id: Set(tenant_id),
+        status: Set("running".into()),
+        filter: Set(filter),
+        total: Set(total),
+        completed: Set(0),
+        skipped: Set(0),
+        failed: Set(0),
+        cancelled: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        finished_at: Set(None),
+    }
+    .insert(c)
+    .await?;
+    Ok(())
+}
+
+/// Queues `targets` for `job` (a forced run: the unchanged-conversation shortcut does not apply);
+/// an item running now is left alone, and one queued by another job stays with it unless
+/// `take_queued`. Returns how many were queued.
+async fn queue_for_job<C: ConnectionTrait>(
+    c: &C,
+    job: Uuid,
+    targets: &[Target],
+    now: DateTime<Utc>,
+    take_queued: bool,
+) -> Result<usize, DbErr> {
+    let keep = if take_queued {
+        ""
+    } else {
+        " AND NOT (analytics_queue.status = 'queued' AND analytics_queue.job_id IS NOT NULL)"
+    };
+    let mut queued = 0;
+    for chunk in targets.chunks(500) {
+        let rows = vec!["(?, ?, ?, 'queued', 0, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO analytics_queue (session_id, tenant_id, report_seq, status, attempts, job_id, available_at, enqueued_at) VALUES {rows} \
+             ON CONFLICT (session_id) DO UPDATE SET status = 'queued', attempts = 0, job_id = excluded.job_id, \
+             report_seq = excluded.report_seq, claim_token = NULL, claimed_by = NULL, lease_until = NULL, error = NULL, \
+             finished_at = NULL, available_at = excluded.available_at, enqueued_at = excluded.enqueued_at \
+             WHERE analytics_queue.status <> 'running'{keep} RETURNING session_id"
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
+        for t in chunk {
+            values.extend([
+                t.id.into(),
+                t.tenant_id.clone().into(),
+                t.report_seq.into(),
+                job.into(),
+                now.into(),
+                now.into(),
+            ]);
+        }
+        queued += c
+            .query_all_raw(stmt(c.get_database_backend(), &sql, values))
+            .await?
+            .len();
+    }
+    Ok(queued)
 }
 
 pub async fn get(
