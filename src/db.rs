@@ -52,10 +52,52 @@ fn sqlite_path(url: &str) -> Option<String> {
     (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }
 
+/// Key of the advisory lock that serialises migrations across replicas ("call-insights" in ASCII).
+const MIGRATION_LOCK: i64 = 0x63616c6c2d696e73;
+
+/// Applies pending migrations. On PostgreSQL every replica first takes a session advisory lock on
+/// a connection of its own, so ten replicas starting at once migrate once: the others wait, then
+/// find nothing left to do. (SQLite is one file, one writer: its own lock serialises.)
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    Migrator::up(db, None)
+    use sea_orm::ConnectionTrait;
+    let pool_allows_lock = db.get_database_backend() == sea_orm::DbBackend::Postgres
+        && db
+            .get_postgres_connection_pool()
+            .options()
+            .get_max_connections()
+            >= 2;
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres && !pool_allows_lock {
+        tracing::warn!("INSIGHTS_DB_MAX_CONNECTIONS < 2: migrating without the cross-replica lock");
+    }
+    if !pool_allows_lock {
+        return Migrator::up(db, None)
+            .await
+            .context("database migration failed");
+    }
+    let lock = db
+        .get_postgres_connection_pool()
+        .acquire()
         .await
-        .context("database migration failed")
+        .context("cannot get a connection for the migration lock")?;
+    let mut lock = lock;
+    sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *lock)
+        .await
+        .context("cannot take the migration lock")?;
+    let result = Migrator::up(db, None)
+        .await
+        .context("database migration failed");
+    let unlocked = sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *lock)
+        .await;
+    if let Err(e) = unlocked {
+        // The lock goes with the connection: close it rather than return it to the pool locked.
+        tracing::warn!(error = %e, "cannot release the migration lock; closing its connection");
+        let _ = lock.detach();
+    }
+    result
 }
 
 /// A raw statement written with `?` placeholders, numbered `$1…` for PostgreSQL. The SQL must not

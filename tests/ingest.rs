@@ -696,3 +696,52 @@ async fn a_call_written_by_another_replica_in_between_is_applied_in_full(db: Db,
     );
     env.cleanup().await;
 }
+
+/// Ten replicas starting at once on one fresh PostgreSQL database: every one migrates (or waits for
+/// the one that does) and starts; each migration is recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_replicas_starting_at_once_migrate_once() {
+    use sea_orm::{ConnectionTrait, Database};
+    let admin_url = std::env::var("INSIGHTS_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into());
+    let name = format!("ci_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let admin = Database::connect(&admin_url).await.unwrap();
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let starts = (0..10).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let db = call_insights::db::connect(&url, 3).await?;
+            call_insights::db::migrate(&db).await?;
+            db.close().await.ok();
+            anyhow::Ok(())
+        })
+    });
+    for r in futures::future::join_all(starts).await {
+        r.unwrap()
+            .expect("a replica migrates or waits for the one that does");
+    }
+    let db = Database::connect(&url).await.unwrap();
+    let rows = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT COUNT(*) AS n, COUNT(DISTINCT version) AS d FROM seaql_migrations".to_string(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let (n, d): (i64, i64) = (
+        rows.try_get("", "n").unwrap(),
+        rows.try_get("", "d").unwrap(),
+    );
+    assert_eq!(n, d, "each migration recorded once");
+    assert_eq!(n, 3);
+    db.close().await.ok();
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await
+        .ok();
+}
