@@ -59,7 +59,6 @@ const MIGRATION_LOCK: i64 = 0x63616c6c2d696e73;
 /// a connection of its own, so ten replicas starting at once migrate once: the others wait, then
 /// find nothing left to do. (SQLite is one file, one writer: its own lock serialises.)
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    use sea_orm::ConnectionTrait;
     let pool_allows_lock = db.get_database_backend() == sea_orm::DbBackend::Postgres
         && db
             .get_postgres_connection_pool()
