@@ -52,11 +52,15 @@ echo "api-fuzz: service on :$PORT with $(curl -fs -H "Authorization: Bearer $KEY
 # One worker: CPython 3.11.7's ast.parse is not thread-safe (python/cpython#106905, "AST constructor
 # recursion depth mismatch"), and hypothesis parses lambda sources while describing strategies; two
 # worker threads crashed a run that had no failure.
-"$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/api-docs/openapi.json" \
-  --header "Authorization: Bearer $KEY" \
-  --checks all \
-  --max-examples "${FUZZ_EXAMPLES:-25}" \
-  --workers 1 \
-  --seed 1 \
-  --exclude-path /api/v1/monitor/stream \
-  "$@"
+# Two seeds (FUZZ_SEEDS): each explores other values; a failure under any fails the run.
+for seed in ${FUZZ_SEEDS:-1 4242}; do
+  echo "api-fuzz: seed $seed" >&2
+  "$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/api-docs/openapi.json" \
+    --header "Authorization: Bearer $KEY" \
+    --checks all \
+    --max-examples "${FUZZ_EXAMPLES:-25}" \
+    --workers 1 \
+    --seed "$seed" \
+    --exclude-path /api/v1/monitor/stream \
+    "$@"
+done
