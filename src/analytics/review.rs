@@ -122,7 +122,7 @@ pub async fn queue(
 /// One field's verdict: correct, or not (with the corrected value when the reviewer gives one).
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Verdict {
+pub struct FieldVerdict {
     pub correct: bool,
     /// The corrected value (for `sentiment_score`, a number in −1..1 feeds the MAE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,37 +132,37 @@ pub struct Verdict {
 /// Verdicts per reviewable field (at least one).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Verdicts {
+pub struct ReviewVerdicts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    pub summary: Option<Verdict>,
+    pub summary: Option<FieldVerdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    pub sentiment: Option<Verdict>,
+    pub sentiment: Option<FieldVerdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    pub sentiment_score: Option<Verdict>,
+    pub sentiment_score: Option<FieldVerdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    pub intent: Option<Verdict>,
+    pub intent: Option<FieldVerdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    pub lead_score: Option<Verdict>,
+    pub lead_score: Option<FieldVerdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    pub satisfaction: Option<Verdict>,
+    pub satisfaction: Option<FieldVerdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    pub escalated: Option<Verdict>,
+    pub escalated: Option<FieldVerdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    pub resolution: Option<Verdict>,
+    pub resolution: Option<FieldVerdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    pub entities: Option<Verdict>,
+    pub entities: Option<FieldVerdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    pub topics: Option<Verdict>,
+    pub topics: Option<FieldVerdict>,
 }
 
 /// Stores a reviewer's verdicts on a call's analytics.
@@ -170,7 +170,7 @@ pub async fn submit(
     db: &DatabaseConnection,
     row: &ca::Model,
     reviewer: Option<String>,
-    verdicts: &Verdicts,
+    verdicts: &ReviewVerdicts,
 ) -> Result<ar::Model, ReviewError> {
     if row.status != "completed" {
         return Err(ReviewError::Invalid(format!(

@@ -135,7 +135,7 @@ pub struct ReviewRequest {
     #[schema(max_length = 200)]
     pub reviewer: Option<String>,
     #[schema(example = json!({"sentiment": {"correct": true}, "intent": {"correct": false, "value": "complaint"}, "sentiment_score": {"correct": false, "value": -0.4}}))]
-    pub verdicts: review::Verdicts,
+    pub verdicts: review::ReviewVerdicts,
 }
 
 /// PostgreSQL text and jsonb cannot hold NUL: it becomes U+FFFD, as ingest does. Numbers beyond

@@ -65,7 +65,7 @@ impl Modify for MinProperties {
         let Some(components) = openapi.components.as_mut() else {
             return;
         };
-        if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut("Verdicts") {
+        if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut("ReviewVerdicts") {
             o.min_properties = Some(1);
         }
     }
