@@ -112,13 +112,14 @@ fn view(row: sa::Model, with_result: bool) -> AnalysisView {
 #[into_params(parameter_in = Query)]
 pub struct RunParams {
     /// Comma-separated providers (`groq,deepgram,cartesia,elevenlabs,gladia,openai`); every
-    /// configured one when absent.
+    /// configured one when absent or empty.
     #[param(
-        pattern = r"^(groq|deepgram|cartesia|elevenlabs|gladia|openai)(,(groq|deepgram|cartesia|elevenlabs|gladia|openai))*$"
+        pattern = r"^$|^(groq|deepgram|cartesia|elevenlabs|gladia|openai)(,(groq|deepgram|cartesia|elevenlabs|gladia|openai))*$"
     )]
     pub providers: Option<String>,
-    /// Language hint for the providers and the WER normaliser [default: INSIGHTS_STT_LANGUAGE].
-    #[param(pattern = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
+    /// Language hint for the providers and the WER normaliser [default, also when empty:
+    /// INSIGHTS_STT_LANGUAGE].
+    #[param(pattern = r"^$|^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
     pub language: Option<String>,
     /// Wait for the analysis to finish (up to the request timeout) and answer 200 with it.
     pub wait: Option<bool>,
@@ -516,7 +517,7 @@ pub struct BatchRequest {
     pub limit: Option<u32>,
     /// Providers (every configured one when absent).
     pub providers: Option<Vec<ProviderId>>,
-    #[schema(pattern = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
+    #[schema(pattern = r"^$|^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
     pub language: Option<String>,
 }
 

@@ -106,13 +106,13 @@ pub struct StreamParams {
     pub call_id: Option<String>,
     /// Comma-separated event types (default: all).
     #[param(
-        pattern = r"^(call_started|turn|issue_detected|call_ended|analytics_ready)(,(call_started|turn|issue_detected|call_ended|analytics_ready))*$"
+        pattern = r"^$|^(call_started|turn|issue_detected|call_ended|analytics_ready)(,(call_started|turn|issue_detected|call_ended|analytics_ready))*$"
     )]
     pub types: Option<String>,
     /// A token from `POST /api/v1/monitor/token` (for `EventSource`, which cannot send headers).
     pub token: Option<String>,
     /// Resume after this event id (the `Last-Event-ID` header wins when both are given).
-    #[param(pattern = r"^[0-9]{1,20}-[0-9]{1,20}$")]
+    #[param(pattern = r"^$|^[0-9]{1,20}-[0-9]{1,20}$")]
     pub last_event_id: Option<String>,
 }
 

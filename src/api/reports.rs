@@ -511,13 +511,13 @@ pub async fn get_report_audio(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AnalyzeParams {
-    /// Comma-separated providers; every configured one when absent.
+    /// Comma-separated providers; every configured one when absent or empty.
     #[param(
-        pattern = r"^(groq|deepgram|cartesia|elevenlabs|gladia|openai)(,(groq|deepgram|cartesia|elevenlabs|gladia|openai))*$"
+        pattern = r"^$|^(groq|deepgram|cartesia|elevenlabs|gladia|openai)(,(groq|deepgram|cartesia|elevenlabs|gladia|openai))*$"
     )]
     pub providers: Option<String>,
-    /// Language hint [default: INSIGHTS_STT_LANGUAGE].
-    #[param(pattern = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
+    /// Language hint [default, also when empty: INSIGHTS_STT_LANGUAGE].
+    #[param(pattern = r"^$|^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
     pub language: Option<String>,
 }
 
