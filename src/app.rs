@@ -60,6 +60,8 @@ pub struct App {
     pub webhooks: crate::webhooks::deliver::Deliverer,
     /// Live events: the process's one reader of `<stream>:events` and its SSE clients.
     pub live: Arc<crate::live::hub::Hub>,
+    /// Per-API-key token buckets (off unless `INSIGHTS_RATE_LIMIT_PER_SECOND` is set).
+    pub rate_limiter: crate::api::ratelimit::RateLimiter,
 }
 
 /// Where reported clips are archived.
@@ -174,6 +176,10 @@ impl App {
         })?;
         let row_cache = Arc::new(RowCache::new(config.row_cache_calls));
         let metrics = Arc::new(IngestMetrics::default());
+        let rate_limiter = crate::api::ratelimit::RateLimiter::new(
+            config.rate_limit_per_second,
+            config.rate_limit_burst,
+        );
         let analytics = Arc::new(
             crate::analytics::Analytics::build(config.analytics.clone())
                 .context("cannot set up analytics")?,
@@ -225,6 +231,7 @@ impl App {
             analytics,
             webhooks,
             live,
+            rate_limiter,
         })
     }
 

@@ -326,6 +326,12 @@ pub struct Config {
     /// Archive folder when no S3 is configured [default: <data dir>/archive].
     #[arg(long, env = "INSIGHTS_ARCHIVE_DIR", global = true)]
     pub archive_dir: Option<PathBuf>,
+    /// Requests per second each API key may make (token bucket); unset: no limit.
+    #[arg(long, env = "INSIGHTS_RATE_LIMIT_PER_SECOND", global = true)]
+    pub rate_limit_per_second: Option<f64>,
+    /// Burst of the rate limit [default: the per-second rate, at least 1].
+    #[arg(long, env = "INSIGHTS_RATE_LIMIT_BURST", global = true)]
+    pub rate_limit_burst: Option<u32>,
     /// Live monitoring events (`<stream>:events`, `/api/v1/monitor/stream`).
     #[arg(long, env = "INSIGHTS_LIVE", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub live: bool,

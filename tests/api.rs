@@ -587,3 +587,36 @@ async fn cors_allows_only_the_configured_origins() {
     assert!(other.headers().get("access-control-allow-origin").is_none());
     env.cleanup().await;
 }
+
+/// Per-key token buckets: a key over its limit gets 429 with Retry-After; another key does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
+    let env = common::spawn_with(common::Db::Sqlite, common::Store::Fs, |c| {
+        c.api_keys = "acme-key-123=acme,globex-key-1=globex".into();
+        c.rate_limit_per_second = Some(0.5);
+        c.rate_limit_burst = Some(2);
+    })
+    .await;
+    let base = env.serve_api().await;
+    let http = reqwest::Client::new();
+    let get = |key: &'static str| {
+        http.get(format!("{base}/api/v1/sessions"))
+            .bearer_auth(key)
+            .send()
+    };
+    assert_eq!(get("acme-key-123").await.unwrap().status(), 200);
+    assert_eq!(get("acme-key-123").await.unwrap().status(), 200);
+    let limited = get("acme-key-123").await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "2");
+    let body: serde_json::Value = limited.json().await.unwrap();
+    assert_eq!(body["code"], "rate_limited");
+    assert_eq!(
+        get("globex-key-1").await.unwrap().status(),
+        200,
+        "its own bucket"
+    );
+    let health = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "health checks are never limited");
+    env.cleanup().await;
+}

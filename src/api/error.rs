@@ -43,6 +43,9 @@ pub enum ApiError {
     /// 503: the service is not set up for this (e.g. no STT provider configured).
     #[error("{0}")]
     Unavailable(String),
+    /// 429: this key's rate limit (`INSIGHTS_RATE_LIMIT_PER_SECOND`).
+    #[error("rate limit exceeded; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -83,6 +86,11 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
+            ApiError::RateLimited { retry_after_secs } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                Some(serde_json::json!({"retry_after_secs": retry_after_secs})),
+            ),
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", None)
@@ -101,6 +109,11 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if let ApiError::RateLimited { retry_after_secs } = &self
+            && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -11,6 +11,7 @@ pub mod error;
 pub(crate) mod extract;
 mod health;
 pub mod monitor;
+pub mod ratelimit;
 pub mod reports;
 pub mod sessions;
 pub mod webhooks;
@@ -240,6 +241,10 @@ pub fn router(app: Arc<App>) -> Router {
                 axum::routing::get(audio::serve_audio_file),
             )
             .merge(SwaggerUi::new("/docs").url("/api-docs/openapi.json", doc))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                ratelimit::limit,
+            ))
             .layer(middleware::from_fn_with_state(state.clone(), record_http))
             // Not audio: a gzipped full-length WAV loses `Accept-Ranges` and players cannot seek.
             // (`text/event-stream` is already skipped by the default predicate.)
