@@ -155,7 +155,7 @@ pub async fn run_claim(
     let lease = a.lease();
     let work = process(a, db, claim);
     tokio::pin!(work);
-        let mut tick = tokio::time::interval(lease / 4);
+    let mut tick = tokio::time::interval(lease / 4);
     tick.tick().await;
     loop {
         tokio::select! {
