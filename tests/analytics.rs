@@ -1004,8 +1004,7 @@ async fn a_service_killed_mid_analytics_loses_nothing() {
             ("INSIGHTS_CONSUMER_NAME".into(), name.into()),
         ]
     };
-    let refs = |v: &[(String, String)]| -> Vec<(String, String)> { v.to_vec() };
-    let first_env = refs(&extra("replica-a"));
+    let first_env = extra("replica-a");
     let first_refs: Vec<(&str, &str)> = first_env
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -1022,7 +1021,7 @@ async fn a_service_killed_mid_analytics_loses_nothing() {
     first.wait_exit().await;
     assert_eq!(e.env.count("call_analytics").await, 0);
     llm.set_latency(Duration::ZERO);
-    let second_env = refs(&extra("replica-b"));
+    let second_env = extra("replica-b");
     let second_refs: Vec<(&str, &str)> = second_env
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))

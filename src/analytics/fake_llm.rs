@@ -163,14 +163,7 @@ impl FakeLlm {
         let app = axum::Router::new()
             .fallback(move |req: Request| handle(shared.clone(), req))
             .layer(axum::extract::DefaultBodyLimit::max(10 << 20));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let tx = crate::stt::fake::serve_until_dropped(listener, app);
         Ok(FakeLlm {
             addr,
             state,

@@ -101,6 +101,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Serves `app` on `listener` until the returned sender is dropped (the loopback fakes' lifetime).
+pub fn serve_until_dropped(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    tx
+}
+
 /// A running fake provider on 127.0.0.1; stops when dropped.
 pub struct FakeProvider {
     addr: SocketAddr,
@@ -142,14 +158,7 @@ impl FakeProvider {
         let app = axum::Router::new()
             .fallback(move |req: Request| handle(shared.clone(), req))
             .layer(axum::extract::DefaultBodyLimit::max(100 << 20));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let tx = serve_until_dropped(listener, app);
         Ok(FakeProvider {
             addr,
             state,
