@@ -231,8 +231,8 @@ async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
 }
 
 /// The `--batch` argument: session ids, or a sessions filter in query-string form.
-fn batch_request(args: &AnalyzeArgs) -> anyhow::Result<call_insights::api::analysis::BatchRequest> {
-    use call_insights::api::analysis::BatchRequest;
+fn batch_request(args: &AnalyzeArgs) -> anyhow::Result<call_insights::analysis::batch::BatchRequest> {
+    use call_insights::analysis::batch::BatchRequest;
     use call_insights::stt::ProviderId;
     let providers = args
         .providers
@@ -272,7 +272,7 @@ fn batch_request(args: &AnalyzeArgs) -> anyhow::Result<call_insights::api::analy
 
 async fn analyze(config: Config, args: AnalyzeArgs) -> anyhow::Result<()> {
     use call_insights::analysis::jobs::{self, JobKind, NewJob};
-    use call_insights::api::analysis::{batch_view, resolve_batch};
+    use call_insights::analysis::batch::{batch_view, resolve_batch};
     use call_insights::api::auth::Scope;
     use std::sync::Arc;
     let req = batch_request(&args)?;
@@ -329,7 +329,7 @@ async fn analyze(config: Config, args: AnalyzeArgs) -> anyhow::Result<()> {
         ));
         if !matches!(
             view.status,
-            call_insights::api::analysis::JobStatus::Running
+            call_insights::analysis::batch::JobStatus::Running
         ) {
             break view;
         }

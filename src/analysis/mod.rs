@@ -2,6 +2,7 @@
 //! full-call replay (`summary`), and the jobs that run full-call analyses singly or in batches
 //! (`jobs`).
 
+pub mod batch;
 pub mod jobs;
 pub mod replay;
 pub mod summary;

@@ -113,11 +113,6 @@ impl UrlSigner {
     }
 }
 
-/// Percent-encodes a key for a URL path (keeping `/`).
-fn path_encode(key: &str) -> String {
-    crate::text::percent_encode(key, |_, b| crate::text::unreserved(b) || b == b'/')
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AudioParams {
@@ -136,17 +131,6 @@ pub struct AudioUrlResponse {
     pub content_type: &'static str,
     /// The segment's status (`stored`, or `error` for audio that did not decode but was kept).
     pub status: String,
-}
-
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(b) = &state.0.config.public_base_url {
-        return b.trim_end_matches('/').to_string();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    format!("http://{host}")
 }
 
 /// A URL for a segment's audio, valid for one hour.
@@ -186,25 +170,10 @@ pub async fn get_audio_url(
         .clone()
         .filter(|_| g.status != "missing")
         .ok_or_else(not_found)?;
-    let expires_at = Utc::now() + chrono::Duration::from_std(URL_TTL).unwrap_or_default();
-    let url = match state
-        .0
-        .store
-        .presigned_get(g.bucket.as_deref(), &key, URL_TTL)
+    let base = crate::storage::urls::base_url(&state.0, &headers);
+    let (url, expires_at) = crate::storage::urls::object_url(&state.0, &base, g.bucket.as_deref(), &key)
         .await
-        .map_err(ApiError::internal)?
-    {
-        Some(url) => url,
-        None => {
-            let exp = expires_at.timestamp();
-            format!(
-                "{}/api/v1/audio-files/{}?expires={exp}&sig={}",
-                base_url(&state, &headers),
-                path_encode(&key),
-                state.0.url_signer.sign(&key, exp)
-            )
-        }
-    };
+        .map_err(ApiError::internal)?;
     if p.redirect == Some(true) {
         let location = HeaderValue::from_str(&url).map_err(ApiError::internal)?;
         return Ok((StatusCode::FOUND, [(header::LOCATION, location)]).into_response());

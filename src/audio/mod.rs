@@ -10,6 +10,7 @@ mod wav;
 pub use metrics::{
     AudioMetrics, Span, SpeechLevels, TurnLevel, analyze_wav, analyze_wav_spans, measure,
 };
+pub mod peaks;
 pub use rendition::{Clipping, Rendition, RenditionKind, slice, whole};
 pub use resample::resample;
 pub use wav::{

@@ -5,6 +5,7 @@
 mod fs;
 mod s3;
 
+pub mod urls;
 pub use fs::FsStore;
 pub use s3::{S3Settings, S3Store};
 

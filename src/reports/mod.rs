@@ -1,0 +1,386 @@
+//! STT reports, the one query layer the API and the UI share: a QA engineer files a transcription
+//! issue against one user turn; the turn's clip is cut from the stored audio, kept in the short-term
+//! store and copied to the long-term archive. Listing and loading are tenant-scoped.
+
+use crate::analysis::replay::turn_clip;
+use crate::api::auth::Scope;
+use crate::api::error::ApiError;
+use crate::api::extract::{parse_uuid, storable};
+use crate::app::App;
+use crate::audio::RenditionKind;
+use crate::sessions::{cursor_of, decode_cursor, page_limit};
+use crate::storage::report_key;
+use chrono::{DateTime, Utc};
+use entity::{call_sessions as cs, conversation_turns as ct, stt_reports as rep};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Longest accepted text field (characters).
+const MAX_TEXT: usize = 10_000;
+
+/// What kind of transcription problem the reporter saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueType {
+    /// Words heard as other words.
+    Misrecognition,
+    /// Words the user said are absent.
+    MissingWords,
+    /// Words the user never said are present.
+    Hallucination,
+    /// Transcribed in (or as) another language.
+    WrongLanguage,
+    /// The transcript stops before the user did.
+    Truncated,
+    Other,
+}
+
+impl IssueType {
+    fn as_str(self) -> &'static str {
+        match self {
+            IssueType::Misrecognition => "misrecognition",
+            IssueType::MissingWords => "missing_words",
+            IssueType::Hallucination => "hallucination",
+            IssueType::WrongLanguage => "wrong_language",
+            IssueType::Truncated => "truncated",
+            IssueType::Other => "other",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "misrecognition" => IssueType::Misrecognition,
+            "missing_words" => IssueType::MissingWords,
+            "hallucination" => IssueType::Hallucination,
+            "wrong_language" => IssueType::WrongLanguage,
+            "truncated" => IssueType::Truncated,
+            _ => IssueType::Other,
+        }
+    }
+}
+
+/// A new report: the session (by id or call id), the user turn, and what went wrong.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"call_id": "call-0900001-0e4018bf", "turn_index": 2, "stt_output": "my account number is for five sex",
+    "expected_output": "my account number is four five six", "issue_type": "misrecognition", "notes": "digits misheard on a noisy line"}))]
+pub struct NewReport {
+    #[schema(nullable = false)]
+    pub session_id: Option<Uuid>,
+    /// Instead of `session_id`.
+    #[schema(nullable = false)]
+    pub call_id: Option<String>,
+    /// A user turn of the session.
+    #[serde(deserialize_with = "crate::api::extract::json_i64")]
+    pub turn_index: i64,
+    /// What the STT produced [default: the turn's stored transcript].
+    #[schema(max_length = 10000)]
+    pub stt_output: Option<String>,
+    /// What the user actually said.
+    #[schema(max_length = 10000)]
+    pub expected_output: String,
+    pub issue_type: IssueType,
+    #[schema(max_length = 10000)]
+    pub notes: Option<String>,
+    /// Who reported it (free text: an e-mail, a name).
+    #[schema(max_length = 10000)]
+    pub reported_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportAudioStatus {
+    /// In the short-term store and the archive.
+    Stored,
+    /// Only in the archive (the short-term copy failed or is gone).
+    Archived,
+    /// No clip could be kept; `audio_error` says why.
+    Missing,
+}
+
+/// A report as stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportView {
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub session_id: Uuid,
+    pub call_id: String,
+    pub turn_index: i64,
+    pub stt_output: String,
+    pub expected_output: String,
+    pub issue_type: IssueType,
+    pub notes: Option<String>,
+    pub reported_by: Option<String>,
+    pub audio_status: ReportAudioStatus,
+    /// The rendition the clip was cut from (`stt_input`, else `post_rnnoise`, else `pre_rnnoise`).
+    pub clip_rendition: Option<RenditionKind>,
+    pub clip_start_ms: Option<i64>,
+    pub clip_end_ms: Option<i64>,
+    pub clip_duration_ms: Option<f64>,
+    /// Key of the clip in the short-term store.
+    pub source_s3_key: Option<String>,
+    /// Key of the clip in the archive.
+    pub archive_s3_key: Option<String>,
+    /// The archive bucket (or folder).
+    pub archive_bucket: Option<String>,
+    pub audio_error: Option<String>,
+    /// `running`, `completed` or `failed`; null before the first analysis.
+    pub analysis_status: Option<String>,
+    pub analyzed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub fn report_view(r: rep::Model) -> ReportView {
+    let audio_status = match (&r.source_s3_key, &r.archive_s3_key) {
+        (Some(_), Some(_)) => ReportAudioStatus::Stored,
+        (None, Some(_)) => ReportAudioStatus::Archived,
+        // A short-term copy only: still downloadable, but say the archive copy failed.
+        (Some(_), None) => ReportAudioStatus::Stored,
+        (None, None) => ReportAudioStatus::Missing,
+    };
+    ReportView {
+        id: r.id,
+        tenant_id: r.tenant_id,
+        session_id: r.session_id,
+        call_id: r.call_id,
+        turn_index: r.turn_index,
+        stt_output: r.stt_output,
+        expected_output: r.expected_output,
+        issue_type: IssueType::parse(&r.issue_type),
+        notes: r.notes,
+        reported_by: r.reported_by,
+        audio_status,
+        clip_rendition: r.clip_rendition.as_deref().and_then(RenditionKind::parse),
+        clip_start_ms: r.clip_start_ms,
+        clip_end_ms: r.clip_end_ms,
+        clip_duration_ms: r.clip_duration_ms,
+        source_s3_key: r.source_s3_key,
+        archive_s3_key: r.archive_s3_key,
+        archive_bucket: r.archive_bucket,
+        audio_error: r.audio_error,
+        analysis_status: r.analysis_status,
+        analyzed_at: r.analyzed_at,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    }
+}
+
+pub fn text_field(
+    param: &'static str,
+    v: Option<String>,
+    required: bool,
+) -> Result<Option<String>, ApiError> {
+    match v {
+        None if required => Err(ApiError::bad_request(param, format!("{param} is required"))),
+        None => Ok(None),
+        Some(t) => {
+            if t.chars().count() > MAX_TEXT {
+                return Err(ApiError::bad_request(
+                    param,
+                    format!("{param} is longer than {MAX_TEXT} characters"),
+                ));
+            }
+            // PostgreSQL text cannot hold NUL.
+            Ok(Some(t.replace('\0', "\u{FFFD}")))
+        }
+    }
+}
+
+/// File an STT issue against a user turn.
+///
+/// Cuts the turn's clip (the STT input when recorded, else the post- or pre-suppression slice),
+/// stores it in the short-term store and copies it to the archive. A turn whose audio cannot be
+/// kept is still reported (`audio_status: missing`, `audio_error` says why).
+/// File a report against a user turn: the clip is cut and stored (short-term and archive) before the
+/// row is written; a clip that cannot be made or stored is recorded in `audio_error`.
+pub async fn create(app: &App, scope: &Scope, req: NewReport) -> Result<ReportView, ApiError> {
+    let session = match (&req.session_id, &req.call_id) {
+        (Some(id), None) => crate::sessions::load(&app.db, scope, &id.to_string()).await?,
+        (None, Some(call)) => {
+            let found = if storable(call) {
+                cs::Entity::find()
+                    .filter(cs::Column::CallId.eq(call.as_str()))
+                    .one(&app.db)
+                    .await?
+            } else {
+                None
+            };
+            match found {
+                Some(s) if scope.allows(&s.tenant_id) => s,
+                _ => return Err(ApiError::NotFound(format!("session of call {call:?}"))),
+            }
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "session_id",
+                "give session_id or call_id (one of them)",
+            ));
+        }
+    };
+    let expected =
+        text_field("expected_output", Some(req.expected_output), true)?.unwrap_or_default();
+    let notes = text_field("notes", req.notes, false)?;
+    let reported_by = text_field("reported_by", req.reported_by, false)?;
+    let stt_output = text_field("stt_output", req.stt_output, false)?;
+    let turn = ct::Entity::find_by_id((session.id, req.turn_index))
+        .one(&app.db)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("turn {} of session {}", req.turn_index, session.id))
+        })?;
+    if turn.role != "user" {
+        return Err(ApiError::NotFound(format!(
+            "user turn {} of session {} (it is an {} turn; reports are about user turns)",
+            turn.turn_index, session.id, turn.role
+        )));
+    }
+    let id = Uuid::now_v7();
+    let mut row = rep::Model {
+        id,
+        tenant_id: session.tenant_id.clone(),
+        session_id: session.id,
+        call_id: session.call_id.clone(),
+        turn_index: turn.turn_index,
+        stt_output: stt_output.unwrap_or_else(|| turn.content.clone()),
+        expected_output: expected,
+        issue_type: req.issue_type.as_str().into(),
+        notes,
+        reported_by,
+        clip_rendition: None,
+        clip_start_ms: turn.start_ms,
+        clip_end_ms: turn.end_ms,
+        clip_duration_ms: None,
+        source_s3_key: None,
+        archive_s3_key: None,
+        archive_bucket: None,
+        audio_error: None,
+        analysis_status: None,
+        analysis: None,
+        analysis_error: None,
+        analyzed_at: None,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    };
+    match turn_clip(&app.db, app.store.clone(), session.id, turn).await? {
+        Err(reason) => row.audio_error = Some(format!("no clip of the turn: {reason}")),
+        Ok(clip) => {
+            row.clip_rendition = Some(clip.kind.as_str().into());
+            row.clip_duration_ms = Some(clip.duration_ms);
+            let mut errors = Vec::new();
+            let source = report_key(&app.config.s3_prefix, &session.tenant_id, id);
+            match app.store.put(&source, &clip.wav, "audio/wav").await {
+                Ok(()) => row.source_s3_key = Some(source),
+                Err(e) => errors.push(format!("short-term store: {e}")),
+            }
+            let archive = report_key(&app.archive.prefix, &session.tenant_id, id);
+            match app
+                .archive
+                .store
+                .put(&archive, &clip.wav, "audio/wav")
+                .await
+            {
+                Ok(()) => {
+                    row.archive_s3_key = Some(archive);
+                    row.archive_bucket = Some(app.archive.location.clone());
+                }
+                Err(e) => errors.push(format!("archive: {e}")),
+            }
+            if !errors.is_empty() {
+                tracing::warn!(report = %id, errors = ?errors, "reported clip not fully stored");
+                row.audio_error = Some(errors.join("; "));
+            }
+        }
+    }
+    rep::Entity::insert(rep::ActiveModel::from(row.clone()))
+        .exec_without_returning(&app.db)
+        .await?;
+    tracing::info!(report = %id, session = %session.id, turn = row.turn_index, issue = %row.issue_type, "STT report filed");
+    Ok(report_view(row))
+}
+
+/// Which reports to list.
+#[derive(Debug, Default)]
+pub struct ReportFilter {
+    pub tenant_id: Option<String>,
+    pub session_id: Option<Uuid>,
+    pub call_id: Option<String>,
+    pub issue_type: Option<IssueType>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportList {
+    /// Newest first.
+    pub items: Vec<ReportView>,
+    pub next_cursor: Option<String>,
+}
+
+/// A page of the caller's reports, newest first.
+pub async fn list(db: &DatabaseConnection, scope: &Scope, f: &ReportFilter) -> Result<ReportList, ApiError> {
+    let limit = page_limit(f.limit)?;
+    if [&f.tenant_id, &f.call_id]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|v| !storable(v)))
+    {
+        return Ok(ReportList {
+            items: Vec::new(),
+            next_cursor: None,
+        });
+    }
+    let mut q = rep::Entity::find();
+    if let Some(t) = scope.tenant() {
+        q = q.filter(rep::Column::TenantId.eq(t));
+    }
+    if let Some(t) = &f.tenant_id {
+        q = q.filter(rep::Column::TenantId.eq(t.as_str()));
+    }
+    if let Some(s) = f.session_id {
+        q = q.filter(rep::Column::SessionId.eq(s));
+    }
+    if let Some(c) = &f.call_id {
+        q = q.filter(rep::Column::CallId.eq(c.as_str()));
+    }
+    if let Some(i) = f.issue_type {
+        q = q.filter(rep::Column::IssueType.eq(i.as_str()));
+    }
+    if let Some(c) = &f.cursor {
+        let (at, id) = decode_cursor(c)?;
+        q = q.filter(
+            Condition::any().add(rep::Column::CreatedAt.lt(at)).add(
+                Condition::all()
+                    .add(rep::Column::CreatedAt.eq(at))
+                    .add(rep::Column::Id.lt(id)),
+            ),
+        );
+    }
+    let mut rows = q
+        .order_by_desc(rep::Column::CreatedAt)
+        .order_by_desc(rep::Column::Id)
+        .limit(u64::from(limit) + 1)
+        .all(db)
+        .await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| cursor_of(r.created_at, r.id))
+    } else {
+        None
+    };
+    Ok(ReportList {
+        items: rows.into_iter().map(report_view).collect(),
+        next_cursor,
+   })
+}
+
+/// A report the caller may see, or 404.
+pub async fn load(db: &DatabaseConnection, scope: &Scope, raw: &str) -> Result<rep::Model, ApiError> {
+    let id = parse_uuid("report_id", raw)?;
+    match rep::Entity::find_by_id(id).one(db).await? {
+        Some(r) if scope.allows(&r.tenant_id) => Ok(r),
+        _ => Err(ApiError::NotFound(format!("report {id}"))),
+    }
+}
