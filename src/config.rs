@@ -367,6 +367,22 @@ pub struct Config {
         global = true
     )]
     pub active_call_sweep_ms: u64,
+    /// The UI's latency budget: the line every waterfall bar is measured against (ms).
+    #[arg(
+        long,
+        env = "INSIGHTS_UI_LATENCY_BUDGET_MS",
+        default_value_t = 800,
+        global = true
+    )]
+    pub ui_latency_budget_ms: u64,
+    /// How long a UI sign-in lasts before the API key is asked for again (hours).
+    #[arg(
+        long,
+        env = "INSIGHTS_UI_SESSION_HOURS",
+        default_value_t = 12,
+        global = true
+    )]
+    pub ui_session_hours: u64,
     /// STT providers (`INSIGHTS_<PROVIDER>_*`, `INSIGHTS_STT_*`): read by `SttConfig::from_process_env`
     /// in `main`, empty in `Config::defaults()` so tests configure their own fakes.
     #[arg(skip)]

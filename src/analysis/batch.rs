@@ -545,3 +545,11 @@ pub async fn start_single(
     }
     Ok(())
 }
+
+/// The stored full-call analysis of a session (latest run's state and last result), if any.
+pub async fn stored(
+    db: &DatabaseConnection,
+    session_id: Uuid,
+) -> Result<Option<sa::Model>, sea_orm::DbErr> {
+    sa::Entity::find_by_id(session_id).one(db).await
+}

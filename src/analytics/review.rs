@@ -319,3 +319,75 @@ pub async fn accuracy(
             .collect(),
     })
 }
+
+/// PostgreSQL text and jsonb cannot hold NUL: it becomes U+FFFD, as ingest does. Numbers beyond
+/// ±1e15 are kept as their text: jsonb writes them out digit by digit, past what a reader parses.
+fn without_nul(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.as_f64().is_some_and(|x| x.abs() > 1e15) => {
+            *v = serde_json::Value::String(n.to_string());
+        }
+        serde_json::Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(without_nul),
+        serde_json::Value::Object(o) => {
+            let entries: Vec<(String, serde_json::Value)> = std::mem::take(o).into_iter().collect();
+            for (k, mut x) in entries {
+                without_nul(&mut x);
+                o.insert(k.replace('\0', "\u{FFFD}"), x);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A reviewer's verdicts on a session's completed analytics, checked and stored (the API's and the
+/// UI's one path).
+pub async fn review_session(
+    db: &DatabaseConnection,
+    session_id: Uuid,
+    reviewer: Option<String>,
+    verdicts: ReviewVerdicts,
+) -> Result<ar::Model, crate::api::error::ApiError> {
+    use crate::api::error::ApiError;
+    use super::store;
+    if reviewer
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > 200)
+    {
+        return Err(ApiError::bad_request(
+            "reviewer",
+            "reviewer is longer than 200 characters",
+        ));
+    }
+    let row = store::find(db, session_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("analytics of session {}", session_id)))?;
+    if row.status != "completed" {
+        return Err(ApiError::Conflict(format!(
+            "the call's analytics is {}; only completed ones are reviewed",
+            row.status
+        )));
+    }
+    let mut verdicts = verdicts;
+    for v in [
+        &mut verdicts.summary,
+        &mut verdicts.sentiment,
+        &mut verdicts.sentiment_score,
+        &mut verdicts.intent,
+        &mut verdicts.lead_score,
+        &mut verdicts.satisfaction,
+        &mut verdicts.escalated,
+        &mut verdicts.resolution,
+        &mut verdicts.entities,
+        &mut verdicts.topics,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some(x) = v.value.as_mut() {
+            without_nul(x);
+        }
+    }
+    let reviewer = reviewer.map(|r| r.replace('\0', "\u{FFFD}"));
+    Ok(submit(db, &row, reviewer, &verdicts).await?)
+}

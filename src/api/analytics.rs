@@ -138,25 +138,6 @@ pub struct ReviewRequest {
     pub verdicts: review::ReviewVerdicts,
 }
 
-/// PostgreSQL text and jsonb cannot hold NUL: it becomes U+FFFD, as ingest does. Numbers beyond
-/// ±1e15 are kept as their text: jsonb writes them out digit by digit, past what a reader parses.
-fn without_nul(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Number(n) if n.as_f64().is_some_and(|x| x.abs() > 1e15) => {
-            *v = serde_json::Value::String(n.to_string());
-        }
-        serde_json::Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
-        serde_json::Value::Array(a) => a.iter_mut().for_each(without_nul),
-        serde_json::Value::Object(o) => {
-            let entries: Vec<(String, serde_json::Value)> = std::mem::take(o).into_iter().collect();
-            for (k, mut x) in entries {
-                without_nul(&mut x);
-                o.insert(k.replace('\0', "\u{FFFD}"), x);
-            }
-        }
-        _ => {}
-    }
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReviewView {
@@ -188,47 +169,7 @@ pub async fn review_session_analytics(
 ) -> Result<Response, ApiError> {
     let session = load_session(&state, &scope, &raw).await?;
     let Json(req) = body.map_err(|e| ApiError::bad_request("body", e.body_text()))?;
-    if req
-        .reviewer
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > 200)
-    {
-        return Err(ApiError::bad_request(
-            "reviewer",
-            "reviewer is longer than 200 characters",
-        ));
-    }
-    let row = store::find(&state.0.db, session.id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("analytics of session {}", session.id)))?;
-    if row.status != "completed" {
-        return Err(ApiError::Conflict(format!(
-            "the call's analytics is {}; only completed ones are reviewed",
-            row.status
-        )));
-    }
-    let mut verdicts = req.verdicts;
-    for v in [
-        &mut verdicts.summary,
-        &mut verdicts.sentiment,
-        &mut verdicts.sentiment_score,
-        &mut verdicts.intent,
-        &mut verdicts.lead_score,
-        &mut verdicts.satisfaction,
-        &mut verdicts.escalated,
-        &mut verdicts.resolution,
-        &mut verdicts.entities,
-        &mut verdicts.topics,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if let Some(x) = v.value.as_mut() {
-            without_nul(x);
-        }
-    }
-    let reviewer = req.reviewer.map(|r| r.replace('\0', "\u{FFFD}"));
-    let r = review::submit(&state.0.db, &row, reviewer, &verdicts).await?;
+    let r = review::review_session(&state.0.db, session.id, req.reviewer, req.verdicts).await?;
     Ok((
         StatusCode::CREATED,
         Json(ReviewView {

@@ -100,6 +100,28 @@ impl ApiKeys {
     }
 }
 
+impl ApiKeys {
+    /// The scope of the configured key whose [`fingerprint`] is `fp` (a UI session names its key so).
+    pub fn scope_of_fingerprint(&self, fp: &str) -> Option<Scope> {
+        let mut found = None;
+        for (key, scope) in &self.0 {
+            if bool::from(fingerprint(key).as_bytes().ct_eq(fp.as_bytes())) && found.is_none() {
+                found = Some(scope.clone());
+            }
+        }
+        found
+    }
+}
+
+/// A digest naming a key without revealing it: the first 8 bytes of its SHA-256, hex.
+pub fn fingerprint(key: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn redact(item: &str) -> String {
     item.chars().take(3).chain("…".chars()).collect()
 }

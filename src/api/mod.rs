@@ -241,6 +241,7 @@ pub fn router(app: Arc<App>) -> Router {
                 axum::routing::get(audio::serve_audio_file),
             )
             .merge(SwaggerUi::new("/docs").url("/api-docs/openapi.json", doc))
+            .merge(crate::ui::router(state.clone()))
             .layer(middleware::from_fn_with_state(
                 state.clone(),
                 ratelimit::limit,

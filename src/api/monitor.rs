@@ -27,11 +27,6 @@ pub struct MonitorToken {
     pub expires_at: DateTime<Utc>,
 }
 
-fn tenant_word(scope: &Scope) -> String {
-    scope
-        .tenant()
-        .map_or_else(|| "*".to_string(), str::to_string)
-}
 
 /// A short-lived token for the stream, bound to the caller's tenant.
 #[utoipa::path(post, path = "/api/v1/monitor/token", tag = "monitor",
@@ -44,20 +39,8 @@ pub async fn create_monitor_token(
     State(state): State<AppState>,
     scope: Scope,
 ) -> Json<MonitorToken> {
-    let ttl = state.0.config.monitor_token_ttl_ms.max(1000) as i64;
-    let expires = Utc::now().timestamp_millis() + ttl;
-    let tenant = tenant_word(&scope);
-    let sig = state
-        .0
-        .url_signer
-        .sign(&format!("monitor:{tenant}"), expires);
-    Json(MonitorToken {
-        token: format!(
-            "{expires}.{}.{sig}",
-            URL_SAFE_NO_PAD.encode(tenant.as_bytes())
-        ),
-        expires_at: DateTime::from_timestamp_millis(expires).unwrap_or_else(Utc::now),
-    })
+    let (token, expires_at) = crate::live::token::mint(&state.0, &scope);
+    Json(MonitorToken { token, expires_at })
 }
 
 /// The scope a token grants, or why not.

@@ -83,9 +83,11 @@ pub async fn limit(
     if matches!(path, "/healthz" | "/readyz" | "/metrics") {
         return next.run(request).await;
     }
-    let key = request
-        .headers()
+    // A key's bucket; the UI's requests spend their session cookie's.
+    let headers = request.headers();
+    let key = headers
         .get(header::AUTHORIZATION)
+        .or_else(|| headers.get(header::COOKIE))
         .map(|v| v.as_bytes().to_vec())
         .unwrap_or_default();
     match app.rate_limiter.take(&key, Instant::now()) {

@@ -5,6 +5,7 @@
 
 pub mod active;
 pub mod hub;
+pub mod token;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -50,7 +50,8 @@ impl IssueType {
             IssueType::Other => "other",
         }
     }
-    fn parse(s: &str) -> Self {
+    /// The type a form names (anything else is `other`).
+    pub fn parse(s: &str) -> Self {
         match s {
             "misrecognition" => IssueType::Misrecognition,
             "missing_words" => IssueType::MissingWords,

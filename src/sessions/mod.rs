@@ -460,12 +460,16 @@ pub fn turn_latency(t: &ct::Model) -> TurnLatency {
     }
 }
 
-/// Events, turns and audio segments merged in time order.
-pub async fn timeline(
-    db: &DatabaseConnection,
-    session_id: Uuid,
-    started_at: DateTime<Utc>,
-) -> Result<TimelineResponse, ApiError> {
+/// Everything stored of a session's content: turns, events (by seq) and audio segments.
+#[derive(Debug, Clone)]
+pub struct SessionParts {
+    pub turns: Vec<ct::Model>,
+    pub events: Vec<ev::Model>,
+    pub segments: Vec<seg::Model>,
+}
+
+/// A session's turns, events and segments, read concurrently.
+pub async fn parts(db: &DatabaseConnection, session_id: Uuid) -> Result<SessionParts, ApiError> {
     let (turns, events, segments) = tokio::try_join!(
         turns_of(db, session_id),
         async {
@@ -487,6 +491,24 @@ pub async fn timeline(
             )
         },
     )?;
+    Ok(SessionParts {
+        turns,
+        events,
+        segments,
+    })
+}
+
+/// Events, turns and audio segments merged in time order.
+pub async fn timeline(
+    db: &DatabaseConnection,
+    session_id: Uuid,
+    started_at: DateTime<Utc>,
+) -> Result<TimelineResponse, ApiError> {
+    let SessionParts {
+        turns,
+        events,
+        segments,
+    } = parts(db, session_id).await?;
     let at = |ms: Option<i64>| ms.map(|ms| started_at + ChronoDuration::milliseconds(ms));
     let mut items = Vec::with_capacity(turns.len() + events.len() + segments.len());
     for t in turns {
@@ -662,6 +684,111 @@ pub async fn diagnosis(db: &DatabaseConnection, s: &cs::Model) -> Result<Diagnos
         issue_summary: s.issue_summary.clone(),
         issues,
     })
+}
+
+/// What a list row shows beside the session: its issues by severity, its analytics' sentiment and
+/// lead score, and its end-to-end p95.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Badges {
+    pub critical: i64,
+    pub warning: i64,
+    pub info: i64,
+    pub sentiment: Option<String>,
+    pub sentiment_score: Option<f64>,
+    pub lead_score: Option<i32>,
+    pub hot_lead: bool,
+    pub e2e_p95_ms: Option<f64>,
+}
+
+/// Badges of a page of sessions: three narrow queries over the page's ids.
+pub async fn badges(
+    db: &DatabaseConnection,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Badges>, ApiError> {
+    use entity::call_analytics as ca;
+    let mut out: std::collections::HashMap<Uuid, Badges> =
+        ids.iter().map(|id| (*id, Badges::default())).collect();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let issues: Vec<(Uuid, String, i64)> = di::Entity::find()
+        .select_only()
+        .column(di::Column::SessionId)
+        .column(di::Column::Severity)
+        .column_as(di::Column::Ordinal.count(), "n")
+        .filter(di::Column::SessionId.is_in(ids.to_vec()))
+        .group_by(di::Column::SessionId)
+        .group_by(di::Column::Severity)
+        .into_tuple()
+        .all(db)
+        .await?;
+    for (id, sev, n) in issues {
+        if let Some(b) = out.get_mut(&id) {
+            match sev.as_str() {
+                "critical" => b.critical = n,
+                "warning" => b.warning = n,
+                _ => b.info = n,
+            }
+        }
+    }
+    let analytics: Vec<(Uuid, Option<String>, Option<f64>, Option<i32>, bool)> = ca::Entity::find()
+        .select_only()
+        .columns([
+            ca::Column::SessionId,
+            ca::Column::Sentiment,
+            ca::Column::SentimentScore,
+            ca::Column::LeadScore,
+            ca::Column::HotLead,
+        ])
+        .filter(ca::Column::SessionId.is_in(ids.to_vec()))
+        .filter(ca::Column::Status.eq("completed"))
+        .into_tuple()
+        .all(db)
+        .await?;
+    for (id, sentiment, score, lead, hot) in analytics {
+        if let Some(b) = out.get_mut(&id) {
+            (b.sentiment, b.sentiment_score, b.lead_score, b.hot_lead) = (sentiment, score, lead, hot);
+        }
+    }
+    let e2e: Vec<(Uuid, Option<f64>)> = ct::Entity::find()
+        .select_only()
+        .columns([ct::Column::SessionId, ct::Column::E2eLatencyMs])
+        .filter(ct::Column::SessionId.is_in(ids.to_vec()))
+        .filter(ct::Column::E2eLatencyMs.is_not_null())
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut by: std::collections::HashMap<Uuid, Vec<f64>> = std::collections::HashMap::new();
+    for (id, v) in e2e {
+        if let Some(v) = v {
+            by.entry(id).or_default().push(v);
+        }
+    }
+    for (id, v) in by {
+        if let Some(b) = out.get_mut(&id) {
+            b.e2e_p95_ms = LatencyStats::of(v).p95;
+        }
+    }
+    Ok(out)
+}
+
+/// Agents seen in the caller's sessions (for filter suggestions), at most 200.
+pub async fn agents(db: &DatabaseConnection, scope: &Scope) -> Result<Vec<String>, ApiError> {
+    let mut q = cs::Entity::find()
+        .select_only()
+        .column(cs::Column::AgentId)
+        .distinct()
+        .filter(cs::Column::AgentId.is_not_null());
+    if let Some(t) = scope.tenant() {
+        q = q.filter(cs::Column::TenantId.eq(t));
+    }
+    let rows: Vec<Option<String>> = q
+        .order_by_asc(cs::Column::AgentId)
+        .limit(200)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().flatten().collect())
 }
 
 #[cfg(test)]

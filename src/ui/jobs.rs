@@ -1,0 +1,173 @@
+//! Batch STT analysis jobs (start one from the sessions filter, progress, cancel) and the STT
+//! reports list with their clips and analyses, through `analysis::batch` and `reports`.
+
+use super::auth::Ctx;
+use super::sessions::ListQuery;
+use super::{UiError, render};
+use crate::analysis::batch::{self, BatchRequest};
+use crate::api::AppState;
+use crate::api::error::ApiError;
+use crate::reports::{self, ReportFilter};
+use crate::storage::urls::{base_url, object_url};
+use axum::Extension;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct JobsQuery {
+    #[serde(default)]
+    pub cursor: String,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<JobsQuery>,
+) -> Result<Response, UiError> {
+    let cursor = Some(q.cursor.trim()).filter(|c| !c.is_empty());
+    let jobs = batch::list_jobs(&state.0.db, &ctx.scope, None, None, Some(50), cursor).await?;
+    render("batches.html", &ctx, "batches", json!({"jobs": jobs}))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateForm {
+    #[serde(flatten)]
+    pub filter: ListQuery,
+    #[serde(default)]
+    pub limit: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Form(f): Form<CreateForm>,
+) -> Result<Response, UiError> {
+    let app = &state.0;
+    let limit = match f.limit.trim() {
+        "" => Some(50),
+        l => Some(l.parse::<u32>().map_err(|_| {
+            ApiError::bad_request("limit", format!("limit must be a number 1–50, got {l:?}"))
+        })?),
+    };
+    let req = BatchRequest {
+        session_ids: None,
+        filter: Some(f.filter.filter()?),
+        limit,
+        providers: None,
+        language: None,
+    };
+    let providers = batch::parse_providers(&app.stt, None)?;
+    let view = batch::create(app, &ctx.scope, &req, providers, None).await?;
+    Ok(Redirect::to(&format!("/batches/{}", view.job_id)).into_response())
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    let db = &state.0.db;
+    let j = batch::load_job(db, &ctx.scope, &id).await?;
+    let view = batch::batch_view(db, j).await?;
+    let finished = view.done + view.failed + view.cancelled;
+    let pct = if view.total > 0 {
+        finished as f64 * 100.0 / f64::from(view.total)
+    } else {
+        100.0
+    };
+    render(
+        "batch.html",
+        &ctx,
+        "batches",
+        json!({"job": view, "finished": finished, "pct": pct}),
+    )
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    let view = batch::cancel(&state.0, &ctx.scope, &id).await?;
+    Ok(Redirect::to(&format!("/batches/{}", view.job_id)).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ReportsQuery {
+    #[serde(default)]
+    pub session_id: String,
+    #[serde(default)]
+    pub cursor: String,
+}
+
+pub async fn reports(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<ReportsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, UiError> {
+    let app = &state.0;
+    let session_id = match q.session_id.trim() {
+        "" => None,
+        s => Some(crate::api::extract::parse_uuid("session_id", s)?),
+    };
+    let f = ReportFilter {
+        session_id,
+        cursor: Some(q.cursor.trim().to_string()).filter(|c| !c.is_empty()),
+        limit: Some(50),
+        ..ReportFilter::default()
+    };
+    let page = reports::list(&app.db, &ctx.scope, &f).await?;
+    let base = base_url(app, &headers);
+    let mut items = Vec::with_capacity(page.items.len());
+    for r in &page.items {
+        let url = match &r.source_s3_key {
+            Some(k) => Some(object_url(app, &base, None, k).await.map_err(ApiError::internal)?.0),
+            None => None,
+        };
+        let row = reports::load(&app.db, &ctx.scope, &r.id.to_string()).await?;
+        let best = row.analysis.as_ref().map(best_providers);
+        items.push(json!({"r": r, "url": url, "analysis": best}));
+    }
+    render(
+        "reports.html",
+        &ctx,
+        "reports",
+        json!({"items": items, "next_cursor": page.next_cursor, "session_id": session_id}),
+    )
+}
+
+/// A report analysis's providers, best WER against what the user said first.
+fn best_providers(a: &serde_json::Value) -> serde_json::Value {
+    let mut cells: Vec<serde_json::Value> = a
+        .pointer("/turn/renditions")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+        .flat_map(|r| {
+            let rendition = r.get("rendition").cloned();
+            r.get("results")
+                .and_then(|x| x.as_array())
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |c| {
+                    json!({
+                        "rendition": rendition,
+                        "provider": c.get("provider"),
+                        "transcript": c.pointer("/transcription/transcript"),
+                        "wer": c.pointer("/wer_vs_expected/wer"),
+                        "error": c.pointer("/error/message"),
+                    })
+                })
+        })
+        .collect();
+    cells.sort_by(|x, y| {
+        let w = |v: &serde_json::Value| v.get("wer").and_then(|w| w.as_f64()).unwrap_or(f64::MAX);
+        w(x).total_cmp(&w(y))
+    });
+    json!(cells)
+}
