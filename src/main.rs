@@ -231,7 +231,9 @@ async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
 }
 
 /// The `--batch` argument: session ids, or a sessions filter in query-string form.
-fn batch_request(args: &AnalyzeArgs) -> anyhow::Result<call_insights::analysis::batch::BatchRequest> {
+fn batch_request(
+    args: &AnalyzeArgs,
+) -> anyhow::Result<call_insights::analysis::batch::BatchRequest> {
     use call_insights::analysis::batch::BatchRequest;
     use call_insights::stt::ProviderId;
     let providers = args
@@ -271,8 +273,8 @@ fn batch_request(args: &AnalyzeArgs) -> anyhow::Result<call_insights::analysis::
 }
 
 async fn analyze(config: Config, args: AnalyzeArgs) -> anyhow::Result<()> {
-    use call_insights::analysis::jobs::{self, JobKind, NewJob};
     use call_insights::analysis::batch::{batch_view, resolve_batch};
+    use call_insights::analysis::jobs::{self, JobKind, NewJob};
     use call_insights::api::auth::Scope;
     use std::sync::Arc;
     let req = batch_request(&args)?;

@@ -256,7 +256,6 @@ pub enum JobKindFilter {
     Batch,
 }
 
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobList {
     /// Newest first, with their counts (without their items: GET one for them).
@@ -472,7 +471,11 @@ pub async fn create(
 }
 
 /// A job the caller may see, or 404.
-pub async fn load_job(db: &DatabaseConnection, scope: &Scope, raw: &str) -> Result<job::Model, ApiError> {
+pub async fn load_job(
+    db: &DatabaseConnection,
+    scope: &Scope,
+    raw: &str,
+) -> Result<job::Model, ApiError> {
     let id = parse_uuid("job_id", raw)?;
     match job::Entity::find_by_id(id).one(db).await? {
         Some(j) if scope.tenant().is_none() || j.tenant_id.as_deref() == scope.tenant() => Ok(j),

@@ -348,12 +348,9 @@ pub async fn review_session(
     reviewer: Option<String>,
     verdicts: ReviewVerdicts,
 ) -> Result<ar::Model, crate::api::error::ApiError> {
-    use crate::api::error::ApiError;
     use super::store;
-    if reviewer
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > 200)
-    {
+    use crate::api::error::ApiError;
+    if reviewer.as_ref().is_some_and(|r| r.chars().count() > 200) {
         return Err(ApiError::bad_request(
             "reviewer",
             "reviewer is longer than 200 characters",

@@ -6,9 +6,7 @@ use super::AppState;
 use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, storable};
-use super::sessions::{
-    cursor_of, decode_cursor, load_session, page_limit,
-};
+use super::sessions::{cursor_of, decode_cursor, load_session, page_limit};
 use crate::analysis::batch::{self, check_language, parse_providers};
 pub use crate::analysis::batch::{
     BatchItem, BatchRequest, BatchView, ItemStatus, JobKindFilter, JobList, JobStatus, batch_view,
@@ -22,9 +20,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use entity::session_analyses as sa;
-use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
@@ -424,7 +420,15 @@ pub async fn list_batches(
     scope: Scope,
     ApiQuery(p): ApiQuery<JobListParams>,
 ) -> Result<Json<JobList>, ApiError> {
-    let list = batch::list_jobs(&state.0.db, &scope, p.status, p.kind, p.limit, p.cursor.as_deref()).await?;
+    let list = batch::list_jobs(
+        &state.0.db,
+        &scope,
+        p.status,
+        p.kind,
+        p.limit,
+        p.cursor.as_deref(),
+    )
+    .await?;
     Ok(Json(list))
 }
 
@@ -457,8 +461,7 @@ pub async fn create_batch(
     let language = check_language(req.language.as_deref())?;
     let view = batch::create(&state.0, &scope, &req, providers, language).await?;
     let id = view.job_id;
-    let mut response = (StatusCode::ACCEPTED, Json(view))
-        .into_response();
+    let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/analysis/batch/{id}")) {
         response.headers_mut().insert(header::LOCATION, v);
     }

@@ -138,7 +138,6 @@ pub struct ReviewRequest {
     pub verdicts: review::ReviewVerdicts,
 }
 
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReviewView {
     pub id: Uuid,

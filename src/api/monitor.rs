@@ -27,7 +27,6 @@ pub struct MonitorToken {
     pub expires_at: DateTime<Utc>,
 }
 
-
 /// A short-lived token for the stream, bound to the caller's tenant.
 #[utoipa::path(post, path = "/api/v1/monitor/token", tag = "monitor",
     security(("api_key" = [])),

@@ -4,16 +4,14 @@
 //! transcript against what the user actually said (`expected_output`).
 
 use super::AppState;
-use crate::analysis::batch::{check_language, parse_providers};
 use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
+use crate::analysis::batch::{check_language, parse_providers};
+use crate::analysis::replay::{ClipReplay, ReplayOptions, TurnReplay, replay_clip, replay_session};
+use crate::audio::RenditionKind;
 use crate::reports::{self as domain, report_view};
 pub use crate::reports::{IssueType, NewReport, ReportAudioStatus, ReportList, ReportView};
-use crate::analysis::replay::{
-    ClipReplay, ReplayOptions, TurnReplay, replay_clip, replay_session,
-};
-use crate::audio::RenditionKind;
 use crate::stt::Priority;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -68,7 +66,6 @@ pub struct ReportListParams {
     #[param(pattern = r"^-?[0-9]{1,16}_[0-9a-f]{32}$")]
     pub cursor: Option<String>,
 }
-
 
 /// List STT reports, newest first.
 #[utoipa::path(get, path = "/api/v1/reports", tag = "reports", params(ReportListParams),

@@ -53,7 +53,11 @@ mod tests {
         let p = peaks(&wav).unwrap();
         assert_eq!(p.peaks.len(), 100);
         assert!((p.duration_ms - 2000.0).abs() < 1e-6);
-        assert!(p.peaks[..50].iter().all(|v| *v < 0.02), "{:?}", &p.peaks[..50]);
+        assert!(
+            p.peaks[..50].iter().all(|v| *v < 0.02),
+            "{:?}",
+            &p.peaks[..50]
+        );
         assert!(p.peaks[50..].iter().all(|v| (*v - 0.8).abs() < 0.01));
         assert!(peaks(b"not a wav").is_err());
     }

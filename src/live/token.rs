@@ -17,7 +17,10 @@ pub fn mint(app: &App, scope: &Scope) -> (String, DateTime<Utc>) {
         .map_or_else(|| "*".to_string(), str::to_string);
     let sig = app.url_signer.sign(&format!("monitor:{tenant}"), expires);
     (
-        format!("{expires}.{}.{sig}", URL_SAFE_NO_PAD.encode(tenant.as_bytes())),
+        format!(
+            "{expires}.{}.{sig}",
+            URL_SAFE_NO_PAD.encode(tenant.as_bytes())
+        ),
         DateTime::from_timestamp_millis(expires).unwrap_or_else(Utc::now),
     )
 }

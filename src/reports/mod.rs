@@ -322,7 +322,11 @@ pub struct ReportList {
 }
 
 /// A page of the caller's reports, newest first.
-pub async fn list(db: &DatabaseConnection, scope: &Scope, f: &ReportFilter) -> Result<ReportList, ApiError> {
+pub async fn list(
+    db: &DatabaseConnection,
+    scope: &Scope,
+    f: &ReportFilter,
+) -> Result<ReportList, ApiError> {
     let limit = page_limit(f.limit)?;
     if [&f.tenant_id, &f.call_id]
         .iter()
@@ -374,11 +378,15 @@ pub async fn list(db: &DatabaseConnection, scope: &Scope, f: &ReportFilter) -> R
     Ok(ReportList {
         items: rows.into_iter().map(report_view).collect(),
         next_cursor,
-   })
+    })
 }
 
 /// A report the caller may see, or 404.
-pub async fn load(db: &DatabaseConnection, scope: &Scope, raw: &str) -> Result<rep::Model, ApiError> {
+pub async fn load(
+    db: &DatabaseConnection,
+    scope: &Scope,
+    raw: &str,
+) -> Result<rep::Model, ApiError> {
     let id = parse_uuid("report_id", raw)?;
     match rep::Entity::find_by_id(id).one(db).await? {
         Some(r) if scope.allows(&r.tenant_id) => Ok(r),

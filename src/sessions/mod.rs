@@ -179,7 +179,6 @@ pub fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     Ok((at, Uuid::try_parse(id).map_err(|_| bad())?))
 }
 
-
 /// One page of sessions matching `filter`, newest first, after `cursor`.
 pub async fn list(
     db: &DatabaseConnection,
@@ -224,7 +223,11 @@ pub async fn list(
 }
 
 /// A session the caller may see, or 404 (another tenant's session is indistinguishable from a missing one).
-pub async fn load(db: &DatabaseConnection, scope: &Scope, raw_id: &str) -> Result<cs::Model, ApiError> {
+pub async fn load(
+    db: &DatabaseConnection,
+    scope: &Scope,
+    raw_id: &str,
+) -> Result<cs::Model, ApiError> {
     let id = parse_uuid("session_id", raw_id)?;
     match cs::Entity::find_by_id(id).one(db).await? {
         Some(s) if scope.allows(&s.tenant_id) => Ok(s),
@@ -249,7 +252,6 @@ pub async fn load_by_call(
         .filter(|s| scope.allows(&s.tenant_id))
         .ok_or_else(not_found)
 }
-
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Component {
@@ -397,7 +399,6 @@ pub fn detail(s: &cs::Model, turns: &[ct::Model]) -> SessionDetail {
         updated_at: s.updated_at,
     }
 }
-
 
 /// The detail of a session (its turns read for the latency summary).
 pub async fn detail_of(db: &DatabaseConnection, s: &cs::Model) -> Result<SessionDetail, ApiError> {
@@ -609,7 +610,6 @@ pub struct ConversationResponse {
     pub turns: Vec<ConversationTurn>,
 }
 
-
 /// Turns in order with the per-turn latency breakdown and tool calls.
 pub fn conversation(session_id: Uuid, turns: Vec<ct::Model>) -> ConversationResponse {
     let turns = turns
@@ -658,9 +658,11 @@ pub struct DiagnosisResponse {
     pub issues: Vec<IssueResponse>,
 }
 
-
 /// A session's issues, most severe first, with evidence.
-pub async fn diagnosis(db: &DatabaseConnection, s: &cs::Model) -> Result<DiagnosisResponse, ApiError> {
+pub async fn diagnosis(
+    db: &DatabaseConnection,
+    s: &cs::Model,
+) -> Result<DiagnosisResponse, ApiError> {
     let issues = di::Entity::find()
         .filter(di::Column::SessionId.eq(s.id))
         .order_by_asc(di::Column::Ordinal)
@@ -747,7 +749,8 @@ pub async fn badges(
         .await?;
     for (id, sentiment, score, lead, hot) in analytics {
         if let Some(b) = out.get_mut(&id) {
-            (b.sentiment, b.sentiment_score, b.lead_score, b.hot_lead) = (sentiment, score, lead, hot);
+            (b.sentiment, b.sentiment_score, b.lead_score, b.hot_lead) =
+                (sentiment, score, lead, hot);
         }
     }
     let e2e: Vec<(Uuid, Option<f64>)> = ct::Entity::find()

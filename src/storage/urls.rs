@@ -45,3 +45,14 @@ pub async fn object_url(
     };
     Ok((url, expires_at))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_are_percent_encoded_but_keep_their_slashes() {
+        assert_eq!(
+            super::path_encode("acme/call%2F1/a b.wav"),
+            "acme/call%252F1/a%20b.wav"
+        );
+    }
+}

@@ -7,13 +7,41 @@ use axum::response::{IntoResponse, Response};
 use std::sync::OnceLock;
 
 const FILES: &[(&str, &str, &[u8])] = &[
-    ("app.js", "text/javascript; charset=utf-8", include_bytes!("assets/app.js")),
-    ("app.css", "text/css; charset=utf-8", include_bytes!("assets/app.css")),
-    ("vendor/htmx.min.js", "text/javascript; charset=utf-8", include_bytes!("assets/vendor/htmx.min.js")),
-    ("vendor/wavesurfer.min.js", "text/javascript; charset=utf-8", include_bytes!("assets/vendor/wavesurfer.min.js")),
-    ("vendor/wavesurfer.regions.min.js", "text/javascript; charset=utf-8", include_bytes!("assets/vendor/wavesurfer.regions.min.js")),
-    ("vendor/uPlot.iife.min.js", "text/javascript; charset=utf-8", include_bytes!("assets/vendor/uPlot.iife.min.js")),
-    ("vendor/uPlot.min.css", "text/css; charset=utf-8", include_bytes!("assets/vendor/uPlot.min.css")),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/app.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("assets/app.css"),
+    ),
+    (
+        "vendor/htmx.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/vendor/htmx.min.js"),
+    ),
+    (
+        "vendor/wavesurfer.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/vendor/wavesurfer.min.js"),
+    ),
+    (
+        "vendor/wavesurfer.regions.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/vendor/wavesurfer.regions.min.js"),
+    ),
+    (
+        "vendor/uPlot.iife.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/vendor/uPlot.iife.min.js"),
+    ),
+    (
+        "vendor/uPlot.min.css",
+        "text/css; charset=utf-8",
+        include_bytes!("assets/vendor/uPlot.min.css"),
+    ),
 ];
 
 /// FNV-1a over every file: changes whenever any asset does.

@@ -35,10 +35,16 @@ pub async fn dashboards(
             .parse()
             .ok()
             .filter(|d| (1..=366).contains(d))
-            .ok_or_else(|| ApiError::bad_request("days", format!("days must be 1–366, got {d:?}")))?,
+            .ok_or_else(|| {
+                ApiError::bad_request("days", format!("days must be 1–366, got {d:?}"))
+            })?,
     };
     let agent = Some(q.agent_id.trim().to_string()).filter(|a| !a.is_empty());
-    let w = Window::last_hours(ctx.scope.tenant().map(str::to_string), agent.clone(), days * 24);
+    let w = Window::last_hours(
+        ctx.scope.tenant().map(str::to_string),
+        agent.clone(),
+        days * 24,
+    );
     let db = &app.db;
     let (overview, trend, leads, intents, quality) = tokio::try_join!(
         dashboards::overview(db, &w),
@@ -50,7 +56,10 @@ pub async fn dashboards(
     let agents = domain::agents(db, &ctx.scope).await?;
     let share_issues = {
         let (n, with) = quality.iter().fold((0i64, 0.0), |(n, s), p| {
-            (n + p.calls, s + p.share_with_issues.unwrap_or(0.0) * p.calls as f64)
+            (
+                n + p.calls,
+                s + p.share_with_issues.unwrap_or(0.0) * p.calls as f64,
+            )
         });
         (n > 0).then(|| with / n as f64)
     };
@@ -59,6 +68,7 @@ pub async fn dashboards(
         .filter_map(|p| p.p95_e2e_latency_ms)
         .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
     let charts = json!({
+        "since": overview.since,
         "trend": trend,
         "quality": quality,
     });
@@ -204,7 +214,10 @@ fn verdicts_of(form: &[(String, String)]) -> Result<ReviewVerdicts, ApiError> {
             },
             _ => continue,
         };
-        map.insert(f.to_string(), serde_json::to_value(v).map_err(ApiError::internal)?);
+        map.insert(
+            f.to_string(),
+            serde_json::to_value(v).map_err(ApiError::internal)?,
+        );
     }
     if map.is_empty() {
         return Err(ApiError::bad_request(
@@ -212,7 +225,8 @@ fn verdicts_of(form: &[(String, String)]) -> Result<ReviewVerdicts, ApiError> {
             "mark at least one field correct (y) or wrong (n) before saving",
         ));
     }
-    serde_json::from_value(Value::Object(map)).map_err(|e| ApiError::bad_request("verdicts", e.to_string()))
+    serde_json::from_value(Value::Object(map))
+        .map_err(|e| ApiError::bad_request("verdicts", e.to_string()))
 }
 
 pub async fn submit_review(

@@ -125,7 +125,12 @@ pub async fn reports(
     let mut items = Vec::with_capacity(page.items.len());
     for r in &page.items {
         let url = match &r.source_s3_key {
-            Some(k) => Some(object_url(app, &base, None, k).await.map_err(ApiError::internal)?.0),
+            Some(k) => Some(
+                object_url(app, &base, None, k)
+                    .await
+                    .map_err(ApiError::internal)?
+                    .0,
+            ),
             None => None,
         };
         let row = reports::load(&app.db, &ctx.scope, &r.id.to_string()).await?;

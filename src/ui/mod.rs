@@ -41,7 +41,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/batches/{id}", get(jobs::show))
         .route("/batches/{id}/cancel", post(jobs::cancel))
         .route("/reports", get(jobs::reports))
-        .route("/sign-in", get(sessions::sign_in_page).post(sessions::sign_in))
+        .route(
+            "/sign-in",
+            get(sessions::sign_in_page).post(sessions::sign_in),
+        )
         .route("/sign-out", post(sessions::sign_out))
         .layer(axum::middleware::from_fn_with_state(state, auth::layer));
     Router::new()
@@ -61,9 +64,14 @@ fn env() -> &'static Environment<'static> {
         env.add_filter("ms", |v: Option<f64>| {
             v.map_or_else(|| "—".to_string(), waterfall::fmt_ms)
         });
-        env.add_filter("clock", |v: Option<f64>| v.map_or_else(|| "—".into(), clock));
+        env.add_filter("clock", |v: Option<f64>| {
+            v.map_or_else(|| "—".into(), clock)
+        });
         env.add_filter("dt", |v: Option<String>| {
-            v.map_or_else(|| "—".to_string(), |s| s.replace('T', " ").chars().take(19).collect::<String>())
+            v.map_or_else(
+                || "—".to_string(),
+                |s| s.replace('T', " ").chars().take(19).collect::<String>(),
+            )
         });
         env.add_filter("num", |v: Option<f64>, digits: Option<usize>| {
             v.map_or_else(|| "—".into(), |v| format!("{v:.*}", digits.unwrap_or(1)))

@@ -66,7 +66,11 @@ fn bound(field: &'static str, raw: &str, end: bool) -> Result<Option<DateTime<Ut
             format!("{field} must be a date such as 2026-11-01 or an RFC 3339 time, got {raw:?}"),
         )
     })?;
-    let day = if end { day.succ_opt().unwrap_or(day) } else { day };
+    let day = if end {
+        day.succ_opt().unwrap_or(day)
+    } else {
+        day
+    };
     Ok(day.and_hms_opt(0, 0, 0).map(|t| t.and_utc()))
 }
 
@@ -132,7 +136,14 @@ pub async fn list(
     let (rows, next, error) = match q.filter() {
         Err(e) => (Vec::new(), None, Some(e.to_string())),
         Ok(filter) => {
-            let page = domain::list(&app.db, &ctx.scope, &filter, Some(50), opt(&q.cursor).as_deref()).await;
+            let page = domain::list(
+                &app.db,
+                &ctx.scope,
+                &filter,
+                Some(50),
+                opt(&q.cursor).as_deref(),
+            )
+            .await;
             match page {
                 Err(e @ ApiError::BadRequest { .. }) => (Vec::new(), None, Some(e.to_string())),
                 Err(e) => return Err(e.into()),
@@ -265,9 +276,7 @@ pub async fn page(
     let (parts, diagnosis, analytics, analysis) = tokio::try_join!(
         domain::parts(&app.db, s.id),
         domain::diagnosis(&app.db, &s),
-        async {
-            Ok::<_, ApiError>(crate::analytics::store::find(&app.db, s.id).await?)
-        },
+        async { Ok::<_, ApiError>(crate::analytics::store::find(&app.db, s.id).await?) },
         async { Ok::<_, ApiError>(batch::stored(&app.db, s.id).await?) },
     )?;
     let detail = domain::detail(&s, &parts.turns);
@@ -278,10 +287,21 @@ pub async fn page(
     let mut players = Vec::new();
     let mut missing_renditions = Vec::new();
     for (rendition, label, segment_type) in [
-        ("pre_rnnoise", "Before noise suppression", "full_pre_rnnoise"),
-        ("post_rnnoise", "After noise suppression", "full_post_rnnoise"),
+        (
+            "pre_rnnoise",
+            "Before noise suppression",
+            "full_pre_rnnoise",
+        ),
+        (
+            "post_rnnoise",
+            "After noise suppression",
+            "full_post_rnnoise",
+        ),
     ] {
-        let g = parts.segments.iter().find(|g| g.segment_type == segment_type);
+        let g = parts
+            .segments
+            .iter()
+            .find(|g| g.segment_type == segment_type);
         match g {
             Some(g) => match segment_url(app, &base, g).await? {
                 Some(url) => players.push(Player {
@@ -293,7 +313,9 @@ pub async fn page(
                     duration_ms: g.duration_ms,
                     status: g.status.clone(),
                 }),
-                None => missing_renditions.push(format!("{label}: audio not stored ({})", g.status)),
+                None => {
+                    missing_renditions.push(format!("{label}: audio not stored ({})", g.status))
+                }
             },
             None => missing_renditions.push(format!("{label}: not recorded by the agent")),
         }
@@ -373,14 +395,18 @@ pub async fn page(
             }),
         })
         .collect();
-    let analytics = analytics.map(|m| crate::analytics::store::CallAnalyticsView::of(&m, &app.analytics.keys));
+    let analytics =
+        analytics.map(|m| crate::analytics::store::CallAnalyticsView::of(&m, &app.analytics.keys));
     let stt = analysis.as_ref().map(|a| stt_view(a, &parts.turns));
     let mut providers: Vec<&str> = app.stt.all().iter().map(|p| p.id().as_str()).collect();
     providers.sort_unstable();
-    let duration_ms = s
-        .duration_seconds
-        .map(|d| d * 1000.0)
-        .or_else(|| players.iter().filter_map(|p| p.duration_ms).max().map(|d| d as f64));
+    let duration_ms = s.duration_seconds.map(|d| d * 1000.0).or_else(|| {
+        players
+            .iter()
+            .filter_map(|p| p.duration_ms)
+            .max()
+            .map(|d| d as f64)
+    });
     render(
         "session.html",
         &ctx,
@@ -562,7 +588,11 @@ pub async fn peaks(
         .iter()
         .find(|g| g.segment_id == segment_id)
         .ok_or_else(not_found)?;
-    let key = g.s3_key.as_deref().filter(|_| g.status != MISSING).ok_or_else(not_found)?;
+    let key = g
+        .s3_key
+        .as_deref()
+        .filter(|_| g.status != MISSING)
+        .ok_or_else(not_found)?;
     let bytes = app
         .store
         .get(g.bucket.as_deref(), key)
@@ -572,7 +602,9 @@ pub async fn peaks(
     let p = tokio::task::spawn_blocking(move || wav_peaks(&bytes))
         .await
         .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::Conflict(format!("segment {segment_id:?} is not readable audio: {e}")))?;
+        .map_err(|e| {
+            ApiError::Conflict(format!("segment {segment_id:?} is not readable audio: {e}"))
+        })?;
     let mut r = axum::Json(p).into_response();
     r.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -729,7 +761,9 @@ pub async fn sign_in(
 
 pub async fn sign_out(State(state): State<AppState>) -> Response {
     let mut r = Redirect::to("/sign-in").into_response();
-    r.headers_mut()
-        .append(header::SET_COOKIE, Session::signed_out(&state.0).cookie(&state.0));
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        Session::signed_out(&state.0).cookie(&state.0),
+    );
     r
 }

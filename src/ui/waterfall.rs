@@ -115,7 +115,11 @@ pub fn svg(p: &Parts, budget_ms: f64, scale_ms: f64, turn_index: i64) -> String 
                 s,
                 r#"<text x="{:.1}" y="15.5" class="part-label">{}</text>"#,
                 x0 + 3.0,
-                esc(&format!("{} {}", short(class), fmt_ms(v).trim_end_matches(" ms")))
+                esc(&format!(
+                    "{} {}",
+                    short(class),
+                    fmt_ms(v).trim_end_matches(" ms")
+                ))
             );
         }
         at += v;
@@ -162,7 +166,9 @@ pub fn svg(p: &Parts, budget_ms: f64, scale_ms: f64, turn_index: i64) -> String 
         r#"<text x="{:.1}" y="16" class="total{}">{}{}</text>"#,
         LEFT + PLOT + 8.0,
         if over { " over" } else { "" },
-        esc(&p.e2e.map_or("e2e —".into(), |e| format!("e2e {}", fmt_ms(e)))),
+        esc(&p
+            .e2e
+            .map_or("e2e —".into(), |e| format!("e2e {}", fmt_ms(e)))),
         if over { " ▲" } else { "" }
     );
     if let Some(u) = p.unaccounted().filter(|u| u.abs() > 0.5) {
@@ -223,7 +229,10 @@ mod tests {
         a.tts_ttfb_ms = Some(327.4);
         a.e2e_latency_ms = Some(959.2);
         let turns = vec![u, a.clone()];
-        assert!(Parts::of(&turns, 0).is_none(), "user turns have no waterfall");
+        assert!(
+            Parts::of(&turns, 0).is_none(),
+            "user turns have no waterfall"
+        );
         let p = Parts::of(&turns, 1).unwrap();
         assert!(p.unaccounted().unwrap().abs() < 1e-9);
         let svg = svg(&p, 800.0, 1000.0, 1);
@@ -231,13 +240,19 @@ mod tests {
         assert!(svg.contains(r#"data-part="eou" data-ms="335.7""#));
         assert!(svg.contains(r#"data-part="stt""#));
         assert!(!svg.contains("unaccounted:"), "{svg}");
-        assert!(svg.contains("e2e 959 ms ▲"), "over the 800 ms budget: {svg}");
+        assert!(
+            svg.contains("e2e 959 ms ▲"),
+            "over the 800 ms budget: {svg}"
+        );
 
         let mut slow = a;
         slow.e2e_latency_ms = Some(2400.0);
         let p = Parts::of(&[turns[0].clone(), slow], 1).unwrap();
         let svg = super::svg(&p, 800.0, 2400.0, 1);
-        assert!(svg.contains(r#"data-part="unaccounted" data-ms="1440.8""#), "{svg}");
+        assert!(
+            svg.contains(r#"data-part="unaccounted" data-ms="1440.8""#),
+            "{svg}"
+        );
         assert!(svg.contains("1,441 ms unaccounted"));
     }
 

@@ -91,3 +91,56 @@ pub fn script_fakes(fakes: &[FakeProvider]) {
         });
     }
 }
+
+/// The call of the UI tests: [`ingest_call`]'s recording with a full latency breakdown on the agent
+/// turns (turn 1 slow: a `high_e2e_latency` warning) and an LLM error event (a critical issue).
+pub async fn ingest_ui_call(
+    env: &TestEnv,
+    call_id: &str,
+    tenant: &str,
+) -> entity::call_sessions::Model {
+    let mut r = super::report(call_id, 0, true, 6);
+    r["tenant_id"] = json!(tenant);
+    r["agent_id"] = json!("booking-bot");
+    for (i, start, dur, text) in TURNS {
+        r["turns"][i as usize]["content"] = json!(text);
+        r["turns"][i as usize]["start_ms"] = json!(start);
+        r["turns"][i as usize]["end_ms"] = json!(start + dur);
+        r["turns"][i as usize]["transcription_delay_ms"] = json!(120.0);
+        r["turns"][i as usize]["end_of_turn_delay_ms"] = json!(330.0);
+    }
+    for (i, start, llm, tts, e2e) in [
+        (1usize, 2200, 1800.0, 250.0, 2400.0),
+        (3, 6000, 300.0, 220.0, 850.0),
+        (5, 10_500, 280.0, 200.0, 810.0),
+    ] {
+        let t = &mut r["turns"][i];
+        t["content"] = json!(format!("Agent answer {i}."));
+        t["start_ms"] = json!(start);
+        t["end_ms"] = json!(start + 1200);
+        t["llm_ttft_ms"] = json!(llm);
+        t["tts_ttfb_ms"] = json!(tts);
+        t["e2e_latency_ms"] = json!(e2e);
+    }
+    r["events"] = json!([
+        {"seq": 0, "type": "user_started_speaking", "at_ms": 500, "turn_index": 0},
+        {"seq": 1, "type": "user_stopped_speaking", "at_ms": 1700, "turn_index": 0, "data": {"speech_duration_ms": 1200}},
+        {"seq": 2, "type": "llm_error", "at_ms": 6100, "turn_index": 3, "data": {"message": "upstream timeout", "recoverable": false}},
+    ]);
+    r["audio_segments"] = json!([
+        {"segment_id": "pre", "segment_type": "full_pre_rnnoise", "offset_ms": 0, "audio": {"field": "audio:pre"}},
+        {"segment_id": "post", "segment_type": "full_post_rnnoise", "offset_ms": 0, "audio": {"field": "audio:post"}},
+        {"segment_id": "stt-0", "segment_type": "stt_input", "turn_index": 0, "offset_ms": 500, "audio": {"field": "audio:stt-0"}},
+        {"segment_id": "stt-2", "segment_type": "stt_input", "turn_index": 2, "offset_ms": 4000, "audio": {"field": "audio:stt-2"}},
+    ]);
+    env.publish_fields(&[
+        ("payload", &serde_json::to_vec(&r).unwrap()),
+        ("audio:pre", &recording(12_000, 0.3)),
+        ("audio:post", &recording(12_000, 0.25)),
+        ("audio:stt-0", &encode_wav_i16(&tone(1200, 0.2), 16000)),
+        ("audio:stt-2", &encode_wav_i16(&tone(1700, 0.2), 16000)),
+    ])
+    .await;
+    assert_eq!(env.drain(&mut env.consumer()).await.dead_lettered, 0);
+    env.session(call_id).await.expect("session stored")
+}

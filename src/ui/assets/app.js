@@ -241,20 +241,27 @@
   }
 
   // ---- charts (uPlot) ----------------------------------------------------------------------------
-  function chart(el, days, series, yLabel, fmt) {
-    if (!window.uPlot || !el || !days.length) { if (el) el.innerHTML = '<p class="empty">No data in this window.</p>'; return; }
+  // Every UTC day from `since` to today, so a window with one busy day still reads as a window.
+  function windowDays(since) {
+    const out = [];
+    const d = new Date(since.slice(0, 10) + "T00:00:00Z");
+    const end = Date.now();
+    while (d.getTime() <= end && out.length < 400) { out.push(d.toISOString().slice(0, 10)); d.setUTCDate(d.getUTCDate() + 1); }
+    return out;
+  }
+  function chart(el, days, series, yLabel, fmt, yRange) {
+    if (!window.uPlot || !el || !days.length || !series.length) { if (el) el.innerHTML = '<p class="empty">No data in this window.</p>'; return; }
     const palette = ["#3b7dd8", "#d8603b", "#2e9e5b", "#a05bd8", "#c9a227", "#5bc0d8", "#d85b9a", "#7a7a7a"];
     const xs = days.map((d) => Date.parse(d + "T00:00:00Z") / 1000);
     const opts = {
       width: Math.max(280, el.clientWidth || 520), height: 220,
-      scales: { x: { time: true } },
-      axes: [{ stroke: css("--fg"), grid: { stroke: css("--grid") } }, { label: yLabel, stroke: css("--fg"), grid: { stroke: css("--grid") }, values: (u, v) => v.map(fmt) }],
-      series: [{}].concat(series.map((s, i) => ({ label: s.label || "—", stroke: palette[i % palette.length], width: 2, points: { show: true }, value: (u, v) => (v == null ? "—" : fmt(v)) }))),
+      scales: { x: { time: true }, y: yRange ? { range: yRange } : {} },
+      axes: [{ stroke: css("--fg"), grid: { stroke: css("--grid") } }, { label: yLabel, size: 64, stroke: css("--fg"), grid: { stroke: css("--grid") }, values: (u, v) => v.map(fmt) }],
+      series: [{}].concat(series.map((s, i) => ({ label: s.label || "—", stroke: palette[i % palette.length], width: 2, spanGaps: true, points: { show: true, size: 6 }, value: (u, v) => (v == null ? "—" : fmt(v)) }))),
     };
     new uPlot(opts, [xs].concat(series.map((s) => s.values)), el);
   }
-  function perAgent(rows, value) {
-    const days = Array.from(new Set(rows.map((r) => r.day))).sort();
+  function perAgent(rows, value, days) {
     const agents = Array.from(new Set(rows.map((r) => r.agent_id)));
     return { days, series: agents.map((a) => ({ label: a || "(no agent)", values: days.map((d) => { const r = rows.find((x) => x.agent_id === a && x.day === d); return r ? value(r) : null; }) })) };
   }
@@ -262,10 +269,11 @@
   if (chartData) {
     const d = JSON.parse(chartData.textContent);
     const trendRows = d.trend.flatMap((s) => s.points.map((p) => ({ agent_id: s.agent_id, day: p.day, v: p.avg_sentiment })));
-    const t = perAgent(trendRows, (r) => r.v);
-    chart($('[data-chart="trend"]'), t.days, t.series, "avg sentiment", (v) => v.toFixed(2));
-    const q = perAgent(d.quality, (r) => r.share_with_issues);
-    chart($('[data-chart="quality"]'), q.days, q.series, "share with issues", (v) => Math.round(v * 100) + " %");
+    const days = windowDays(d.since);
+    const t = perAgent(trendRows, (r) => r.v, days);
+    chart($('[data-chart="trend"]'), t.days, t.series, "avg sentiment", (v) => v.toFixed(2), [-1, 1]);
+    const q = perAgent(d.quality, (r) => r.share_with_issues, days);
+    chart($('[data-chart="quality"]'), q.days, q.series, "share with issues", (v) => Math.round(v * 100) + " %", [0, 1]);
   }
   const acc = $("#accuracy-data");
   if (acc) {
@@ -278,7 +286,7 @@
       let r = 0, c = 0; gs.forEach((g) => Object.values(g.fields).forEach((f) => { r += f.reviewed; c += f.correct; }));
       return r ? c / r : null;
     }) }));
-    chart($('[data-chart="accuracy"]'), weeks.map(monday), series, "fields correct", (v) => Math.round(v * 100) + " %");
+    chart($('[data-chart="accuracy"]'), weeks.map(monday), series, "fields correct", (v) => Math.round(v * 100) + " %", [0, 1]);
   }
 
   // ---- review: y/n per field, j/k between fields ---------------------------------------------------
