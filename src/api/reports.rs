@@ -8,19 +8,17 @@ use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
 use crate::analysis::batch::{check_language, parse_providers};
-use crate::analysis::replay::{ClipReplay, ReplayOptions, TurnReplay, replay_clip, replay_session};
-use crate::audio::RenditionKind;
 use crate::reports::{self as domain, report_view};
-pub use crate::reports::{IssueType, NewReport, ReportAudioStatus, ReportList, ReportView};
-use crate::stt::Priority;
+pub use crate::reports::{
+    IssueType, NewReport, ReportAnalysisResult, ReportAudioStatus, ReportList, ReportView,
+};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use entity::stt_reports as rep;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -113,30 +111,6 @@ pub async fn get_report(
 }
 
 /// The clip's bytes: the short-term copy, else the archive's. `Ok(None)`: neither has it.
-async fn clip_bytes(
-    state: &AppState,
-    r: &rep::Model,
-) -> Result<Option<(Vec<u8>, &'static str)>, ApiError> {
-    let app = &state.0;
-    if let Some(key) = &r.source_s3_key {
-        match app.store.get(None, key).await {
-            Ok(Some(b)) => return Ok(Some((b, "short_term"))),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(report = %r.id, error = %e, "short-term store unavailable; trying the archive")
-            }
-        }
-    }
-    if let Some(key) = &r.archive_s3_key {
-        match app.archive.store.get(None, key).await {
-            Ok(Some(b)) => return Ok(Some((b, "archive"))),
-            Ok(None) => {}
-            Err(e) => return Err(ApiError::internal(e)),
-        }
-    }
-    Ok(None)
-}
-
 /// Download the reported clip (WAV): the short-term copy, or the archive's once that is gone.
 #[utoipa::path(get, path = "/api/v1/reports/{report_id}/audio", tag = "reports", params(("report_id" = uuid::Uuid, Path, description = "Report id")),
     security(("api_key" = [])),
@@ -152,7 +126,7 @@ pub async fn get_report_audio(
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let r = load_report(&state, &scope, &raw).await?;
-    let Some((bytes, source)) = clip_bytes(&state, &r).await? else {
+    let Some((bytes, source)) = domain::clip_bytes(&state.0, &r).await? else {
         return Err(ApiError::NotFound(format!(
             "clip of report {}{}",
             r.id,
@@ -187,20 +161,6 @@ pub struct AnalyzeParams {
     /// Language hint [default, also when empty: INSIGHTS_STT_LANGUAGE].
     #[param(pattern = r"^$|^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
     pub language: Option<String>,
-}
-
-/// What a report analysis found: the reported clip and the turn's renditions through the providers,
-/// every transcript scored against `expected_output` (`wer_vs_expected`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReportAnalysisResult {
-    /// The archived clip (always analysable while the report exists).
-    pub clip: Option<ClipReplay>,
-    pub clip_error: Option<String>,
-    /// The turn's `pre_rnnoise`, `post_rnnoise` and `stt_input` renditions from the call's stored
-    /// audio: shows whether noise suppression or the STT input caused the issue. Absent once the
-    /// call's audio is gone (`turn_error` says why).
-    pub turn: Option<TurnReplay>,
-    pub turn_error: Option<String>,
 }
 
 /// A report's stored analysis.
@@ -238,103 +198,9 @@ pub async fn analyze_report(
 ) -> Result<Json<ReportAnalysis>, ApiError> {
     let r = load_report(&state, &scope, &raw).await?;
     let providers = parse_providers(&state.0.stt, p.providers.as_deref())?;
-    let language =
-        check_language(p.language.as_deref())?.or_else(|| state.0.config.stt.language.clone());
-    let db = &state.0.db;
-    set_analysis(db, r.id, "running", None, None).await?;
-    let options = ReplayOptions {
-        providers,
-        turns: Some(vec![r.turn_index]),
-        language,
-        tenant: None,
-        priority: Priority::Interactive,
-        expected: Some(r.expected_output.clone()),
-    };
-    let audio = clip_bytes(&state, &r).await?;
-    let clip = async {
-        let Some((wav, _)) = audio else {
-            return Err(format!(
-                "the report has no clip{}",
-                r.audio_error
-                    .as_deref()
-                    .map(|e| format!(" ({e})"))
-                    .unwrap_or_default()
-            ));
-        };
-        let kind = r
-            .clip_rendition
-            .as_deref()
-            .and_then(RenditionKind::parse)
-            .unwrap_or(RenditionKind::SttInput);
-        replay_clip(
-            &state.0.stt,
-            kind,
-            wav,
-            &r.stt_output,
-            &r.expected_output,
-            &options,
-        )
-        .await
-        .map_err(|e| e.to_string())
-    };
-    // The turn's three renditions from the call's stored audio, while it is still kept.
-    let turn = async {
-        match replay_session(
-            db,
-            state.0.store.clone(),
-            &state.0.stt,
-            r.session_id,
-            &options,
-        )
-        .await
-        {
-            Ok(mut grid) => grid
-                .turns
-                .pop()
-                .ok_or_else(|| format!("turn {} is no longer stored", r.turn_index)),
-            Err(e) => Err(e.to_string()),
-        }
-    };
-    let (clip, turn) = tokio::join!(clip, turn);
-    let result = ReportAnalysisResult {
-        clip_error: clip.as_ref().err().cloned(),
-        turn_error: turn.as_ref().err().cloned(),
-        clip: clip.ok(),
-        turn: turn.ok(),
-    };
-    if result.clip.is_none() && result.turn.is_none() {
-        let error = format!(
-            "nothing to analyse: {}; {}",
-            result.clip_error.as_deref().unwrap_or_default(),
-            result.turn_error.as_deref().unwrap_or_default()
-        );
-        set_analysis(db, r.id, "failed", None, Some(error)).await?;
-    } else {
-        let json = serde_json::to_value(&result).map_err(ApiError::internal)?;
-        set_analysis(db, r.id, "completed", Some(json), None).await?;
-    }
+    let language = check_language(p.language.as_deref())?;
+    domain::analyze(&state.0, &r, providers, language).await?;
     report_analysis(&state, &scope, &raw).await
-}
-
-async fn set_analysis(
-    db: &sea_orm::DatabaseConnection,
-    id: Uuid,
-    status: &str,
-    result: Option<serde_json::Value>,
-    error: Option<String>,
-) -> Result<(), ApiError> {
-    let at = Utc::now();
-    let mut u = rep::Entity::update_many()
-        .col_expr(rep::Column::AnalysisStatus, Expr::value(status))
-        .col_expr(rep::Column::AnalysisError, Expr::value(error))
-        .col_expr(rep::Column::UpdatedAt, Expr::value(at));
-    if status == "completed" {
-        u = u
-            .col_expr(rep::Column::Analysis, Expr::value(result))
-            .col_expr(rep::Column::AnalyzedAt, Expr::value(at));
-    }
-    u.filter(rep::Column::Id.eq(id)).exec(db).await?;
-    Ok(())
 }
 
 async fn report_analysis(

@@ -2,7 +2,7 @@
 //! issue against one user turn; the turn's clip is cut from the stored audio, kept in the short-term
 //! store and copied to the long-term archive. Listing and loading are tenant-scoped.
 
-use crate::analysis::replay::turn_clip;
+use crate::analysis::replay::{ClipReplay, TurnReplay, turn_clip};
 use crate::api::auth::Scope;
 use crate::api::error::ApiError;
 use crate::api::extract::{parse_uuid, storable};
@@ -12,6 +12,7 @@ use crate::sessions::{cursor_of, decode_cursor, page_limit};
 use crate::storage::report_key;
 use chrono::{DateTime, Utc};
 use entity::{call_sessions as cs, conversation_turns as ct, stt_reports as rep};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
@@ -392,4 +393,142 @@ pub async fn load(
         Some(r) if scope.allows(&r.tenant_id) => Ok(r),
         _ => Err(ApiError::NotFound(format!("report {id}"))),
     }
+}
+
+/// The reported clip's bytes: the short-term copy, else the archive's (and which it was).
+pub async fn clip_bytes(
+    app: &App,
+    r: &rep::Model,
+) -> Result<Option<(Vec<u8>, &'static str)>, ApiError> {
+    if let Some(key) = &r.source_s3_key {
+        match app.store.get(None, key).await {
+            Ok(Some(b)) => return Ok(Some((b, "short_term"))),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(report = %r.id, error = %e, "short-term store unavailable; trying the archive")
+            }
+        }
+    }
+    if let Some(key) = &r.archive_s3_key {
+        match app.archive.store.get(None, key).await {
+            Ok(Some(b)) => return Ok(Some((b, "archive"))),
+            Ok(None) => {}
+            Err(e) => return Err(ApiError::internal(e)),
+        }
+    }
+    Ok(None)
+}
+
+/// What a report analysis found: the reported clip and the turn's renditions through the providers,
+/// every transcript scored against `expected_output` (`wer_vs_expected`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportAnalysisResult {
+    /// The archived clip (always analysable while the report exists).
+    pub clip: Option<ClipReplay>,
+    pub clip_error: Option<String>,
+    /// The turn's `pre_rnnoise`, `post_rnnoise` and `stt_input` renditions from the call's stored
+    /// audio: shows whether noise suppression or the STT input caused the issue. Absent once the
+    /// call's audio is gone (`turn_error` says why).
+    pub turn: Option<TurnReplay>,
+    pub turn_error: Option<String>,
+}
+
+async fn set_analysis(
+    db: &sea_orm::DatabaseConnection,
+    id: Uuid,
+    status: &str,
+    result: Option<serde_json::Value>,
+    error: Option<String>,
+) -> Result<(), ApiError> {
+    let at = Utc::now();
+    let mut u = rep::Entity::update_many()
+        .col_expr(rep::Column::AnalysisStatus, Expr::value(status))
+        .col_expr(rep::Column::AnalysisError, Expr::value(error))
+        .col_expr(rep::Column::UpdatedAt, Expr::value(at));
+    if status == "completed" {
+        u = u
+            .col_expr(rep::Column::Analysis, Expr::value(result))
+            .col_expr(rep::Column::AnalyzedAt, Expr::value(at));
+    }
+    u.filter(rep::Column::Id.eq(id)).exec(db).await?;
+    Ok(())
+}
+
+/// Run the provider comparison on a report's clip and its turn's renditions (interactive priority),
+/// scored against `expected_output`; stores the result (or why nothing could be analysed).
+pub async fn analyze(
+    app: &App,
+    r: &rep::Model,
+    providers: Option<Vec<crate::stt::ProviderId>>,
+    language: Option<String>,
+) -> Result<(), ApiError> {
+    use crate::analysis::replay::{ReplayOptions, replay_clip, replay_session};
+    use crate::stt::Priority;
+    let language = language.or_else(|| app.config.stt.language.clone());
+    let db = &app.db;
+    set_analysis(db, r.id, "running", None, None).await?;
+    let options = ReplayOptions {
+        providers,
+        turns: Some(vec![r.turn_index]),
+        language,
+        tenant: None,
+        priority: Priority::Interactive,
+        expected: Some(r.expected_output.clone()),
+    };
+    let audio = clip_bytes(app, r).await?;
+    let clip = async {
+        let Some((wav, _)) = audio else {
+            return Err(format!(
+                "the report has no clip{}",
+                r.audio_error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ));
+        };
+        let kind = r
+            .clip_rendition
+            .as_deref()
+            .and_then(RenditionKind::parse)
+            .unwrap_or(RenditionKind::SttInput);
+        replay_clip(
+            &app.stt,
+            kind,
+            wav,
+            &r.stt_output,
+            &r.expected_output,
+            &options,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    };
+    // The turn's three renditions from the call's stored audio, while it is still kept.
+    let turn = async {
+        match replay_session(db, app.store.clone(), &app.stt, r.session_id, &options).await {
+            Ok(mut grid) => grid
+                .turns
+                .pop()
+                .ok_or_else(|| format!("turn {} is no longer stored", r.turn_index)),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let (clip, turn) = tokio::join!(clip, turn);
+    let result = ReportAnalysisResult {
+        clip_error: clip.as_ref().err().cloned(),
+        turn_error: turn.as_ref().err().cloned(),
+        clip: clip.ok(),
+        turn: turn.ok(),
+    };
+    if result.clip.is_none() && result.turn.is_none() {
+        let error = format!(
+            "nothing to analyse: {}; {}",
+            result.clip_error.as_deref().unwrap_or_default(),
+            result.turn_error.as_deref().unwrap_or_default()
+        );
+        set_analysis(db, r.id, "failed", None, Some(error)).await?;
+    } else {
+        let json = serde_json::to_value(&result).map_err(ApiError::internal)?;
+        set_analysis(db, r.id, "completed", Some(json), None).await?;
+    }
+    Ok(())
 }

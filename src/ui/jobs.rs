@@ -145,15 +145,25 @@ pub async fn reports(
     )
 }
 
-/// A report analysis's providers, best WER against what the user said first.
+/// A report analysis's cells (the reported clip and the turn's renditions through every provider),
+/// best WER against what the user said first.
 fn best_providers(a: &serde_json::Value) -> serde_json::Value {
-    let mut cells: Vec<serde_json::Value> = a
+    let clip = a
+        .pointer("/clip/rendition")
+        .map(|r| ("reported clip".to_string(), r));
+    let turn = a
         .pointer("/turn/renditions")
         .and_then(|r| r.as_array())
         .into_iter()
         .flatten()
-        .flat_map(|r| {
-            let rendition = r.get("rendition").cloned();
+        .map(|r| {
+            let label = r.get("rendition").and_then(|v| v.as_str()).unwrap_or("?");
+            (format!("turn's {label}"), r)
+        });
+    let mut cells: Vec<serde_json::Value> = clip
+        .into_iter()
+        .chain(turn)
+        .flat_map(|(label, r)| {
             r.get("results")
                 .and_then(|x| x.as_array())
                 .cloned()
@@ -161,7 +171,7 @@ fn best_providers(a: &serde_json::Value) -> serde_json::Value {
                 .into_iter()
                 .map(move |c| {
                     json!({
-                        "rendition": rendition,
+                        "rendition": label,
                         "provider": c.get("provider"),
                         "transcript": c.pointer("/transcription/transcript"),
                         "wer": c.pointer("/wer_vs_expected/wer"),
@@ -175,4 +185,21 @@ fn best_providers(a: &serde_json::Value) -> serde_json::Value {
         w(x).total_cmp(&w(y))
     });
     json!(cells)
+}
+
+/// Run the report's provider comparison now, then show it in the list.
+pub async fn analyze_report(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    let app = &state.0;
+    let r = reports::load(&app.db, &ctx.scope, &id).await?;
+    let providers = batch::parse_providers(&app.stt, None)?;
+    reports::analyze(app, &r, providers, None).await?;
+    Ok(Redirect::to(&format!(
+        "/reports?session_id={}#report-{}",
+        r.session_id, r.id
+    ))
+    .into_response())
 }

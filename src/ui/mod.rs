@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/batches/{id}", get(jobs::show))
         .route("/batches/{id}/cancel", post(jobs::cancel))
         .route("/reports", get(jobs::reports))
+        .route("/reports/{id}/analyze", post(jobs::analyze_report))
         .route(
             "/sign-in",
             get(sessions::sign_in_page).post(sessions::sign_in),

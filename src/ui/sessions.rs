@@ -414,7 +414,11 @@ pub async fn page(
         serde_json::json!({
             "s": detail,
             "turns": turns,
-            "issues": diagnosis.issues,
+            "issues": diagnosis.issues.iter().map(|i| {
+                let mut v = serde_json::to_value(i).unwrap_or_default();
+                v["evidence_rows"] = evidence_rows(&i.evidence);
+                v
+            }).collect::<Vec<_>>(),
             "issue_summary": diagnosis.issue_summary,
             "counts": severity_counts(&diagnosis.issues),
             "events": events,
@@ -429,6 +433,64 @@ pub async fn page(
             "issue_types": ["misrecognition", "missing_words", "hallucination", "wrong_language", "truncated", "other"],
         }),
     )
+}
+
+/// An issue's evidence as (label, value) rows a person reads: `_ms` numbers as durations, nested
+/// objects flattened into one line.
+fn evidence_rows(e: &Value) -> Value {
+    fn show(key: &str, v: &Value) -> String {
+        match v {
+            Value::Number(n) if key.ends_with("_ms") => {
+                n.as_f64().map_or_else(|| n.to_string(), waterfall::fmt_ms)
+            }
+            Value::Number(n) => n.as_f64().map_or_else(
+                || n.to_string(),
+                |f| {
+                    if f.fract() == 0.0 && f.abs() < 1e15 {
+                        format!("{}", f as i64)
+                    } else {
+                        format!("{f:.3}").trim_end_matches('0').to_string()
+                    }
+                },
+            ),
+            Value::Bool(b) => {
+                if *b {
+                    "yes".into()
+                } else {
+                    "no".into()
+                }
+            }
+            Value::Null => "—".into(),
+            Value::String(s) => s.clone(),
+            Value::Array(a) => a
+                .iter()
+                .map(|x| show(key, x))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Value::Object(o) => o
+                .iter()
+                .map(|(k, x)| {
+                    format!(
+                        "{} {}",
+                        k.trim_end_matches("_ms").replace('_', " "),
+                        show(k, x)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" · "),
+        }
+    }
+    match e {
+        Value::Object(o) => Value::Array(
+            o.iter()
+                .map(|(k, v)| {
+                    serde_json::json!([k.trim_end_matches("_ms").replace('_', " "), show(k, v)])
+                })
+                .collect(),
+        ),
+        Value::Null => Value::Array(Vec::new()),
+        other => serde_json::json!([["evidence", show("", other)]]),
+    }
 }
 
 fn tool_calls(t: &ct::Model) -> Vec<Value> {

@@ -337,6 +337,7 @@
         tr.innerHTML = `<td><a href="/sessions/${esc(ev.session_id)}">${esc(ev.call_id)}</a></td><td>${esc(ev.agent_id || "—")}</td><td>${esc((ev.started_at || ev.at || "").replace("T", " ").slice(0, 19))}</td><td class="num" data-duration>—</td><td class="num" data-turns>0</td><td class="num" data-e2e>—</td><td class="num" data-issues>0</td>`;
         tbody.prepend(tr);
         refreshCount();
+        tick();
       }
       tr.classList.remove("flash"); void tr.offsetWidth; tr.classList.add("flash");
       return tr;
@@ -394,13 +395,15 @@
         if (await renew()) setTimeout(connect, Math.min(10000, 500 * 2 ** Math.min(failures, 5)));
       };
     }
-    connect();
-    setInterval(() => {
+    function tick() {
       const now = Date.now();
       $$("tr[data-live-call]", tbody).forEach((tr) => {
         const s = Date.parse(tr.dataset.startedAt);
         if (!isNaN(s)) $("[data-duration]", tr).textContent = clock((now - s) / 1000).replace(/\.\d$/, "");
       });
-    }, 1000);
+    }
+    connect();
+    tick();
+    setInterval(tick, 1000);
   }
 })();
