@@ -97,8 +97,7 @@ async fn open_ui(db: Db, store: Store) {
     let html = r.text().await.unwrap();
     for i in 0..6 {
         assert!(
-            html.contains(&format!(r#"<li class="turn"#))
-                && html.contains(&format!(r#"data-turn-index="{i}""#)),
+            html.contains(&format!(r#"id="turn-{i}" data-turn-index="{i}""#)),
             "turn {i}"
         );
     }

@@ -18,11 +18,15 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use entity::stt_reports as rep;
-use sea_orm::{EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+/// File an STT issue against a user turn.
+///
+/// Cuts the turn's clip (the STT input when recorded, else the post- or pre-suppression slice),
+/// stores it in the short-term store and copies it to the archive. A turn whose audio cannot be
+/// kept is still reported (`audio_status: missing`, `audio_error` says why).
 #[utoipa::path(post, path = "/api/v1/reports", tag = "reports", request_body = NewReport,
     security(("api_key" = [])),
     responses(
@@ -110,7 +114,6 @@ pub async fn get_report(
     Ok(Json(report_view(load_report(&state, &scope, &raw).await?)))
 }
 
-/// The clip's bytes: the short-term copy, else the archive's. `Ok(None)`: neither has it.
 /// Download the reported clip (WAV): the short-term copy, or the archive's once that is gone.
 #[utoipa::path(get, path = "/api/v1/reports/{report_id}/audio", tag = "reports", params(("report_id" = uuid::Uuid, Path, description = "Report id")),
     security(("api_key" = [])),

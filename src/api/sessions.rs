@@ -124,7 +124,6 @@ pub async fn get_session_by_call(
     Ok(Json(domain::detail_of(&state.0.db, &s).await?))
 }
 
-/// What a timeline item is.
 /// Events, turns and audio segments merged in time order.
 #[utoipa::path(get, path = "/api/v1/sessions/{session_id}/timeline", tag = "sessions",
     params(("session_id" = uuid::Uuid, Path, description = "The session's UUID")),

@@ -192,11 +192,6 @@ pub fn text_field(
     }
 }
 
-/// File an STT issue against a user turn.
-///
-/// Cuts the turn's clip (the STT input when recorded, else the post- or pre-suppression slice),
-/// stores it in the short-term store and copies it to the archive. A turn whose audio cannot be
-/// kept is still reported (`audio_status: missing`, `audio_error` says why).
 /// File a report against a user turn: the clip is cut and stored (short-term and archive) before the
 /// row is written; a clip that cannot be made or stored is recorded in `audio_error`.
 pub async fn create(app: &App, scope: &Scope, req: NewReport) -> Result<ReportView, ApiError> {

@@ -406,6 +406,7 @@ pub async fn detail_of(db: &DatabaseConnection, s: &cs::Model) -> Result<Session
     Ok(detail(s, &turns))
 }
 
+/// What a timeline item is.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum TimelineKind {
@@ -733,7 +734,8 @@ pub async fn badges(
             }
         }
     }
-    let analytics: Vec<(Uuid, Option<String>, Option<f64>, Option<i32>, bool)> = ca::Entity::find()
+    type AnalyticsBadge = (Uuid, Option<String>, Option<f64>, Option<i32>, bool);
+    let analytics: Vec<AnalyticsBadge> = ca::Entity::find()
         .select_only()
         .columns([
             ca::Column::SessionId,

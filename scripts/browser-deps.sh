@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what the browser tests need, once per machine: Debian's chromium (never a browser
+# download) and playwright-core from npm into tests/browser/node_modules (from package-lock.json).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { echo "browser-deps: $*" >&2; }
+if [ ! -x /usr/bin/chromium ]; then
+  log "installing chromium (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 && apt-get install -y -qq chromium >&2
+fi
+if ! command -v node >/dev/null 2>&1; then
+  log "installing nodejs and npm (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 && apt-get install -y -qq nodejs npm >&2
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  log "installing playwright-core (npm ci)"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
