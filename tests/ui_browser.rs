@@ -62,6 +62,10 @@ async fn the_ui_in_chromium() {
     let base = env.serve_api().await;
     let s = ingest_ui_call(&env, "browser-call-1", "acme").await;
     ingest_ui_call(&env, "browser-call-2", "globex").await;
+    let long = common::report("browser-long", 0, true, 200);
+    env.publish_json(&long).await;
+    env.drain(&mut env.consumer()).await;
+    let long = env.session("browser-long").await.unwrap();
     let issues: Vec<String> = env
         .rows(&format!(
             "SELECT code FROM diagnosis_issues WHERE session_id = '{}'",
@@ -79,6 +83,7 @@ async fn the_ui_in_chromium() {
         .current_dir(&dir)
         .env("BASE", &base)
         .env("SESSION_ID", s.id.to_string())
+        .env("LONG_SESSION_ID", long.id.to_string())
         .env("CALL_IDS", "browser-call-1,browser-call-2")
         .env("TURNS", "6")
         .env("ISSUES", issues.join(","))

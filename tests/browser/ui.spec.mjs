@@ -12,6 +12,7 @@ const CALLS = env("CALL_IDS").split(",");
 const TURNS = +env("TURNS");
 const ISSUES = env("ISSUES").split(",").filter(Boolean);
 const LIVE_CALL = env("LIVE_CALL_ID");
+const LONG = env("LONG_SESSION_ID");
 const SHOTS = env("SHOTS");
 mkdirSync(SHOTS, { recursive: true });
 
@@ -51,6 +52,20 @@ try {
   // wavesurfer draws the server's peaks into each full recording's box.
   await page.waitForFunction(() => document.querySelectorAll(".wave[data-peaks] > div").length >= 2, null, { timeout: 10000 });
   await shot("session", { fullPage: true });
+
+  // A 200-turn call: how long until the page is usable (printed; the suite asserts no timings).
+  step = "200 turns";
+  const l0 = Date.now();
+  await page.goto(`${BASE}/sessions/${LONG}`, { waitUntil: "domcontentloaded" });
+  const dcl = Date.now() - l0;
+  await page.locator('li.turn[data-turn-index="199"]').waitFor();
+  await page.waitForLoadState("load");
+  const load = Date.now() - l0;
+  check(await page.locator("li.turn[data-turn-index]").count() === 200, "200 turns");
+  await page.keyboard.press("j");
+  check(await page.locator('li.turn[data-turn-index="0"].selected').count() === 1, "j selects the first turn");
+  log(`200-turn page: DOMContentLoaded ${dcl} ms, load ${load} ms`);
+  await page.goto(`${BASE}/sessions/${SESSION}`, { waitUntil: "networkidle" });
 
   // A rendition plays: its currentTime advances.
   step = "playback";
