@@ -87,7 +87,7 @@ pub async fn dashboards(
             "leads": leads,
             "intents": intents,
             "quality": quality,
-            "charts": charts.to_string(),
+            "charts": super::script_json(&charts),
         }),
     )
 }
@@ -138,7 +138,7 @@ pub async fn review(
             "fields": fields,
             "transcript": transcript.iter().map(|t| json!({"turn_index": t.turn_index, "role": t.role, "content": t.content})).collect::<Vec<_>>(),
             "accuracy": accuracy,
-            "accuracy_chart": json!(accuracy.groups).to_string(),
+            "accuracy_chart": super::script_json(&json!(accuracy.groups)),
             "done": q.done,
             "per_day": a.settings.review_per_day,
         }),

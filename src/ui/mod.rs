@@ -85,6 +85,15 @@ fn env() -> &'static Environment<'static> {
     })
 }
 
+/// JSON safe to place inside `<script type="application/json">`: `<`, `>` and `&` are written as
+/// `\u003c`-style escapes, so data (an agent id, a topic) can never close the script element.
+pub fn script_json(v: &serde_json::Value) -> String {
+    v.to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
 /// `m:ss.d` of a call offset in milliseconds.
 pub fn clock(ms: f64) -> String {
     let s = (ms / 1000.0).max(0.0);
@@ -136,6 +145,21 @@ pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
 }
 
 /// A page's failure: a domain error (shown with its status) or a template bug (500, logged).
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn script_json_cannot_close_its_script_element() {
+        let v = serde_json::json!({"agent_id": "</script><script>alert(1)</script>&"});
+        let s = super::script_json(&v);
+        assert!(
+            !s.contains('<') && !s.contains('>') && !s.contains('&'),
+            "{s}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, v);
+    }
+}
+
 #[derive(Debug)]
 pub enum UiError {
     Api(ApiError),

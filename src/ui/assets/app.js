@@ -143,6 +143,12 @@
         playAt(word.dataset.rendition, Math.max(0, +word.dataset.seekS - 0.3));
         return;
       }
+      // Clicking a turn (anywhere but its links, buttons and form) plays it.
+      const li = e.target.closest("li.turn");
+      if (li && !e.target.closest("a, button, input, select, textarea, label, summary, details, svg")) {
+        playTurn(li);
+        return;
+      }
       const link = e.target.closest("a[data-select-turn], a[data-hear]");
       if (link) {
         e.preventDefault();
@@ -353,6 +359,7 @@
       else if (type === "analytics_ready") what = `analytics: ${esc(ev.sentiment || ev.status || "ready")}`;
       li.innerHTML = `<time>${esc((ev.at || "").slice(11, 19))}</time> <a href="/sessions/${esc(ev.session_id)}">${esc(ev.call_id)}</a> <span class="what">${what}</span>`;
       feed.prepend(li);
+      $("[data-live-waiting]")?.remove();
       while (feed.children.length > 200) feed.lastChild.remove();
     }
     function handle(type, msg) {
