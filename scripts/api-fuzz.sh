@@ -13,6 +13,14 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$ST_VERSION"; the
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q "schemathesis==$ST_VERSION"
 fi
+# A second venv for the client generator (its pins differ from schemathesis's).
+CLIENT_VENV="$TOOLS/venv-client"
+OPC_VERSION=0.29.1
+if ! "$CLIENT_VENV/bin/openapi-python-client" --version 2>/dev/null | grep -q "$OPC_VERSION"; then
+  echo "api-fuzz: installing openapi-python-client $OPC_VERSION into $CLIENT_VENV" >&2
+  python3 -m venv "$CLIENT_VENV"
+  "$CLIENT_VENV/bin/pip" install -q "openapi-python-client==$OPC_VERSION"
+fi
 cargo build -q --bin call-insights
 BIN="${CARGO_TARGET_DIR:-target}/debug/call-insights"
 
@@ -64,3 +72,19 @@ for seed in ${FUZZ_SEEDS:-1 4242}; do
     --exclude-path /api/v1/monitor/stream \
     "$@"
 done
+
+# A Python client generated from the served document must work: sessions, timeline, diagnosis and a
+# reported clip's WAV as bytes (tests/client/smoke.py). The generator knows JSON, text and
+# octet-stream bodies only, so audio/wav is mapped to bytes in its config.
+echo "api-fuzz: generated-client smoke test (openapi-python-client $OPC_VERSION)" >&2
+curl -fs "http://127.0.0.1:$PORT/api-docs/openapi.json" > "$DATA/openapi.json"
+printf 'content_type_overrides:\n  audio/wav: application/octet-stream\n' > "$DATA/opc.yaml"
+(cd "$DATA" && "$CLIENT_VENV/bin/openapi-python-client" generate --path "$DATA/openapi.json" \
+  --output-path "$DATA/client" --overwrite --config "$DATA/opc.yaml" > "$DATA/generate.log" 2>&1) \
+  || { cat "$DATA/generate.log" >&2; exit 1; }
+if grep -q WARNING "$DATA/generate.log"; then
+  echo "api-fuzz: the client generator skipped parts of the document:" >&2
+  cat "$DATA/generate.log" >&2
+  exit 1
+fi
+PYTHONPATH="$DATA/client" "$CLIENT_VENV/bin/python" tests/client/smoke.py "http://127.0.0.1:$PORT" "$KEY"

@@ -254,7 +254,7 @@ pub struct Config {
         global = true
     )]
     pub s3_timeout_ms: u64,
-    /// TOML file overriding diagnosis thresholds (keys: see README, "Diagnosis").
+    /// TOML file overriding diagnosis thresholds (keys: see docs/diagnosis.md).
     #[arg(long, env = "INSIGHTS_DIAGNOSIS_CONFIG", global = true)]
     pub diagnosis_config: Option<String>,
     /// Log format: `text` or `json`.

@@ -241,6 +241,39 @@ async fn malformed_answers_and_slow_providers_are_typed_errors() {
 }
 
 #[tokio::test]
+async fn a_connection_reset_mid_answer_is_retried_like_a_5xx() {
+    for fake in all_fakes().await {
+        fake.set_transcript("hello there");
+        fake.push_fault(Fault::Reset);
+        let before = fake.requests().len();
+        let t = client(fake.config())
+            .transcribe(&tone_request(300))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", fake.id()));
+        assert_eq!(t.transcript, "hello there", "{}", fake.id());
+        assert!(
+            fake.requests().len() > before + 1 || t.attempts == 2,
+            "{}: the reset attempt was retried",
+            fake.id()
+        );
+        // Without retries left, the reset is a network error naming the cause.
+        fake.push_fault(Fault::Reset);
+        let mut config = fake.config();
+        config.retry.max_retries = 0;
+        let e = client(config)
+            .transcribe(&tone_request(300))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.kind, e.attempts),
+            (SttErrorKind::Network, 1),
+            "{}: {e}",
+            fake.id()
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_unreachable_provider_is_a_network_error() {
     let mut config = ProviderConfig::new(ProviderId::Groq, "k", "http://127.0.0.1:9");
     config.retry.max_retries = 1;

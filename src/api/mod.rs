@@ -72,6 +72,92 @@ impl Modify for MinProperties {
     }
 }
 
+/// Every operation but the health checks may answer 429 when per-key rate limiting is on
+/// (`INSIGHTS_RATE_LIMIT_PER_SECOND`): documented once here rather than on each handler.
+struct RateLimited;
+
+impl Modify for RateLimited {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let response = ResponseBuilder::new()
+            .description("Over this API key's rate limit (`INSIGHTS_RATE_LIMIT_PER_SECOND`); retry after `Retry-After` seconds")
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(1)),
+                    ))
+                    .description(Some("Seconds until the key's bucket has a token again"))
+                    .build(),
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .example(Some(serde_json::json!({"code": "rate_limited", "message": "rate limit exceeded; retry after 1 s", "details": {"retry_after_secs": 1}})))
+                    .build(),
+            )
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+                continue;
+            }
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.responses
+                    .responses
+                    .entry("429".to_string())
+                    .or_insert_with(|| response.clone().into());
+            }
+        }
+    }
+}
+
+/// Audio bodies are binary: a string of `format: binary` with its `contentMediaType`, so generated
+/// clients download bytes (a WAV body described as JSON would be an array of integers).
+struct BinaryBodies;
+
+impl Modify for BinaryBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                for response in op.responses.responses.values_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    for (media, content) in response.content.iter_mut() {
+                        if let RefOr::T(content) = content
+                            && media.starts_with("audio/")
+                        {
+                            content.schema = Some(
+                                ObjectBuilder::new()
+                                    .schema_type(Type::String)
+                                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+                                    .content_media_type(media.clone())
+                                    .into(),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Request bodies that take exactly one of two fields: the document says so (`oneOf` of the two
 /// `required` sets), so clients and property-based tests know.
 struct ExactlyOne;
@@ -178,6 +264,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     // After the routes: their schemas are only in the document once they are merged.
     ExactlyOne.modify(&mut doc);
     MinProperties.modify(&mut doc);
+    RateLimited.modify(&mut doc);
+    BinaryBodies.modify(&mut doc);
     doc
 }
 
@@ -232,6 +320,8 @@ pub fn router(app: Arc<App>) -> Router {
     let (router, mut doc) = api_router().split_for_parts();
     ExactlyOne.modify(&mut doc);
     MinProperties.modify(&mut doc);
+    RateLimited.modify(&mut doc);
+    BinaryBodies.modify(&mut doc);
     let state = AppState(app.clone());
     let config = &app.config;
     let router =

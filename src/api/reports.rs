@@ -118,7 +118,7 @@ pub async fn get_report(
 #[utoipa::path(get, path = "/api/v1/reports/{report_id}/audio", tag = "reports", params(("report_id" = uuid::Uuid, Path, description = "Report id")),
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "The clip; `X-Audio-Source` says which copy (`short_term` or `archive`)", content_type = "audio/wav", body = Vec<u8>),
+        (status = 200, description = "The clip, a WAV file (binary; no JSON schema); `X-Audio-Source` says which copy (`short_term` or `archive`)", content_type = "audio/wav"),
         (status = 400, description = "A bad report id", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 404, description = "No such report, or no clip was kept for it", body = ErrorBody),

@@ -5,7 +5,7 @@ use super::{Issue, Rule, Severity, Snapshot, Thresholds, clock};
 use entity::{audio_segments, conversation_turns as turns, session_events};
 use serde_json::{Value, json};
 
-/// Every rule, in the order the README documents them.
+/// Every rule, in the order docs/diagnosis.md documents them.
 pub const ALL: &[(&str, Rule)] = &[
     ("dropped_utterance", dropped_utterance),
     ("stt_total_failure", stt_total_failure),

@@ -58,6 +58,9 @@ pub enum Fault {
     Slow(Duration),
     /// Any status, with the provider's error shape for it.
     Status(u16),
+    /// Headers, then the connection reset mid-body (as a load balancer does to an idle keep-alive
+    /// connection it reaps).
+    Reset,
 }
 
 /// One request a fake received.
@@ -352,6 +355,20 @@ async fn answer(
                 .into_response();
         }
         Some(Fault::Status(s)) => return error(id, s, "fault", &format!("scripted HTTP {s}")),
+        Some(Fault::Reset) => {
+            let stream = futures::stream::iter(vec![
+                Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"text\": \"")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "reset by the fake",
+                )),
+            ]);
+            return Response::builder()
+                .status(200)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from_stream(stream))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        }
         Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
         None => {}
     }

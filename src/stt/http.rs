@@ -1,5 +1,7 @@
 //! The HTTP exchange every provider shares: per-attempt timeout, retries of 429 and 5xx honouring
-//! `retry-after-ms` then `retry-after`, otherwise exponential back-off with jitter; never a retry of
+//! `retry-after-ms` then `retry-after`, otherwise exponential back-off with jitter; connections
+//! refused, reset or closed before or during the answer are retried the same way (the requests are
+//! idempotent); never a retry of
 //! 400/401/402/403/422. Errors are classified once here, with the provider's own message.
 
 use bytes::Bytes;
@@ -137,8 +139,10 @@ impl Http {
                         format!("no response within {} ms", self.timeout.as_millis()),
                     ));
                 }
+                // Refused, reset or closed before an answer: transcription requests are idempotent, so
+                // they are retried like a 5xx (a request that could not even be built is not).
                 Err(e) => {
-                    if may_retry && e.is_connect() {
+                    if may_retry && !e.is_builder() {
                         tokio::time::sleep(self.retry.backoff(attempt)).await;
                         continue;
                     }
@@ -159,7 +163,14 @@ impl Http {
                         ),
                     ));
                 }
-                Err(e) => return Err(fail(SttErrorKind::Network, error_chain(&e))),
+                // Reset mid-body: retried too.
+                Err(e) => {
+                    if may_retry {
+                        tokio::time::sleep(self.retry.backoff(attempt)).await;
+                        continue;
+                    }
+                    return Err(fail(SttErrorKind::Network, error_chain(&e)));
+                }
             };
             let latency = started.elapsed();
             if (200..300).contains(&status) {
