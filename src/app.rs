@@ -45,7 +45,7 @@ pub struct App {
     /// HTTP request durations by route and status.
     pub http_metrics: HttpMetrics,
     /// Serialized timelines, each valid for one stored version of its session.
-    pub timeline_cache: ResponseCache,
+    pub timeline_cache: Arc<ResponseCache>,
     /// Session versions trusted while subscribed to ingest's update announcements.
     pub session_versions: Arc<SessionVersions>,
     /// STT provider clients (each with its process-wide concurrency bound) for replays.
@@ -222,7 +222,7 @@ impl App {
             api_keys,
             url_signer,
             http_metrics: HttpMetrics::default(),
-            timeline_cache: ResponseCache::new(1024, 64 << 20),
+            timeline_cache: Arc::new(ResponseCache::new(1024, 64 << 20)),
             session_versions: Arc::new(SessionVersions::default()),
             stt: crate::stt::SttProviders::from_config(&config_stt)
                 .context("cannot build the STT provider clients")?,
@@ -286,6 +286,7 @@ impl App {
             self.redis.clone(),
             crate::ingest::consumer::updates_channel(&self.config.stream),
             self.session_versions.clone(),
+            self.timeline_cache.clone(),
             shutdown,
         )
     }
@@ -345,6 +346,10 @@ impl Application {
         let deliveries = tokio::spawn(self.app.webhooks.clone().run(shutdown.clone()));
         let live = tokio::spawn(self.app.live.clone().run_reader(shutdown.clone()));
         let sweeper = tokio::spawn(sweep_silent_calls(self.app.clone(), shutdown.clone()));
+        let retention = tokio::spawn(crate::erasure::run_sweeper(
+            self.app.clone(),
+            shutdown.clone(),
+        ));
         let router = api::router(self.app.clone());
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -359,6 +364,7 @@ impl Application {
             .context("webhook delivery worker panicked")?;
         live.await.context("live event reader panicked")?;
         sweeper.await.context("active-call sweeper panicked")?;
+        retention.await.context("retention sweeper panicked")?;
         served
     }
 }

@@ -367,6 +367,29 @@ pub struct Config {
         global = true
     )]
     pub active_call_sweep_ms: u64,
+    /// Sessions (their rows, audio and short-term report clips) older than this many days are erased
+    /// by a periodic sweep (off when unset).
+    #[arg(long, env = "INSIGHTS_RETENTION_DAYS", global = true)]
+    pub retention_days: Option<u32>,
+    /// Reported clips in the archive older than this many days are removed (off when unset).
+    #[arg(long, env = "INSIGHTS_ARCHIVE_RETENTION_DAYS", global = true)]
+    pub archive_retention_days: Option<u32>,
+    /// How often the retention sweep runs.
+    #[arg(
+        long,
+        env = "INSIGHTS_RETENTION_SWEEP_MS",
+        default_value_t = 3_600_000,
+        global = true
+    )]
+    pub retention_sweep_ms: u64,
+    /// Sessions erased per sweep step (each step is short; the sweep continues until none are due).
+    #[arg(
+        long,
+        env = "INSIGHTS_RETENTION_BATCH",
+        default_value_t = 100,
+        global = true
+    )]
+    pub retention_batch: u64,
     /// The UI's latency budget: the line every waterfall bar is measured against (ms).
     #[arg(
         long,

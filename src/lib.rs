@@ -9,6 +9,7 @@ pub mod audio;
 pub mod config;
 pub mod db;
 pub mod diagnosis;
+pub mod erasure;
 pub mod ingest;
 pub mod live;
 pub mod metrics;

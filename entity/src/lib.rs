@@ -11,6 +11,7 @@ pub mod call_analytics;
 pub mod call_sessions;
 pub mod conversation_turns;
 pub mod diagnosis_issues;
+pub mod erasure_audit;
 pub mod session_analyses;
 pub mod session_events;
 pub mod stt_reports;

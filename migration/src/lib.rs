@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_create_ingest_tables;
 mod m20261121_000002_create_analysis_tables;
 mod m20261201_000003_create_analytics_tables;
+mod m20261201_000004_create_erasure_audit;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_create_ingest_tables::Migration),
             Box::new(m20261121_000002_create_analysis_tables::Migration),
             Box::new(m20261201_000003_create_analytics_tables::Migration),
+            Box::new(m20261201_000004_create_erasure_audit::Migration),
         ]
     }
 }

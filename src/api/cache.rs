@@ -57,6 +57,17 @@ impl ResponseCache {
             .map(|(_, b)| b.clone())
     }
 
+    /// Forgets a session's body (erased, or changed on another replica).
+    pub fn remove(&self, id: Uuid) {
+        if let Ok(mut guard) = self.inner.lock() {
+            let (map, _, bytes) = &mut *guard;
+            if let Some((_, b)) = map.remove(&id) {
+                *bytes -= b.json.len() + b.gzip.len();
+            }
+            // The id stays in the eviction order until it reaches the front; harmless.
+        }
+    }
+
     /// Builds the gzip copy and stores both; returns them.
     pub fn put(&self, id: Uuid, version: Version, json: Vec<u8>) -> CachedBody {
         let mut gz = flate2::write::GzEncoder::new(
@@ -201,6 +212,7 @@ pub async fn follow_updates(
     redis: redis::Client,
     channel: String,
     versions: std::sync::Arc<SessionVersions>,
+    cache: std::sync::Arc<ResponseCache>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     use futures::StreamExt;
@@ -222,7 +234,11 @@ pub async fn follow_updates(
                         m = messages.next() => match m {
                             Some(m) => {
                                 let text: String = m.get_payload().unwrap_or_default();
-                                versions.invalidate(text.split(',').filter_map(|id| Uuid::try_parse(id.trim()).ok()));
+                                let ids: Vec<Uuid> = text.split(',').filter_map(|id| Uuid::try_parse(id.trim()).ok()).collect();
+                                for id in &ids {
+                                    cache.remove(*id);
+                                }
+                                versions.invalidate(ids);
                             }
                             None => break,
                         },

@@ -212,8 +212,11 @@ struct ApiDoc;
 fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(sessions::list_sessions))
-        .routes(routes!(sessions::get_session_by_call))
-        .routes(routes!(sessions::get_session))
+        .routes(routes!(
+            sessions::get_session_by_call,
+            sessions::delete_session_by_call
+        ))
+        .routes(routes!(sessions::get_session, sessions::delete_session))
         .routes(routes!(sessions::get_timeline))
         .routes(routes!(sessions::get_conversation))
         .routes(routes!(sessions::get_diagnosis))

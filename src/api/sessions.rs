@@ -242,3 +242,53 @@ pub async fn get_diagnosis(
     let s = load_session(&state, &scope, &id).await?;
     Ok(Json(domain::diagnosis(&state.0.db, &s).await?))
 }
+
+/// Erase a call: its rows, audio, analyses, analytics, STT reports and their clips (short-term and
+/// archive), webhook deliveries, live events and cached responses, everywhere.
+///
+/// Idempotent: erasing an already erased session answers its earlier receipt (`already_erased`).
+/// Recorded in `erasure_audit` (who, when, ids and counts; never content). A call that Atlas
+/// reports again afterwards is stored again.
+#[utoipa::path(delete, path = "/api/v1/sessions/{session_id}", tag = "sessions",
+    params(("session_id" = uuid::Uuid, Path, description = "The session's UUID")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Erased (or already erased)", body = crate::erasure::ErasureReceipt),
+        (status = 400, description = "session_id is not a UUID", body = ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 404, description = "No such session, never erased (or another tenant's)", body = ErrorBody),
+        (status = 503, description = "The audio store is unreachable: nothing was erased; retry", body = ErrorBody),
+    ))]
+pub async fn delete_session(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<crate::erasure::ErasureReceipt>, ApiError> {
+    let who = crate::erasure::requester(&state.0, &headers);
+    Ok(Json(
+        crate::erasure::erase_session(&state.0, &scope, &id, &who).await?,
+    ))
+}
+
+/// Erase the call with this call id, like `DELETE /api/v1/sessions/{session_id}`.
+#[utoipa::path(delete, path = "/api/v1/sessions/by-call/{call_id}", tag = "sessions",
+    params(("call_id" = String, Path, description = "The call id Atlas reported")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Erased (or already erased)", body = crate::erasure::ErasureReceipt),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 404, description = "No session for this call, never erased (or another tenant's)", body = ErrorBody),
+        (status = 503, description = "The audio store is unreachable: nothing was erased; retry", body = ErrorBody),
+    ))]
+pub async fn delete_session_by_call(
+    State(state): State<AppState>,
+    scope: Scope,
+    Path(call_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<crate::erasure::ErasureReceipt>, ApiError> {
+    let who = crate::erasure::requester(&state.0, &headers);
+    Ok(Json(
+        crate::erasure::erase_call(&state.0, &scope, &call_id, &who).await?,
+    ))
+}
