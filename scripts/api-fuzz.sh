@@ -77,6 +77,12 @@ done
 # reported clip's WAV as bytes (tests/client/smoke.py). The generator knows JSON, text and
 # octet-stream bodies only, so audio/wav is mapped to bytes in its config.
 echo "api-fuzz: generated-client smoke test (openapi-python-client $OPC_VERSION)" >&2
+# The fuzzing may have erased every session (DELETE is documented): publish fresh calls first.
+"$BIN" produce --calls 2 --partials 0 --audio --call-prefix smoke >/dev/null 2>&1
+for _ in $(seq 1 150); do
+  [ "$(curl -fs -H "Authorization: Bearer $KEY" "http://127.0.0.1:$PORT/api/v1/sessions?limit=200" | python3 -c 'import json,sys; print(sum(1 for s in json.load(sys.stdin)["items"] if s["call_id"].startswith("smoke")))')" = "2" ] && break
+  sleep 0.2
+done
 curl -fs "http://127.0.0.1:$PORT/api-docs/openapi.json" > "$DATA/openapi.json"
 printf 'content_type_overrides:\n  audio/wav: application/octet-stream\n' > "$DATA/opc.yaml"
 (cd "$DATA" && "$CLIENT_VENV/bin/openapi-python-client" generate --path "$DATA/openapi.json" \
