@@ -738,7 +738,12 @@ async fn ten_replicas_starting_at_once_migrate_once() {
         rows.try_get("", "d").unwrap(),
     );
     assert_eq!(n, d, "each migration recorded once");
-    assert_eq!(n, 3);
+    use migration::MigratorTrait;
+    assert_eq!(
+        n as usize,
+        migration::Migrator::migrations().len(),
+        "every migration applied"
+    );
     db.close().await.ok();
     admin
         .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
