@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Soak: the release binary on a fresh PostgreSQL database, fed at half its maximum ingest rate for
-# SOAK_SECONDS (default 600) while API readers and SSE clients run; every 10 s it samples the
+# SOAK_SECONDS (default 600) while API readers and SSE clients run (the maximum is measured with them
+# running); every 10 s it samples the
 # service's RSS, the readers' p99 latency, the consumer group's lag and pending, and the process's
 # open file descriptors (sockets included), and prints them as a table. Flat lines are the pass.
 #
@@ -40,27 +41,8 @@ for _ in $(seq 1 100); do curl -fs "$BASE/healthz" >/dev/null && break; sleep 0.
 
 metric() { curl -fs "$BASE/metrics" | awk -v m="$1" '$1 == m {print $2; exit}'; }
 
-# 1. The maximum rate: 2,000 calls × 3 reports published at once, drained.
-echo "soak: measuring the maximum ingest rate" >&2
-"$BIN" produce --calls 2000 --partials 2 --concurrency 200 --call-prefix max >/dev/null 2>&1
-t0=$(date +%s.%N)
-until [ "$(metric call_insights_ingest_entries_stored_total)" = "6000" ]; do sleep 0.2; done
-MAX=$(python3 -c "import time; print(int(6000 / (time.time() - $t0)))")
-RATE=$(( MAX / 2 ))
-echo "soak: maximum $MAX entries/s; feeding $RATE entries/s for $SECONDS_TOTAL s with $READERS API readers and $SSE_CLIENTS SSE clients" >&2
-
-# 2. Load: a producer at half the rate (one `produce` of RATE/3 calls per second), API readers
-# timing their requests, SSE clients reading everything.
-(
-  i=0
-  while true; do
-    start=$(date +%s.%N)
-    "$BIN" produce --calls $(( RATE / 3 > 0 ? RATE / 3 : 1 )) --partials 2 --seed "$i" --call-prefix "soak$i" >/dev/null 2>&1
-    i=$(( i + 1 ))
-    python3 -c "import time; d = 1 - (time.time() - $start); time.sleep(d) if d > 0 else None"
-  done
-) &
-PIDS+=($!)
+# API readers timing their requests and SSE clients reading everything, from the start: the
+# maximum is measured under the same load the soak then runs with.
 for r in $(seq 1 "$READERS"); do
   (
     while true; do
@@ -76,6 +58,28 @@ for c in $(seq 1 "$SSE_CLIENTS"); do
   PIDS+=($!)
 done
 
+
+# 1. The maximum rate: 4,000 calls × 3 reports published at once, drained.
+echo "soak: measuring the maximum ingest rate (with the readers and SSE clients running)" >&2
+"$BIN" produce --calls 4000 --partials 2 --concurrency 200 --call-prefix max >/dev/null 2>&1
+t0=$(date +%s.%N)
+until [ "$(metric call_insights_ingest_entries_stored_total)" = "12000" ]; do sleep 0.2; done
+MAX=$(python3 -c "import time; print(int(12000 / (time.time() - $t0)))")
+RATE=$(python3 -c "print(int($MAX * ${SOAK_FRACTION:-0.5}))")
+echo "soak: maximum $MAX entries/s; feeding $RATE entries/s for $SECONDS_TOTAL s with $READERS API readers and $SSE_CLIENTS SSE clients" >&2
+
+# 2. A producer at SOAK_FRACTION (0.5) of that rate: one `produce` of RATE/3 calls (3 reports each)
+# per second.
+(
+  i=0
+  while true; do
+    start=$(date +%s.%N)
+    "$BIN" produce --calls $(( RATE / 3 > 0 ? RATE / 3 : 1 )) --partials 2 --seed "$i" --call-prefix "soak$i" >/dev/null 2>&1
+    i=$(( i + 1 ))
+    python3 -c "import time; d = 1 - (time.time() - $start); time.sleep(d) if d > 0 else None"
+  done
+) &
+PIDS+=($!)
 printf '%6s %9s %9s %9s %9s %8s %7s %11s\n' "t (s)" "RSS MiB" "p99 ms" "req/10s" "lag" "pending" "fds" "stored"
 elapsed=0
 while [ "$elapsed" -lt "$SECONDS_TOTAL" ]; do

@@ -26,6 +26,8 @@ pub struct IngestMetrics {
     pub audio_stored: AtomicU64,
     pub audio_failed: AtomicU64,
     pub consumers_removed: AtomicU64,
+    /// Times the consumer group had vanished (Redis lost its data) and was recreated.
+    pub groups_recreated: AtomicU64,
     latency_buckets: [AtomicU64; 12],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -44,7 +46,7 @@ impl IngestMetrics {
     }
 
     pub fn render(&self, out: &mut String) {
-        let counters: [(&str, &str, &AtomicU64); 13] = [
+        let counters: [(&str, &str, &AtomicU64); 14] = [
             (
                 "entries_read_total",
                 "Stream entries read (new, pending and claimed)",
@@ -105,6 +107,11 @@ impl IngestMetrics {
                 "consumers_removed_total",
                 "Dead consumers removed from the group",
                 &self.consumers_removed,
+            ),
+            (
+                "groups_recreated_total",
+                "Times the stream's consumer group was gone (Redis lost its data, e.g. restarted without persistence) and was recreated; reports not yet stored when it vanished are lost",
+                &self.groups_recreated,
             ),
         ];
         for (name, help, v) in counters {

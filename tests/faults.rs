@@ -394,3 +394,49 @@ async fn redis_killed_and_restarted_with_its_aof_then_frozen() {
     drop(svc);
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_without_persistence_is_a_counted_loss_not_an_outage() {
+    let mut redis = PrivateRedis::start(false);
+    let url = redis.url();
+    let env = common::spawn_with(Db::Postgres, Store::Fs, move |c| c.redis_url = url).await;
+    let svc = env.start_service(&FAST);
+    let mut published = Published::new();
+    publish(&env, "before", 20, 2, &mut published).await;
+    eventually(60, "stored before the restart", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    // Redis comes back empty: the stream and the group are gone.
+    redis.kill9_and_restart();
+    publish(&env, "after", 20, 2, &mut published).await;
+    eventually(90, "ingest goes on with what arrives after", || async {
+        env.count("call_sessions").await == 40 && env.unfinished().await == 0
+    })
+    .await;
+    check_total_queue(&env, &published).await;
+    let metrics = reqwest::get(svc.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("call_insights_ingest_groups_recreated_total 1"),
+        "the loss is counted: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("groups_recreated"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(
+        svc.log_lines("reports published before and not yet stored are lost"),
+        1,
+        "logged once, as an error"
+    );
+    assert!(svc.log_lines("ERROR") >= 1);
+    assert!(svc_alive(&svc));
+    drop(svc);
+    env.cleanup().await;
+}

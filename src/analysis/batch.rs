@@ -7,15 +7,15 @@ use crate::api::auth::Scope;
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
 use crate::app::App;
-use crate::sessions::{SessionFilter, cursor_of, decode_cursor, filter_sessions, page_limit};
+use crate::sessions::{SessionFilter, filter_sessions, page_limit};
 use crate::stt::{ProviderId, SttProviders};
 use chrono::{DateTime, Utc};
 use entity::{
     analysis_job_items as item, analysis_jobs as job, call_sessions as cs, session_analyses as sa,
 };
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -292,28 +292,15 @@ pub async fn list_jobs(
         };
         q = q.filter(job::Column::Kind.eq(kind.as_str()));
     }
-    if let Some(c) = cursor {
-        let (at, id) = decode_cursor(c)?;
-        q = q.filter(
-            Condition::any().add(job::Column::CreatedAt.lt(at)).add(
-                Condition::all()
-                    .add(job::Column::CreatedAt.eq(at))
-                    .add(job::Column::Id.lt(id)),
-            ),
-        );
-    }
-    let mut jobs = q
-        .order_by_desc(job::Column::CreatedAt)
-        .order_by_desc(job::Column::Id)
-        .limit(u64::from(limit) + 1)
-        .all(db)
-        .await?;
-    let next_cursor = if jobs.len() > limit as usize {
-        jobs.truncate(limit as usize);
-        jobs.last().map(|j| cursor_of(j.created_at, j.id))
-    } else {
-        None
-    };
+    let (jobs, next_cursor) = crate::sessions::keyset_page(
+        db,
+        q,
+        (job::Column::CreatedAt, job::Column::Id),
+        cursor,
+        limit,
+        |j| (j.created_at, j.id),
+    )
+    .await?;
     let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
     let rows: Vec<(Uuid, String, i64)> = if ids.is_empty() {
         Vec::new()

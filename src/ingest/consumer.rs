@@ -96,6 +96,8 @@ pub struct InsightsStreamConsumer {
     conns: Option<Conns>,
     /// Set on start, after a reconnect and after a failed batch: re-read our own pending entries first.
     reread_pending: bool,
+    /// Connected to Redis before: a group created on a later connect means Redis lost it.
+    connected_once: bool,
     pending_cursor: String,
     claim_cursor: String,
     last_claim: Option<Instant>,
@@ -128,6 +130,7 @@ impl InsightsStreamConsumer {
             metrics,
             conns: None,
             reread_pending: true,
+            connected_once: false,
             pending_cursor: "0".into(),
             claim_cursor: "0-0".into(),
             last_claim: None,
@@ -218,7 +221,11 @@ impl InsightsStreamConsumer {
                 .client
                 .get_multiplexed_async_connection_with_config(&cmd_cfg)
                 .await?;
-            create_group(&mut cmd, &self.settings).await?;
+            let created = create_group(&mut cmd, &self.settings).await?;
+            if created && self.connected_once {
+                self.group_lost("after reconnecting, the consumer group did not exist");
+            }
+            self.connected_once = true;
             self.conns = Some(Conns { read, cmd });
             self.reread_pending = true;
             self.pending_cursor = "0".into();
@@ -235,9 +242,12 @@ impl InsightsStreamConsumer {
         match self.step().await {
             Err(ConsumerError::Redis(e)) if e.code() == Some("NOGROUP") => {
                 let s = self.settings.clone();
-                warn!(stream = %s.stream, group = %s.group, "consumer group vanished (stream deleted?): recreating it at ID 0");
                 let conns = self.ensure_connected().await?;
-                create_group(&mut conns.cmd, &s).await?;
+                if create_group(&mut conns.cmd, &s).await? {
+                    self.group_lost(
+                        "the consumer group vanished (stream deleted or Redis data lost)",
+                    );
+                }
                 self.reread_pending = true;
                 self.pending_cursor = "0".into();
                 self.claim_cursor = "0-0".into();
@@ -245,6 +255,17 @@ impl InsightsStreamConsumer {
             }
             other => other,
         }
+    }
+
+    /// The group had to be created again: whatever the stream held and was not stored is gone.
+    /// Loud on purpose (an error and a counter), and ingest goes on with what arrives next.
+    fn group_lost(&self, what: &str) {
+        self.metrics.groups_recreated.fetch_add(1, Relaxed);
+        error!(
+            stream = %self.settings.stream,
+            group = %self.settings.group,
+            "{what}: recreated it at ID 0; reports published before and not yet stored are lost (is Redis persistent? appendonly yes)"
+        );
     }
 
     async fn step(&mut self) -> Result<BatchReport, ConsumerError> {
@@ -667,10 +688,11 @@ pub fn updates_channel(stream: &str) -> String {
 }
 
 /// Creates the group at ID 0 with MKSTREAM, so reports published before the first start are consumed.
+/// True when it had to be created (false: it existed).
 async fn create_group(
     conn: &mut MultiplexedConnection,
     s: &ConsumerSettings,
-) -> Result<(), RedisError> {
+) -> Result<bool, RedisError> {
     let r: Result<(), RedisError> = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(&s.stream)
@@ -682,9 +704,9 @@ async fn create_group(
     match r {
         Ok(()) => {
             info!(stream = %s.stream, group = %s.group, "created consumer group at ID 0");
-            Ok(())
+            Ok(true)
         }
-        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(false),
         Err(e) => Err(e),
     }
 }

@@ -8,14 +8,12 @@ use crate::api::error::ApiError;
 use crate::api::extract::{parse_uuid, storable};
 use crate::app::App;
 use crate::audio::RenditionKind;
-use crate::sessions::{cursor_of, decode_cursor, page_limit};
+use crate::sessions::page_limit;
 use crate::storage::report_key;
 use chrono::{DateTime, Utc};
 use entity::{call_sessions as cs, conversation_turns as ct, stt_reports as rep};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -349,28 +347,15 @@ pub async fn list(
     if let Some(i) = f.issue_type {
         q = q.filter(rep::Column::IssueType.eq(i.as_str()));
     }
-    if let Some(c) = &f.cursor {
-        let (at, id) = decode_cursor(c)?;
-        q = q.filter(
-            Condition::any().add(rep::Column::CreatedAt.lt(at)).add(
-                Condition::all()
-                    .add(rep::Column::CreatedAt.eq(at))
-                    .add(rep::Column::Id.lt(id)),
-            ),
-        );
-    }
-    let mut rows = q
-        .order_by_desc(rep::Column::CreatedAt)
-        .order_by_desc(rep::Column::Id)
-        .limit(u64::from(limit) + 1)
-        .all(db)
-        .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| cursor_of(r.created_at, r.id))
-    } else {
-        None
-    };
+    let (rows, next_cursor) = crate::sessions::keyset_page(
+        db,
+        q,
+        (rep::Column::CreatedAt, rep::Column::Id),
+        f.cursor.as_deref(),
+        limit,
+        |r| (r.created_at, r.id),
+    )
+    .await?;
     Ok(ReportList {
         items: rows.into_iter().map(report_view).collect(),
         next_cursor,

@@ -158,11 +158,6 @@ pub fn filter_sessions(scope: &Scope, f: &SessionFilter) -> Option<sea_orm::Sele
     Some(q)
 }
 
-/// `<started_at µs>_<id as 32 hex>`: the position after the last row of a page.
-fn encode_cursor(m: &cs::Model) -> String {
-    cursor_of(m.started_at, m.id)
-}
-
 /// A page position: `<timestamp µs>_<id as 32 hex>` (lists ordered by a timestamp, then an id).
 pub fn cursor_of(at: DateTime<Utc>, id: Uuid) -> String {
     format!("{}_{}", at.timestamp_micros(), id.simple())
@@ -179,6 +174,45 @@ pub fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     Ok((at, Uuid::try_parse(id).map_err(|_| bad())?))
 }
 
+/// One keyset page of `q`, newest first by (`at`, `id`), after `cursor`: at most `limit` rows and the
+/// cursor of the next page (`None` on the last). The sessions, reports and job lists share it.
+pub async fn keyset_page<E>(
+    db: &DatabaseConnection,
+    mut q: sea_orm::Select<E>,
+    (at_col, id_col): (E::Column, E::Column),
+    cursor: Option<&str>,
+    limit: u32,
+    key: impl Fn(&E::Model) -> (DateTime<Utc>, Uuid),
+) -> Result<(Vec<E::Model>, Option<String>), ApiError>
+where
+    E: EntityTrait,
+{
+    if let Some(c) = cursor {
+        let (at, id) = decode_cursor(c)?;
+        q = q.filter(
+            Condition::any()
+                .add(at_col.lt(at))
+                .add(Condition::all().add(at_col.eq(at)).add(id_col.lt(id))),
+        );
+    }
+    let mut rows = q
+        .order_by_desc(at_col)
+        .order_by_desc(id_col)
+        .limit(u64::from(limit) + 1)
+        .all(db)
+        .await?;
+    let next = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| {
+            let (at, id) = key(r);
+            cursor_of(at, id)
+        })
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
 /// One page of sessions matching `filter`, newest first, after `cursor`.
 pub async fn list(
     db: &DatabaseConnection,
@@ -188,34 +222,21 @@ pub async fn list(
     cursor: Option<&str>,
 ) -> Result<SessionList, ApiError> {
     let limit = page_limit(limit)?;
-    let Some(mut q) = filter_sessions(scope, filter) else {
+    let Some(q) = filter_sessions(scope, filter) else {
         return Ok(SessionList {
             items: Vec::new(),
             next_cursor: None,
         });
     };
-    if let Some(c) = cursor {
-        let (at, id) = decode_cursor(c)?;
-        q = q.filter(
-            Condition::any().add(cs::Column::StartedAt.lt(at)).add(
-                Condition::all()
-                    .add(cs::Column::StartedAt.eq(at))
-                    .add(cs::Column::Id.lt(id)),
-            ),
-        );
-    }
-    let mut rows = q
-        .order_by_desc(cs::Column::StartedAt)
-        .order_by_desc(cs::Column::Id)
-        .limit(u64::from(limit) + 1)
-        .all(db)
-        .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(encode_cursor)
-    } else {
-        None
-    };
+    let (rows, next_cursor) = keyset_page(
+        db,
+        q,
+        (cs::Column::StartedAt, cs::Column::Id),
+        cursor,
+        limit,
+        |m| (m.started_at, m.id),
+    )
+    .await?;
     Ok(SessionList {
         items: rows.iter().map(SessionSummary::from).collect(),
         next_cursor,
@@ -777,23 +798,27 @@ pub async fn badges(
     Ok(out)
 }
 
-/// Agents seen in the caller's sessions (for filter suggestions), at most 200.
+/// Agents seen in the caller's calls of the last 30 days (filter suggestions), at most 200. Read
+/// from the hourly analytics rollups (a few rows per agent and hour), not by scanning the sessions.
 pub async fn agents(db: &DatabaseConnection, scope: &Scope) -> Result<Vec<String>, ApiError> {
-    let mut q = cs::Entity::find()
-        .select_only()
-        .column(cs::Column::AgentId)
-        .distinct()
-        .filter(cs::Column::AgentId.is_not_null());
+    use sea_orm::{ConnectionTrait, Value as V};
+    let since = crate::analytics::rollup::hour_of(Utc::now() - ChronoDuration::days(30));
+    let mut sql = String::from(
+        "SELECT DISTINCT agent_id FROM analytics_rollups WHERE hour >= ? AND agent_id <> ''",
+    );
+    let mut values: Vec<V> = vec![since.into()];
     if let Some(t) = scope.tenant() {
-        q = q.filter(cs::Column::TenantId.eq(t));
+        sql.push_str(" AND tenant_id = ?");
+        values.push(t.to_string().into());
     }
-    let rows: Vec<Option<String>> = q
-        .order_by_asc(cs::Column::AgentId)
-        .limit(200)
-        .into_tuple()
-        .all(db)
+    sql.push_str(" ORDER BY agent_id LIMIT 200");
+    let rows = db
+        .query_all_raw(crate::db::stmt(db.get_database_backend(), &sql, values))
         .await?;
-    Ok(rows.into_iter().flatten().collect())
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.try_get::<String>("", "agent_id").ok())
+        .collect())
 }
 
 #[cfg(test)]
@@ -825,7 +850,7 @@ mod tests {
         let mut m = crate::ingest::models::session_model(&r);
         m.id = Uuid::new_v4();
         let now = m.started_at;
-        let (at, id) = decode_cursor(&encode_cursor(&m)).unwrap();
+        let (at, id) = decode_cursor(&cursor_of(m.started_at, m.id)).unwrap();
         assert_eq!((at.timestamp_micros(), id), (now.timestamp_micros(), m.id));
         assert!(decode_cursor("not-a-cursor!").is_err());
     }

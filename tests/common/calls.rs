@@ -58,6 +58,18 @@ pub async fn ingest_call(
         r["turns"][i as usize]["start_ms"] = json!(start);
         r["turns"][i as usize]["end_ms"] = json!(start + dur);
     }
+    publish_recorded(env, call_id, r, 11_000, 7_000).await
+}
+
+/// Publishes `r` with the recording: full pre/post-suppression audio of `pre_ms`/`post_ms` and STT
+/// input for turns 0 and 2; consumes it and returns the stored session.
+async fn publish_recorded(
+    env: &TestEnv,
+    call_id: &str,
+    mut r: serde_json::Value,
+    pre_ms: i64,
+    post_ms: i64,
+) -> entity::call_sessions::Model {
     r["audio_segments"] = json!([
         {"segment_id": "pre", "segment_type": "full_pre_rnnoise", "offset_ms": 0, "audio": {"field": "audio:pre"}},
         {"segment_id": "post", "segment_type": "full_post_rnnoise", "offset_ms": 0, "audio": {"field": "audio:post"}},
@@ -66,8 +78,8 @@ pub async fn ingest_call(
     ]);
     env.publish_fields(&[
         ("payload", &serde_json::to_vec(&r).unwrap()),
-        ("audio:pre", &recording(11_000, 0.3)),
-        ("audio:post", &recording(7_000, 0.25)),
+        ("audio:pre", &recording(pre_ms, 0.3)),
+        ("audio:post", &recording(post_ms, 0.25)),
         ("audio:stt-0", &encode_wav_i16(&tone(1200, 0.2), 16000)),
         ("audio:stt-2", &encode_wav_i16(&tone(1700, 0.2), 16000)),
     ])
@@ -127,20 +139,5 @@ pub async fn ingest_ui_call(
         {"seq": 1, "type": "user_stopped_speaking", "at_ms": 1700, "turn_index": 0, "data": {"speech_duration_ms": 1200}},
         {"seq": 2, "type": "llm_error", "at_ms": 6100, "turn_index": 3, "data": {"message": "upstream timeout", "recoverable": false}},
     ]);
-    r["audio_segments"] = json!([
-        {"segment_id": "pre", "segment_type": "full_pre_rnnoise", "offset_ms": 0, "audio": {"field": "audio:pre"}},
-        {"segment_id": "post", "segment_type": "full_post_rnnoise", "offset_ms": 0, "audio": {"field": "audio:post"}},
-        {"segment_id": "stt-0", "segment_type": "stt_input", "turn_index": 0, "offset_ms": 500, "audio": {"field": "audio:stt-0"}},
-        {"segment_id": "stt-2", "segment_type": "stt_input", "turn_index": 2, "offset_ms": 4000, "audio": {"field": "audio:stt-2"}},
-    ]);
-    env.publish_fields(&[
-        ("payload", &serde_json::to_vec(&r).unwrap()),
-        ("audio:pre", &recording(12_000, 0.3)),
-        ("audio:post", &recording(12_000, 0.25)),
-        ("audio:stt-0", &encode_wav_i16(&tone(1200, 0.2), 16000)),
-        ("audio:stt-2", &encode_wav_i16(&tone(1700, 0.2), 16000)),
-    ])
-    .await;
-    assert_eq!(env.drain(&mut env.consumer()).await.dead_lettered, 0);
-    env.session(call_id).await.expect("session stored")
+    publish_recorded(env, call_id, r, 12_000, 12_000).await
 }
