@@ -7,6 +7,7 @@ mod m20261121_000001_create_ingest_tables;
 mod m20261121_000002_create_analysis_tables;
 mod m20261201_000003_create_analytics_tables;
 mod m20261201_000004_create_erasure_audit;
+mod m20261201_000005_index_active_calls;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_create_analysis_tables::Migration),
             Box::new(m20261201_000003_create_analytics_tables::Migration),
             Box::new(m20261201_000004_create_erasure_audit::Migration),
+            Box::new(m20261201_000005_index_active_calls::Migration),
         ]
     }
 }
