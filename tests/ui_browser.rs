@@ -66,6 +66,11 @@ async fn the_ui_in_chromium() {
     env.publish_json(&long).await;
     env.drain(&mut env.consumer()).await;
     let long = env.session("browser-long").await.unwrap();
+    // Their post-call analytics (the offline analyzer), so the dashboards and the review queue
+    // have something to show.
+    call_insights::analytics::worker::process_available(&env.app.analytics, &env.app.db, "ui", 100)
+        .await
+        .unwrap();
     let issues: Vec<String> = env
         .rows(&format!(
             "SELECT code FROM diagnosis_issues WHERE session_id = '{}'",

@@ -14,9 +14,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use entity::audio_segments as seg;
 use hmac::{Hmac, Mac};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::time::Duration;
@@ -153,18 +151,10 @@ pub async fn get_audio_url(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let s = load_session(&state, &scope, &session_id).await?;
-    if !super::extract::storable(&segment_id) {
-        return Err(ApiError::NotFound(format!(
-            "audio of segment {segment_id:?}"
-        )));
-    }
-    let g = seg::Entity::find()
-        .filter(seg::Column::SessionId.eq(s.id))
-        .filter(seg::Column::SegmentId.eq(segment_id.as_str()))
-        .one(&state.0.db)
-        .await?;
     let not_found = || ApiError::NotFound(format!("audio of segment {segment_id:?}"));
-    let g = g.ok_or_else(not_found)?;
+    let g = crate::sessions::segment(&state.0.db, s.id, &segment_id)
+        .await?
+        .ok_or_else(not_found)?;
     let key = g
         .s3_key
         .clone()

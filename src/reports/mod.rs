@@ -512,3 +512,25 @@ pub async fn analyze(
     }
     Ok(())
 }
+
+/// The stored analyses of these reports (one query), by report id.
+pub async fn analyses(
+    db: &DatabaseConnection,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, serde_json::Value>, ApiError> {
+    use sea_orm::QuerySelect;
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(Uuid, Option<serde_json::Value>)> = rep::Entity::find()
+        .select_only()
+        .columns([rep::Column::Id, rep::Column::Analysis])
+        .filter(rep::Column::Id.is_in(ids.to_vec()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, a)| Some((id, a?)))
+        .collect())
+}

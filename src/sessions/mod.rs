@@ -521,6 +521,22 @@ pub async fn parts(db: &DatabaseConnection, session_id: Uuid) -> Result<SessionP
     })
 }
 
+/// One stored audio segment of a session, by the id Atlas gave it.
+pub async fn segment(
+    db: &DatabaseConnection,
+    session_id: Uuid,
+    segment_id: &str,
+) -> Result<Option<seg::Model>, ApiError> {
+    if !storable(segment_id) {
+        return Ok(None);
+    }
+    Ok(seg::Entity::find()
+        .filter(seg::Column::SessionId.eq(session_id))
+        .filter(seg::Column::SegmentId.eq(segment_id))
+        .one(db)
+        .await?)
+}
+
 /// Events, turns and audio segments merged in time order.
 pub async fn timeline(
     db: &DatabaseConnection,

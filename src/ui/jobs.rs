@@ -122,6 +122,8 @@ pub async fn reports(
     };
     let page = reports::list(&app.db, &ctx.scope, &f).await?;
     let base = base_url(app, &headers);
+    let ids: Vec<uuid::Uuid> = page.items.iter().map(|r| r.id).collect();
+    let analyses = reports::analyses(&app.db, &ids).await?;
     let mut items = Vec::with_capacity(page.items.len());
     for r in &page.items {
         let url = match &r.source_s3_key {
@@ -133,8 +135,7 @@ pub async fn reports(
             ),
             None => None,
         };
-        let row = reports::load(&app.db, &ctx.scope, &r.id.to_string()).await?;
-        let best = row.analysis.as_ref().map(best_providers);
+        let best = analyses.get(&r.id).map(best_providers);
         items.push(json!({"r": r, "url": url, "analysis": best}));
     }
     render(

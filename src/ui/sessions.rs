@@ -643,12 +643,9 @@ pub async fn peaks(
 ) -> Result<Response, UiError> {
     let app = &state.0;
     let s = domain::load(&app.db, &ctx.scope, &id).await?;
-    let parts = domain::parts(&app.db, s.id).await?;
     let not_found = || ApiError::NotFound(format!("audio of segment {segment_id:?}"));
-    let g = parts
-        .segments
-        .iter()
-        .find(|g| g.segment_id == segment_id)
+    let g = domain::segment(&app.db, s.id, &segment_id)
+        .await?
         .ok_or_else(not_found)?;
     let key = g
         .s3_key

@@ -147,7 +147,27 @@ try {
   await page.emulateMedia({ colorScheme: "light" });
 
   // Every other page renders without errors.
-  for (const [name, path, sel] of [["dashboards", "/dashboards?days=30", ".numbers"], ["review", "/review", "h1"], ["batches", "/batches", "table.jobs"], ["reports", "/reports", "ul.reports"]]) {
+  // Dashboards: the fixture calls' charts are drawn (uPlot) beside their tables.
+  step = "dashboards";
+  await page.goto(BASE + "/dashboards?days=90", { waitUntil: "networkidle" });
+  check(await page.locator(".chart .uplot").count() === 2, "two charts drawn");
+  check(await page.locator("table.compact tbody tr td.num").count() > 0, "numbers beside them");
+  await shot("dashboards", { fullPage: true });
+
+  // Review: one key per field, Enter saves and the next call comes up.
+  step = "review";
+  await page.goto(BASE + "/review", { waitUntil: "networkidle" });
+  check(await page.locator("fieldset[data-field]").count() === 10, "every reviewable field");
+  await shot("review", { fullPage: true });
+  await page.keyboard.press("y");
+  await page.keyboard.press("y");
+  await page.keyboard.press("n");
+  await page.keyboard.type("-0.2");
+  await page.locator("[data-review-form] button[type=submit]").click();
+  await page.waitForURL(/\/review\?done=/);
+  check(await page.locator("p.ok[role=status]").count() === 1, "the review was saved");
+
+  for (const [name, path, sel] of [["batches", "/batches", "table.jobs"], ["reports", "/reports", "ul.reports"]]) {
     step = name;
     await page.goto(BASE + path, { waitUntil: "networkidle" });
     check(await page.locator(sel).count() >= 1, `${sel} on ${path}`);
