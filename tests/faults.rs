@@ -440,3 +440,63 @@ async fn redis_restarted_without_persistence_is_a_counted_loss_not_an_outage() {
     drop(svc);
     env.cleanup().await;
 }
+
+/// Two replicas on one stream (their own consumer names), as a deployment runs them.
+fn replica(env: &TestEnv, name: &str) -> common::ServiceProcess {
+    let mut extra: Vec<(&str, &str)> = FAST.to_vec();
+    extra.push(("INSIGHTS_CONSUMER_NAME", name));
+    env.start_service(&extra)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_ingest_leaves_its_entries_to_the_survivor() {
+    let env = common::spawn(Db::Postgres, Store::S3).await;
+    let a = replica(&env, "replica-a");
+    let b = replica(&env, "replica-b");
+    let mut published = Published::new();
+    publish(&env, "kill", 80, 3, &mut published).await;
+    eventually(30, "both replicas ingesting", || async {
+        env.count("call_sessions").await > 0
+    })
+    .await;
+    a.signal("KILL");
+    publish(&env, "kill-after", 20, 2, &mut published).await;
+    eventually(90, "the survivor claimed and stored everything", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    check_total_queue(&env, &published).await;
+    assert!(svc_alive(&b));
+    drop((a, b));
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_replica_resumed_after_its_entries_were_claimed_changes_nothing() {
+    let env = common::spawn(Db::Postgres, Store::S3).await;
+    let a = replica(&env, "replica-a");
+    let b = replica(&env, "replica-b");
+    let mut published = Published::new();
+    publish(&env, "freeze", 80, 3, &mut published).await;
+    eventually(30, "ingest under way", || async {
+        env.count("call_sessions").await > 0
+    })
+    .await;
+    // Frozen past the claim idle time (3 s): the other replica claims what it held.
+    a.signal("STOP");
+    publish(&env, "freeze-during", 20, 2, &mut published).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    eventually(90, "the other replica stored everything", || async {
+        env.count("call_sessions").await == published.len() as i64
+    })
+    .await;
+    // Resumed: whatever it was writing is older than what is stored; newest seq wins.
+    a.signal("CONT");
+    publish(&env, "freeze-after", 10, 2, &mut published).await;
+    eventually(90, "both drained", || async { env.unfinished().await == 0 }).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    check_total_queue(&env, &published).await;
+    assert!(svc_alive(&a) && svc_alive(&b));
+    drop((a, b));
+    env.cleanup().await;
+}
