@@ -9,17 +9,14 @@
 //! the full rate for S seconds while one SSE client listens; for each call, the time from its XADD
 //! to its `call_started` event arriving at the client, p50/p99.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use call_insights::app::App;
-use call_insights::config::Config;
-use sea_orm::{ConnectionTrait, Database};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
 
 fn report(call_id: &str) -> String {
     serde_json::json!({
@@ -110,38 +107,12 @@ async fn main() -> anyhow::Result<()> {
             _ => {}
         }
     }
-    let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
-    let admin_url = env_or(
-        "INSIGHTS_TEST_DATABASE_URL",
-        "postgres://root@127.0.0.1:5432/postgres",
-    );
-    let admin = Database::connect(&admin_url).await?;
-    let db_name = format!("lbench_{id}");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{db_name}\""))
-        .await?;
-    let tmp = std::env::temp_dir().join(format!("call-insights-lbench-{id}"));
-    let mut c = Config::defaults();
-    c.redis_url = env_or("INSIGHTS_TEST_REDIS_URL", "redis://127.0.0.1:6379");
-    c.database_url = Some(format!(
-        "{}/{db_name}",
-        admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(&admin_url)
-    ));
-    c.data_dir = tmp.clone();
-    c.stream = format!("lbench:{id}:sessions");
-    c.consumer_name = Some("bench".into());
-    c.block_ms = 0;
+    let (bench_db, mut c) = support::fresh("lbench").await?;
     c.analytics.mode = Some(call_insights::analytics::Mode::Off);
     let app = Arc::new(App::build(c).await?);
     let stop = CancellationToken::new();
     tokio::spawn(app.live.clone().run_reader(stop.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let router = call_insights::api::router(app.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
+    let base = support::serve(&app).await?;
     let client = redis::Client::open(app.config.redis_url.as_str())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
 
@@ -247,11 +218,6 @@ async fn main() -> anyhow::Result<()> {
         .await
         .unwrap_or(());
     drop(app);
-    admin
-        .execute_unprepared(&format!(
-            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
-        ))
-        .await?;
-    let _ = std::fs::remove_dir_all(tmp);
+    bench_db.drop_all().await?;
     Ok(())
 }

@@ -11,15 +11,12 @@
 //! assets. (The browser's own time to a usable page is printed by the browser test:
 //! "DOMContentLoaded after … ms".)
 
+#[path = "support/mod.rs"]
+mod support;
+
 use call_insights::app::App;
-use call_insights::config::Config;
-use sea_orm::{ConnectionTrait, Database};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
 
 fn long_call(turns: usize) -> String {
     let turns: Vec<serde_json::Value> = (0..turns)
@@ -95,34 +92,9 @@ async fn main() -> anyhow::Result<()> {
             _ => {}
         }
     }
-    let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
-    let admin_url = env_or(
-        "INSIGHTS_TEST_DATABASE_URL",
-        "postgres://root@127.0.0.1:5432/postgres",
-    );
-    let admin = Database::connect(&admin_url).await?;
-    let db_name = format!("uibench_{id}");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{db_name}\""))
-        .await?;
-    let tmp = std::env::temp_dir().join(format!("call-insights-uibench-{id}"));
-    let mut c = Config::defaults();
-    c.redis_url = env_or("INSIGHTS_TEST_REDIS_URL", "redis://127.0.0.1:6379");
-    c.database_url = Some(format!(
-        "{}/{db_name}",
-        admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(b, _)| b)
-    ));
-    c.data_dir = tmp.clone();
-    c.stream = format!("uibench:{id}:sessions");
-    c.consumer_name = Some("bench".into());
-    c.block_ms = 0;
+    let (bench_db, c) = support::fresh("uibench").await?;
     let app = Arc::new(App::build(c).await?);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let router = call_insights::api::router(app.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
+    let base = support::serve(&app).await?;
 
     let client = redis::Client::open(app.config.redis_url.as_str())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
@@ -222,12 +194,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(());
     drop(consumer);
     drop(app);
-    admin
-        .execute_unprepared(&format!(
-            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
-        ))
-        .await?;
-    let _ = std::fs::remove_dir_all(tmp);
+    bench_db.drop_all().await?;
     Ok(())
 }
 

@@ -79,12 +79,8 @@ impl ApiKeys {
         if self.is_open() {
             return Ok(Scope::All);
         }
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthorized)?;
-        self.scope_of(presented.trim().as_bytes())
+        let presented = presented_key(headers).ok_or(ApiError::Unauthorized)?;
+        self.scope_of(presented.as_bytes())
             .ok_or(ApiError::Unauthorized)
     }
 
@@ -111,6 +107,15 @@ impl ApiKeys {
         }
         found
     }
+}
+
+/// The key of a request's `Authorization: Bearer <key>` header, trimmed.
+pub fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 /// A digest naming a key without revealing it: the first 8 bytes of its SHA-256, hex.

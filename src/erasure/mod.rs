@@ -84,14 +84,11 @@ pub fn requester(app: &App, headers: &axum::http::HeaderMap) -> String {
     if app.api_keys.is_open() {
         return "open".into();
     }
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map_or_else(
-            || "unknown".into(),
-            |k| format!("key:{}", crate::api::auth::fingerprint(k.trim().as_bytes())),
-        )
+    use crate::api::auth::{fingerprint, presented_key};
+    presented_key(headers).map_or_else(
+        || "unknown".into(),
+        |k| format!("key:{}", fingerprint(k.as_bytes())),
+    )
 }
 
 /// The earlier erasure of this session or call the caller may see.
