@@ -154,7 +154,7 @@ async fn llm_section(a: &Args) -> anyhow::Result<()> {
         config.analytics.llm.concurrency = concurrency;
         config.analytics.poll_ms = 20;
         let app = std::sync::Arc::new(App::build(config).await?);
-        let client = redis::Client::open(app.config.redis_url.as_str())?;
+        let client = call_insights::broker::Broker::open(&app.config.redis_url, None)?;
         let mut conn = produce::connect(&client).await?;
         let opts = ProduceOptions {
             calls: a.calls,

@@ -112,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     // 1. Publish everything first: the measurement is the drain, not the producer.
-    let client = redis::Client::open(redis_url.as_str())?;
+    let client = call_insights::broker::Broker::open(&redis_url, None)?;
     let mut conn = produce::connect(&client).await?;
     let opts = ProduceOptions {
         calls: args.calls,

@@ -147,13 +147,14 @@ async fn main() -> anyhow::Result<()> {
     // 2. Freshness at half and at the full rate, the consumer running as in `serve`.
     let consumer_stop = CancellationToken::new();
     // As `serve` runs it: blocking reads (the drains above polled without blocking).
-    let mut settings = app.consumer_settings();
+    let mut settings = app.consumer_settings(0);
     settings.block = Duration::from_millis(200);
     let running = call_insights::ingest::InsightsStreamConsumer::new(
         settings,
         app.redis.clone(),
         app.ingestor(),
         app.metrics.clone(),
+        app.partition_metrics[0].clone(),
     )
     .with_live(app.live.clone());
     let consumer = tokio::spawn(running.run(consumer_stop.clone()));

@@ -48,6 +48,45 @@ if ! (have redis-cli && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1); th
   for _ in $(seq 1 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done
 fi
 
+# --- Redis Cluster (3 masters, no replicas) for the cluster tests and the scale-out benchmark ---------
+# Each node's config lives in $CLUSTER_DIR/<port>/redis.conf: a test that kills a master starts it
+# again with `redis-server <that file>` (AOF and nodes.conf bring back its data and its slots).
+CLUSTER_DIR=${REDIS_CLUSTER_DIR:-$TOOLS/redis-cluster}
+CLUSTER_PORTS=(7000 7001 7002)
+for port in "${CLUSTER_PORTS[@]}"; do
+  mkdir -p "$CLUSTER_DIR/$port"
+  cat > "$CLUSTER_DIR/$port/redis.conf" <<CONF
+port $port
+bind 127.0.0.1
+daemonize yes
+dir $CLUSTER_DIR/$port
+pidfile $CLUSTER_DIR/$port/redis.pid
+logfile $CLUSTER_DIR/$port/redis.log
+cluster-enabled yes
+cluster-config-file nodes.conf
+cluster-node-timeout 2000
+cluster-require-full-coverage no
+appendonly yes
+appendfsync always
+save ""
+CONF
+  if ! redis-cli -p "$port" ping >/dev/null 2>&1; then
+    redis-server "$CLUSTER_DIR/$port/redis.conf" >&2
+  fi
+done
+for port in "${CLUSTER_PORTS[@]}"; do
+  for _ in $(seq 1 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+done
+if ! redis-cli -p 7000 cluster info 2>/dev/null | grep -q "cluster_state:ok"; then
+  if [ "$(redis-cli -p 7000 cluster info | sed -n 's/^cluster_known_nodes:\([0-9]*\).*/\1/p')" = "1" ]; then
+    log "creating the Redis Cluster on ports ${CLUSTER_PORTS[*]}"
+    redis-cli --cluster create $(printf '127.0.0.1:%s ' "${CLUSTER_PORTS[@]}") --cluster-replicas 0 --cluster-yes >&2
+  fi
+  for _ in $(seq 1 100); do redis-cli -p 7000 cluster info | grep -q "cluster_state:ok" && break; sleep 0.1; done
+  redis-cli -p 7000 cluster info | grep -q "cluster_state:ok" \
+    || { log "the Redis Cluster on ports ${CLUSTER_PORTS[*]} is not ok"; redis-cli -p 7000 cluster nodes >&2; exit 1; }
+fi
+
 # --- Garage (S3) ------------------------------------------------------------------------------------
 if [ ! -x "$GARAGE_BIN" ]; then
   log "installing Garage $GARAGE_VERSION with cargo (about 8 minutes on 2 cores, once per machine)"
@@ -98,6 +137,8 @@ for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" && br
 cat <<ENV
 export INSIGHTS_TEST_DATABASE_URL=postgres://$PG_USER@127.0.0.1:5432/postgres
 export INSIGHTS_TEST_REDIS_URL=redis://127.0.0.1:6379
+export INSIGHTS_TEST_REDIS_CLUSTER_URLS=$(printf 'redis://127.0.0.1:%s,' "${CLUSTER_PORTS[@]}" | sed 's/,$//')
+export INSIGHTS_TEST_REDIS_CLUSTER_DIR=$CLUSTER_DIR
 export INSIGHTS_TEST_S3_ENDPOINT_URL=http://127.0.0.1:$S3_PORT
 export INSIGHTS_TEST_S3_BUCKET=$S3_BUCKET
 export INSIGHTS_TEST_S3_ARCHIVE_BUCKET=$ARCHIVE_BUCKET
@@ -105,4 +146,4 @@ export INSIGHTS_TEST_S3_REGION=$S3_REGION
 export INSIGHTS_TEST_S3_ACCESS_KEY=$S3_KEY_ID
 export INSIGHTS_TEST_S3_SECRET_KEY=$S3_SECRET
 ENV
-log "PostgreSQL, Redis and Garage are up"
+log "PostgreSQL, Redis, the Redis Cluster and Garage are up"

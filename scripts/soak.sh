@@ -95,6 +95,6 @@ import sys
 v = sorted(float(x) * 1000 for x in open('$DATA/window') if x.strip())
 print(f'{v[max(0, int(len(v) * 0.99) - 1)]:.1f}' if v else 'nan', len(v))")
   printf '%6d %9s %9s %9s %9s %8s %7s %11s\n' "$elapsed" "$rss" "$p99" "$n" \
-    "$(metric call_insights_consumer_lag)" "$(metric call_insights_consumer_pending)" "$fds" \
+    "$(metric 'call_insights_consumer_lag{partition="0"}')" "$(metric 'call_insights_consumer_pending{partition="0"}')" "$fds" \
     "$(metric call_insights_ingest_entries_stored_total)"
 done

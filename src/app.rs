@@ -10,7 +10,7 @@ use crate::db;
 use crate::diagnosis::Thresholds;
 use crate::ingest::row_cache::RowCache;
 use crate::ingest::{ConsumerSettings, Ingestor, InsightsStreamConsumer};
-use crate::metrics::{HttpMetrics, IngestMetrics};
+use crate::metrics::{HttpMetrics, IngestMetrics, PartitionMetrics};
 use crate::storage::{AudioStore, FsStore, S3Settings, S3Store};
 use anyhow::Context;
 use sea_orm::DatabaseConnection;
@@ -31,9 +31,11 @@ pub struct App {
     /// Where audio objects live (S3 or a local folder).
     pub store: Arc<dyn AudioStore>,
     /// Redis client for health checks; the consumer holds its own connections.
-    pub redis: redis::Client,
-    /// Ingest counters rendered at `/metrics`.
+    pub redis: crate::broker::Broker,
+    /// Ingest counters rendered at `/metrics` (process totals).
     pub metrics: Arc<IngestMetrics>,
+    /// Each partition's own counters.
+    pub partition_metrics: Vec<Arc<PartitionMetrics>>,
     /// Fingerprints of committed rows per call, shared by every ingestor of the process.
     pub row_cache: Arc<RowCache>,
     /// Diagnosis thresholds (defaults, or `INSIGHTS_DIAGNOSIS_CONFIG`).
@@ -161,19 +163,33 @@ impl App {
             warn!("INSIGHTS_API_KEYS is empty: the API is open to anyone who can reach it");
         }
         let url_signer = UrlSigner::load(config.url_signing_key.as_deref(), &config.data_dir)?;
-        let db = db::connect(&config.database_url(), config.db_max_connections).await?;
+        let db = db::connect(&config.database_url(), config.pool_settings()).await?;
+        if config.db_idle_transaction_timeout_ms == 0
+            || config.db_idle_transaction_timeout_ms >= config.claim_idle_ms
+        {
+            warn!(
+                idle_transaction_timeout_ms = config.db_idle_transaction_timeout_ms,
+                claim_idle_ms = config.claim_idle_ms,
+                "INSIGHTS_DB_IDLE_TRANSACTION_TIMEOUT_MS is not below INSIGHTS_CLAIM_IDLE_MS: a replica frozen mid-commit can block the one that claims its entries"
+            );
+        }
         db::migrate(&db).await?;
         let store = build_store(&config)?;
         let archive = build_archive(&config, &store)?;
         if let Err(e) = store.check().await {
             warn!(error = %e, "audio store not reachable yet; ingest will wait for it");
         }
-        let redis = redis::Client::open(config.redis_url.as_str()).with_context(|| {
-            format!(
-                "invalid INSIGHTS_REDIS_URL {}",
-                crate::config::redact_url(&config.redis_url)
-            )
-        })?;
+        let redis =
+            crate::broker::Broker::open(&config.redis_url, config.redis_cluster_urls.as_deref())
+                .with_context(|| {
+                    format!(
+                        "invalid INSIGHTS_REDIS_URL {} or INSIGHTS_REDIS_CLUSTER_URLS",
+                        crate::config::redact_url(&config.redis_url)
+                    )
+                })?;
+        let partition_metrics = (0..config.stream_partitions.max(1))
+            .map(|_| Arc::new(PartitionMetrics::default()))
+            .collect();
         let row_cache = Arc::new(RowCache::new(config.row_cache_calls));
         let metrics = Arc::new(IngestMetrics::default());
         let rate_limiter = crate::api::ratelimit::RateLimiter::new(
@@ -217,6 +233,7 @@ impl App {
             store,
             redis,
             metrics,
+            partition_metrics,
             row_cache,
             thresholds,
             api_keys,
@@ -245,11 +262,15 @@ impl App {
         }
     }
 
-    pub fn consumer_settings(&self) -> ConsumerSettings {
+    /// Settings of the consumer of partition `partition`.
+    pub fn consumer_settings(&self, partition: u32) -> ConsumerSettings {
         let c = &self.config;
+        let p = c.partitions();
         ConsumerSettings {
-            stream: c.stream.clone(),
-            dlq_stream: c.dlq_stream(),
+            stream: p.stream(partition),
+            dlq_stream: p.dlq(partition),
+            partition,
+            updates_channel: crate::ingest::consumer::updates_channel(&c.stream),
             group: c.consumer_group.clone(),
             consumer: c.consumer_name(),
             batch_size: c.batch_size,
@@ -291,14 +312,33 @@ impl App {
         )
     }
 
+    /// The consumer of the first (or only) partition.
     pub fn consumer(&self) -> InsightsStreamConsumer {
+        self.consumer_of(0)
+    }
+
+    /// The consumer of partition `partition`.
+    pub fn consumer_of(&self, partition: u32) -> InsightsStreamConsumer {
+        let metrics = self
+            .partition_metrics
+            .get(partition as usize)
+            .cloned()
+            .unwrap_or_default();
         InsightsStreamConsumer::new(
-            self.consumer_settings(),
+            self.consumer_settings(partition),
             self.redis.clone(),
             self.ingestor(),
             self.metrics.clone(),
+            metrics,
         )
         .with_live(self.live.clone())
+    }
+
+    /// One consumer per partition: every replica consumes every partition in the group.
+    pub fn consumers(&self) -> Vec<InsightsStreamConsumer> {
+        (0..self.config.stream_partitions.max(1))
+            .map(|i| self.consumer_of(i))
+            .collect()
     }
 }
 
@@ -330,7 +370,12 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.listener.local_addr()?;
         info!(http_addr = %addr, config = ?self.app.config, "call-insights serving");
-        let consumer = tokio::spawn(self.app.consumer().run(shutdown.clone()));
+        let consumers: Vec<_> = self
+            .app
+            .consumers()
+            .into_iter()
+            .map(|c| tokio::spawn(c.run(shutdown.clone())))
+            .collect();
         let updates = tokio::spawn(self.app.follow_updates(shutdown.clone()));
         let worker = tokio::spawn(crate::analysis::jobs::run_worker(
             self.app.clone(),
@@ -355,7 +400,9 @@ impl Application {
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let served = server.await.context("HTTP server failed");
         shutdown.cancel();
-        consumer.await.context("consumer task panicked")?;
+        for consumer in consumers {
+            consumer.await.context("consumer task panicked")?;
+        }
         updates.await.context("update subscription task panicked")?;
         worker.await.context("analysis worker panicked")?;
         analytics.await.context("analytics worker panicked")?;

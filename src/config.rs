@@ -15,6 +15,20 @@ pub struct Config {
         global = true
     )]
     pub redis_url: String,
+    /// Redis Cluster seed nodes, comma-separated (`redis://host:7000,redis://host:7001`); when set,
+    /// the service talks to the cluster instead of `INSIGHTS_REDIS_URL`.
+    #[arg(long, env = "INSIGHTS_REDIS_CLUSTER_URLS", global = true)]
+    pub redis_cluster_urls: Option<String>,
+    /// Partitions of the session stream: 1 is the single `<stream>`; N > 1 (or any N on a Redis
+    /// Cluster) is `<stream>:{0}` … `<stream>:{N-1}`, a call on partition crc32(call_id) mod N.
+    #[arg(
+        long,
+        env = "INSIGHTS_STREAM_PARTITIONS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=1024),
+        global = true
+    )]
+    pub stream_partitions: u32,
     /// Stream Atlas publishes session reports to.
     #[arg(
         long,
@@ -85,6 +99,16 @@ pub struct Config {
         global = true
     )]
     pub db_max_connections: u32,
+    /// PostgreSQL ends a session left idle inside a transaction this long (0 = never), releasing
+    /// its row locks: a replica frozen mid-commit (SIGSTOP, a VM pause) cannot block the replica that
+    /// claimed its entries. Keep it below `INSIGHTS_CLAIM_IDLE_MS`.
+    #[arg(
+        long,
+        env = "INSIGHTS_DB_IDLE_TRANSACTION_TIMEOUT_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub db_idle_transaction_timeout_ms: u64,
 
     /// Folder for the embedded defaults (SQLite database, audio).
     #[arg(long, env = "INSIGHTS_DATA_DIR", default_value = "data", global = true)]
@@ -423,6 +447,15 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("redis_url", &redact_url(&self.redis_url))
+            .field(
+                "redis_cluster_urls",
+                &self.redis_cluster_urls.as_deref().map(|u| {
+                    u.split(',')
+                        .map(|u| redact_url(u.trim()))
+                        .collect::<Vec<_>>()
+                }),
+            )
+            .field("stream_partitions", &self.stream_partitions)
             .field("stream", &self.stream)
             .field("dlq_stream", &self.dlq_stream())
             .field("consumer_group", &self.consumer_group)
@@ -498,6 +531,24 @@ impl Config {
                 .unwrap_or_else(|| "call-insights".into());
             format!("{host}-{}", std::process::id())
         })
+    }
+
+    /// The session stream's partitions (names, DLQs, a call's partition).
+    pub fn partitions(&self) -> crate::ingest::partition::Partitions {
+        crate::ingest::partition::Partitions::new(
+            &self.stream,
+            &self.dlq_stream(),
+            self.stream_partitions,
+            self.redis_cluster_urls.is_some(),
+        )
+    }
+
+    /// The database pool's settings.
+    pub fn pool_settings(&self) -> crate::db::PoolSettings {
+        crate::db::PoolSettings {
+            max_connections: self.db_max_connections,
+            idle_transaction_timeout: Duration::from_millis(self.db_idle_transaction_timeout_ms),
+        }
     }
 
     pub fn database_url(&self) -> String {

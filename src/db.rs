@@ -5,9 +5,29 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use std::time::Duration;
 
+/// Pool settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// PostgreSQL's `idle_in_transaction_session_timeout` for our sessions (zero: never).
+    pub idle_transaction_timeout: Duration,
+}
+
+impl PoolSettings {
+    pub fn new(max_connections: u32) -> Self {
+        PoolSettings {
+            max_connections,
+            idle_transaction_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Connects and, for SQLite, creates the file's folder and switches to WAL (readers never block the
-/// writer; commits stay durable with synchronous=FULL).
-pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
+/// writer; commits stay durable with synchronous=FULL). On PostgreSQL a session idle inside a
+/// transaction longer than `idle_transaction_timeout` is ended by the server, so a frozen process
+/// cannot hold row locks that another replica waits on.
+pub async fn connect(url: &str, pool: PoolSettings) -> anyhow::Result<DatabaseConnection> {
+    let max_connections = pool.max_connections;
     let sqlite = url.starts_with("sqlite:");
     if sqlite
         && let Some(path) = sqlite_path(url)
@@ -26,6 +46,12 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
     .connect_timeout(Duration::from_secs(10))
     .acquire_timeout(Duration::from_secs(30))
     .sqlx_logging(false);
+    if !sqlite && !pool.idle_transaction_timeout.is_zero() {
+        let ms = pool.idle_transaction_timeout.as_millis().to_string();
+        opts.map_sqlx_postgres_opts(move |o| {
+            o.options([("idle_in_transaction_session_timeout", ms.as_str())])
+        });
+    }
     if sqlite {
         opts.map_sqlx_sqlite_opts(|o| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};

@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod api;
 pub mod app;
 pub mod audio;
+pub mod broker;
 pub mod config;
 pub mod db;
 pub mod diagnosis;

@@ -135,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let url = cli.config.database_url();
-            let conn = db::connect(&url, 1).await?;
+            let conn = db::connect(&url, cli.config.pool_settings()).await?;
             db::migrate(&conn).await?;
             tracing::info!(database = %call_insights::config::redact_url(&url), "migrations applied");
             Ok(())
@@ -151,8 +151,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Analyze(args) => analyze(cli.config, args).await,
         Command::Analytics(AnalyticsCommand::Backfill(args)) => backfill(cli.config, args).await,
         Command::Produce(opts) => {
-            let client = redis::Client::open(cli.config.redis_url.as_str())
-                .context("invalid INSIGHTS_REDIS_URL")?;
+            let client = call_insights::broker::Broker::open(
+                &cli.config.redis_url,
+                cli.config.redis_cluster_urls.as_deref(),
+            )
+            .context("invalid INSIGHTS_REDIS_URL or INSIGHTS_REDIS_CLUSTER_URLS")?;
+            let partitions = cli.config.partitions();
             let mut conn = produce::connect(&client)
                 .await
                 .context("cannot connect to Redis")?;
@@ -165,13 +169,17 @@ async fn main() -> anyhow::Result<()> {
             );
             let started = std::time::Instant::now();
             let (entries, bytes) =
-                produce::publish(&mut conn, &cli.config.stream, &opts, Some(&bar)).await?;
+                produce::publish_partitioned(&mut conn, &partitions, &opts, Some(&bar)).await?;
             bar.finish();
             eprintln!(
                 "published {entries} entries ({} calls, {:.1} MB) to {} in {:.2} s",
                 opts.calls,
                 bytes as f64 / 1e6,
-                cli.config.stream,
+                if partitions.count() > 1 {
+                    format!("{} partitions of {}", partitions.count(), cli.config.stream)
+                } else {
+                    partitions.stream(0)
+                },
                 started.elapsed().as_secs_f64()
             );
             Ok(())

@@ -18,8 +18,9 @@ pub struct IngestMetrics {
     pub entries_failed: AtomicU64,
     /// Live events that could not be appended to the events stream.
     pub live_publish_errors: AtomicU64,
-    /// The last read was a backlog (16 entries or more): background work runs one item at a time.
-    pub backlog: std::sync::atomic::AtomicBool,
+    /// Partitions whose last read was a backlog (16 entries or more): while any is, background
+    /// work runs one item at a time.
+    pub backlogged: AtomicU64,
     pub entries_deleted: AtomicU64,
     pub batches: AtomicU64,
     pub rows_written: AtomicU64,
@@ -31,6 +32,72 @@ pub struct IngestMetrics {
     latency_buckets: [AtomicU64; 12],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
+}
+
+/// One partition's counters (the process totals are in `IngestMetrics`), rendered with a
+/// `partition` label.
+#[derive(Debug, Default)]
+pub struct PartitionMetrics {
+    pub entries_read: AtomicU64,
+    pub entries_stored: AtomicU64,
+    pub entries_claimed: AtomicU64,
+    pub entries_dead_lettered: AtomicU64,
+    pub entries_failed: AtomicU64,
+    pub groups_recreated: AtomicU64,
+    /// Its last read was a backlog.
+    pub backlog: std::sync::atomic::AtomicBool,
+}
+
+impl PartitionMetrics {
+    /// Renders every partition's counters, one series per partition.
+    pub fn render_all(partitions: &[std::sync::Arc<PartitionMetrics>], out: &mut String) {
+        type Get = fn(&PartitionMetrics) -> &AtomicU64;
+        let families: [(&str, &str, Get); 6] = [
+            (
+                "entries_read_total",
+                "Entries read from this partition",
+                |m| &m.entries_read,
+            ),
+            (
+                "entries_stored_total",
+                "Entries of this partition whose report was committed",
+                |m| &m.entries_stored,
+            ),
+            (
+                "entries_claimed_total",
+                "Entries of this partition claimed from another consumer (dead or frozen)",
+                |m| &m.entries_claimed,
+            ),
+            (
+                "entries_dead_lettered_total",
+                "Entries of this partition copied to its dead-letter stream",
+                |m| &m.entries_dead_lettered,
+            ),
+            (
+                "entries_failed_total",
+                "Entry processing failures of this partition left pending for retry",
+                |m| &m.entries_failed,
+            ),
+            (
+                "groups_recreated_total",
+                "Times this partition's consumer group was gone and was recreated",
+                |m| &m.groups_recreated,
+            ),
+        ];
+        for (name, help, get) in families {
+            let _ = writeln!(
+                out,
+                "# HELP call_insights_partition_{name} {help}\n# TYPE call_insights_partition_{name} counter"
+            );
+            for (i, m) in partitions.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "call_insights_partition_{name}{{partition=\"{i}\"}} {}",
+                    get(m).load(Relaxed)
+                );
+            }
+        }
+    }
 }
 
 impl IngestMetrics {

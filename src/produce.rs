@@ -293,10 +293,11 @@ fn synth_user_track(rng: &mut Rng, call_ms: i64, spans: &[(i64, i64)], noise: f3
 
 const PIPELINE_BYTES: usize = 8 << 20;
 
-/// A pipeline of XADDs flushed every few MB (entries with audio are large).
-struct Batch<'a> {
-    conn: &'a mut redis::aio::MultiplexedConnection,
-    pipe: redis::Pipeline,
+/// Pipelines of XADDs, one per partition (a cluster takes a pipeline only within one slot),
+/// flushed every few MB (entries with audio are large).
+struct Batch<'a, C> {
+    conn: &'a mut C,
+    pipes: Vec<redis::Pipeline>,
     queued: u64,
     queued_bytes: usize,
     entries: u64,
@@ -304,9 +305,18 @@ struct Batch<'a> {
     progress: Option<&'a indicatif::ProgressBar>,
 }
 
-impl Batch<'_> {
-    async fn push(&mut self, cmd: redis::Cmd, size: usize) -> redis::RedisResult<()> {
-        self.pipe.add_command(cmd).ignore();
+impl<C: redis::aio::ConnectionLike + Send> Batch<'_, C> {
+    async fn push(
+        &mut self,
+        partition: u32,
+        cmd: redis::Cmd,
+        size: usize,
+    ) -> redis::RedisResult<()> {
+        let i = partition as usize;
+        if self.pipes.len() <= i {
+            self.pipes.resize_with(i + 1, redis::pipe);
+        }
+        self.pipes[i].add_command(cmd).ignore();
         self.queued += 1;
         self.queued_bytes += size;
         if self.queued_bytes >= PIPELINE_BYTES {
@@ -319,13 +329,17 @@ impl Batch<'_> {
         if self.queued == 0 {
             return Ok(());
         }
-        let _: () = self.pipe.query_async(self.conn).await?;
+        for pipe in &mut self.pipes {
+            if pipe.cmd_iter().next().is_some() {
+                let _: () = pipe.query_async(self.conn).await?;
+                pipe.clear();
+            }
+        }
         self.entries += self.queued;
         self.bytes += self.queued_bytes as u64;
         if let Some(p) = self.progress {
             p.inc(self.queued);
         }
-        self.pipe.clear();
         self.queued = 0;
         self.queued_bytes = 0;
         Ok(())
@@ -333,29 +347,39 @@ impl Batch<'_> {
 }
 
 /// A connection for publishing: large pipelines need more than redis-rs's 500 ms default.
-pub async fn connect(
-    client: &redis::Client,
-) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    let cfg = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
-        .set_response_timeout(Some(std::time::Duration::from_secs(60)));
+pub async fn connect(client: &crate::broker::Broker) -> redis::RedisResult<crate::broker::Conn> {
     client
-        .get_multiplexed_async_connection_with_config(&cfg)
+        .connect(crate::broker::Timeouts::new(
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(60),
+        ))
         .await
 }
 
 /// Publishes `opts.calls` calls to `stream`, interleaving up to `opts.concurrency` calls at a time.
 /// Returns the number of entries and bytes published.
-pub async fn publish(
-    conn: &mut redis::aio::MultiplexedConnection,
+pub async fn publish<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
     stream: &str,
+    opts: &ProduceOptions,
+    progress: Option<&indicatif::ProgressBar>,
+) -> redis::RedisResult<(u64, u64)> {
+    let single = crate::ingest::partition::Partitions::new(stream, "", 1, false);
+    publish_partitioned(conn, &single, opts, progress).await
+}
+
+/// Publishes as `publish` does, each call to its partition (`crc32(call_id) mod N`), as Atlas
+/// does with `INSIGHTS_STREAM_PARTITIONS` > 1.
+pub async fn publish_partitioned<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    partitions: &crate::ingest::partition::Partitions,
     opts: &ProduceOptions,
     progress: Option<&indicatif::ProgressBar>,
 ) -> redis::RedisResult<(u64, u64)> {
     let window = opts.concurrency.max(1);
     let mut batch = Batch {
         conn,
-        pipe: redis::pipe(),
+        pipes: Vec::new(),
         queued: 0,
         queued_bytes: 0,
         entries: 0,
@@ -369,8 +393,9 @@ pub async fn publish(
         for seq in 0..=opts.partials {
             for call in &calls {
                 let e = &call[seq];
+                let partition = partitions.of_call(&e.call_id);
                 let mut cmd = redis::cmd("XADD");
-                cmd.arg(stream)
+                cmd.arg(partitions.stream(partition))
                     .arg("MAXLEN")
                     .arg("~")
                     .arg(1_000_000)
@@ -385,7 +410,7 @@ pub async fn publish(
                     cmd.arg(k).arg(v);
                     size += v.len();
                 }
-                batch.push(cmd, size).await?;
+                batch.push(partition, cmd, size).await?;
             }
         }
     }

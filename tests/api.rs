@@ -471,8 +471,14 @@ async fn responses_carry_request_ids_compress_and_are_measured() {
         .await
         .unwrap();
     assert!(m.contains(r#"call_insights_http_request_duration_seconds_count{route="/api/v1/sessions",status="200"} 1"#), "{m}");
-    assert!(m.contains("call_insights_consumer_pending 0"), "{m}");
-    assert!(m.contains("call_insights_consumer_lag 0"), "{m}");
+    assert!(
+        m.contains("call_insights_consumer_pending{partition=\"0\"} 0"),
+        "{m}"
+    );
+    assert!(
+        m.contains("call_insights_consumer_lag{partition=\"0\"} 0"),
+        "{m}"
+    );
     let docs = http.get(format!("{base}/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));

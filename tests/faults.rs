@@ -7,8 +7,10 @@
 
 mod common;
 
-use common::{Db, Store, TestEnv, eventually};
-use std::collections::BTreeMap;
+use common::queue::{
+    FAST, Published, check_total_queue, freeze_holding_entries, publish, replica, svc_alive,
+};
+use common::{Db, Store, eventually};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -19,72 +21,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// What was published: call id → (newest seq, turns of that snapshot).
-type Published = BTreeMap<String, (i64, usize)>;
-
-/// Publishes `calls` calls as `seqs` snapshots each (seq s has s + 2 turns; the last is final),
-/// interleaved like concurrent calls, recording what each call's newest snapshot is.
-async fn publish(env: &TestEnv, prefix: &str, calls: usize, seqs: i64, out: &mut Published) {
-    for seq in 0..seqs {
-        for c in 0..calls {
-            let id = format!("{prefix}-{c}");
-            let turns = seq as usize + 2;
-            let r = common::report(&id, seq, seq == seqs - 1, turns);
-            env.publish_json(&r).await;
-            let e = out.entry(id).or_insert((seq, turns));
-            if seq >= e.0 {
-                *e = (seq, turns);
-            }
-        }
-    }
-}
-
-/// The total-queue checker.
-async fn check_total_queue(env: &TestEnv, published: &Published) {
-    let stored = env
-        .rows("SELECT call_id, report_seq, (SELECT COUNT(*) FROM conversation_turns t WHERE t.session_id = s.id) AS turns FROM call_sessions s")
-        .await;
-    let mut got: Published = BTreeMap::new();
-    for r in &stored {
-        let id = r["call_id"].as_str().unwrap().to_string();
-        let seq = r["report_seq"].as_i64().unwrap();
-        let turns = r["turns"].as_i64().unwrap() as usize;
-        assert!(
-            got.insert(id.clone(), (seq, turns)).is_none(),
-            "call {id} stored twice"
-        );
-    }
-    let lost: Vec<&String> = published.keys().filter(|k| !got.contains_key(*k)).collect();
-    let unexpected: Vec<&String> = got.keys().filter(|k| !published.contains_key(*k)).collect();
-    assert!(lost.is_empty(), "calls lost: {lost:?}");
-    assert!(
-        unexpected.is_empty(),
-        "calls nobody published: {unexpected:?}"
-    );
-    for (id, want) in published {
-        assert_eq!(
-            got.get(id),
-            Some(want),
-            "{id}: stored (seq, turns) is not its newest snapshot"
-        );
-    }
-    assert_eq!(env.unfinished().await, 0, "entries left unread or pending");
-    assert!(
-        env.dlq_entries().await.is_empty(),
-        "nothing was dead-lettered"
-    );
-    for g in env
-        .rows("SELECT s3_key FROM audio_segments WHERE s3_key IS NOT NULL")
-        .await
-    {
-        let k = g["s3_key"].as_str().unwrap();
-        assert!(
-            env.app.store.get(None, k).await.unwrap().is_some(),
-            "a row points at the missing object {k}"
-        );
-    }
 }
 
 /// A PostgreSQL server of this test's own: initdb into a temporary folder (as the `postgres` user:
@@ -293,13 +229,6 @@ impl Drop for PrivateRedis {
     }
 }
 
-const FAST: [(&str, &str); 4] = [
-    ("INSIGHTS_CLAIM_IDLE_MS", "3000"),
-    ("INSIGHTS_CLAIM_INTERVAL_MS", "500"),
-    ("INSIGHTS_DB_MAX_CONNECTIONS", "4"),
-    ("RUST_LOG", "info"),
-];
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_immediately_mid_ingest_and_started_again() {
     let pg = PrivatePg::start();
@@ -333,13 +262,6 @@ async fn postgres_stopped_immediately_mid_ingest_and_started_again() {
     // backoff, logged once: both end here, with everything stored once.)
     drop(svc);
     env.cleanup().await;
-}
-
-fn svc_alive(svc: &common::ServiceProcess) -> bool {
-    std::fs::metadata(format!("/proc/{}", svc.child.id())).is_ok()
-        && !std::fs::read_to_string(format!("/proc/{}/stat", svc.child.id()))
-            .unwrap_or_default()
-            .contains(") Z ")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -441,13 +363,6 @@ async fn redis_restarted_without_persistence_is_a_counted_loss_not_an_outage() {
     env.cleanup().await;
 }
 
-/// Two replicas on one stream (their own consumer names), as a deployment runs them.
-fn replica(env: &TestEnv, name: &str) -> common::ServiceProcess {
-    let mut extra: Vec<(&str, &str)> = FAST.to_vec();
-    extra.push(("INSIGHTS_CONSUMER_NAME", name));
-    env.start_service(&extra)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_ingest_leaves_its_entries_to_the_survivor() {
     let env = common::spawn(Db::Postgres, Store::S3).await;
@@ -459,6 +374,9 @@ async fn a_replica_killed_mid_ingest_leaves_its_entries_to_the_survivor() {
         env.count("call_sessions").await > 0
     })
     .await;
+    // Killed while it holds entries (frozen first so the moment can be chosen).
+    let held = freeze_holding_entries(&env, &a, "replica-a").await;
+    eprintln!("replica-a killed holding {held} pending entries");
     a.signal("KILL");
     publish(&env, "kill-after", 20, 2, &mut published).await;
     eventually(90, "the survivor claimed and stored everything", || async {
@@ -482,8 +400,9 @@ async fn a_frozen_replica_resumed_after_its_entries_were_claimed_changes_nothing
         env.count("call_sessions").await > 0
     })
     .await;
-    // Frozen past the claim idle time (3 s): the other replica claims what it held.
-    a.signal("STOP");
+    // Frozen past the claim idle time (3 s) while it holds entries: the other replica claims them.
+    let held = freeze_holding_entries(&env, &a, "replica-a").await;
+    eprintln!("replica-a frozen holding {held} pending entries");
     publish(&env, "freeze-during", 20, 2, &mut published).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     eventually(90, "the other replica stored everything", || async {

@@ -714,7 +714,8 @@ async fn ten_replicas_starting_at_once_migrate_once() {
     let starts = (0..10).map(|_| {
         let url = url.clone();
         tokio::spawn(async move {
-            let db = call_insights::db::connect(&url, 3).await?;
+            let db =
+                call_insights::db::connect(&url, call_insights::db::PoolSettings::new(3)).await?;
             call_insights::db::migrate(&db).await?;
             db.close().await.ok();
             anyhow::Ok(())

@@ -2,6 +2,8 @@
 //! folder, a config pointing at them (own stream, non-blocking reads), the HTTP API on a free port,
 //! and the clean-up. Included with `#[path = "support/mod.rs"] mod support;`.
 
+#![allow(dead_code)]
+
 use call_insights::app::App;
 use call_insights::config::Config;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};

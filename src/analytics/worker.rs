@@ -405,7 +405,10 @@ pub async fn run_worker(
         // While ingest works through a backlog, analytics waits (the calls stay queued, durably):
         // ingest keeps the cores and the database. A backlog that lasts over a minute lets one call
         // at a time through, so sustained overload cannot starve analytics.
-        let backlog = a.ingest.get().is_some_and(|m| m.backlog.load(Relaxed));
+        let backlog = a
+            .ingest
+            .get()
+            .is_some_and(|m| m.backlogged.load(Relaxed) > 0);
         let limit = match (backlog, backlog_since) {
             (false, _) => {
                 backlog_since = None;

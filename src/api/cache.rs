@@ -209,7 +209,7 @@ impl SessionVersions {
 
 /// Follows `<stream>:updates` until `shutdown`, keeping `versions` honest; reconnects with backoff.
 pub async fn follow_updates(
-    redis: redis::Client,
+    redis: crate::broker::Broker,
     channel: String,
     versions: std::sync::Arc<SessionVersions>,
     cache: std::sync::Arc<ResponseCache>,
@@ -219,7 +219,7 @@ pub async fn follow_updates(
     let mut backoff = std::time::Duration::from_millis(200);
     while !shutdown.is_cancelled() {
         let subscribed = async {
-            let mut pubsub = redis.get_async_pubsub().await?;
+            let mut pubsub = redis.pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };

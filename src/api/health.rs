@@ -68,7 +68,7 @@ fn check<E: std::fmt::Display>(r: Result<Result<(), E>, tokio::time::error::Elap
 pub async fn readyz(State(AppState(app)): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let t = Duration::from_secs(2);
     let redis_ping = async {
-        let mut conn = app.redis.get_multiplexed_async_connection().await?;
+        let mut conn = app.redis.conn().await?;
         redis::cmd("PING").query_async::<()>(&mut conn).await
     };
     let (database, redis, storage) = tokio::join!(
@@ -102,45 +102,67 @@ pub async fn readyz(State(AppState(app)): State<AppState>) -> (StatusCode, Json<
 pub async fn metrics(State(AppState(app)): State<AppState>) -> impl IntoResponse {
     let mut out = String::with_capacity(8192);
     app.metrics.render(&mut out);
-    let group = async {
-        let mut conn = app.redis.get_multiplexed_async_connection().await?;
-        redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&app.config.stream)
-            .query_async::<redis::Value>(&mut conn)
-            .await
-    };
-    let (pending, lag) = match tokio::time::timeout(Duration::from_secs(1), group).await {
-        Ok(Ok(v)) => parse_groups(v)
-            .into_iter()
-            .find(|g| g.name == app.config.consumer_group)
-            .map_or((None, None), |g| (Some(g.pending), g.lag)),
-        _ => (None, None),
-    };
-    for (name, help, v) in [
-        (
-            "call_insights_consumer_pending",
-            "Entries delivered to the group and not yet acknowledged",
-            pending,
-        ),
-        (
-            "call_insights_consumer_lag",
-            "Entries in the stream not yet delivered to the group",
-            lag,
-        ),
-    ] {
-        if let Some(v) = v {
-            let _ = std::fmt::Write::write_fmt(
-                &mut out,
-                format_args!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"),
-            );
-        }
-    }
+    render_partitions(&app, &mut out).await;
     render_stt(&app, &mut out);
     render_analytics(&app, &mut out).await;
     render_live(&app, &mut out);
     app.http_metrics.render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Each partition's consumer-group pending entries and lag (read from Redis at scrape time, a
+/// partition whose Redis node does not answer within 1 s is left out) and this process's counters
+/// per partition.
+async fn render_partitions(app: &crate::app::App, out: &mut String) {
+    use std::fmt::Write;
+    let streams = app.config.partitions().streams();
+    let groups = async {
+        let mut conn = app.redis.conn().await?;
+        let mut found = Vec::with_capacity(streams.len());
+        for (i, stream) in streams.iter().enumerate() {
+            let v = tokio::time::timeout(
+                Duration::from_secs(1),
+                redis::cmd("XINFO")
+                    .arg("GROUPS")
+                    .arg(stream)
+                    .query_async::<redis::Value>(&mut conn),
+            )
+            .await;
+            if let Ok(Ok(v)) = v
+                && let Some(g) = parse_groups(v)
+                    .into_iter()
+                    .find(|g| g.name == app.config.consumer_group)
+            {
+                found.push((i, g.pending, g.lag));
+            }
+        }
+        Ok::<_, redis::RedisError>(found)
+    };
+    let found = match tokio::time::timeout(Duration::from_secs(3), groups).await {
+        Ok(Ok(found)) => found,
+        _ => Vec::new(),
+    };
+    for (name, help, lag) in [
+        (
+            "call_insights_consumer_pending",
+            "Entries delivered to the group and not yet acknowledged, per partition",
+            false,
+        ),
+        (
+            "call_insights_consumer_lag",
+            "Entries in the partition's stream not yet delivered to the group",
+            true,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (i, pending, l) in &found {
+            let v = if lag { *l } else { Some(*pending) };
+            if let Some(v) = v {
+                let _ = writeln!(out, "{name}{{partition=\"{i}\"}} {v}");
+            }
+        }
+    }
+    crate::metrics::PartitionMetrics::render_all(&app.partition_metrics, out);
 }
 
 /// This process's SSE clients and its events reader.

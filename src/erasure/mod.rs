@@ -265,7 +265,7 @@ async fn forget(app: &App, s: &cs::Model) {
     app.session_versions.invalidate([s.id]);
     app.row_cache.remove(&s.call_id);
     let channel = crate::ingest::consumer::updates_channel(&app.config.stream);
-    if let Ok(mut conn) = app.redis.get_multiplexed_async_connection().await {
+    if let Ok(mut conn) = app.redis.conn().await {
         let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
             .arg(&channel)
             .arg(s.id.simple().to_string())
@@ -280,7 +280,7 @@ async fn forget(app: &App, s: &cs::Model) {
 /// Deletes the call's live events (`<stream>:events`) and dead-lettered reports of the call; returns
 /// how many of each. Best effort: Redis unreachable is logged, the rows are already gone.
 async fn scrub_streams(app: &App, s: &cs::Model) -> (u64, u64) {
-    let Ok(mut conn) = app.redis.get_multiplexed_async_connection().await else {
+    let Ok(mut conn) = app.redis.conn().await else {
         tracing::warn!(session = %s.id, "Redis unreachable: the call's live events and dead letters were not scrubbed");
         return (0, 0);
     };
@@ -293,7 +293,18 @@ async fn scrub_streams(app: &App, s: &cs::Model) -> (u64, u64) {
     })
     .await;
     let call = s.call_id.as_bytes();
-    let dead = scrub(&mut conn, &app.config.dlq_stream(), |fields| {
+    // The call's partition holds its dead letters; every partition is scrubbed in case the
+    // partition count changed since.
+    let mut dead = 0;
+    for dlq in app.config.partitions().dlqs() {
+        dead += scrub_dead_letters(&mut conn, &dlq, call).await;
+    }
+    (live, dead)
+}
+
+/// XDELs the dead-lettered reports of `call` from `dlq`.
+async fn scrub_dead_letters(conn: &mut crate::broker::Conn, dlq: &str, call: &[u8]) -> u64 {
+    scrub(conn, dlq, |fields| {
         fields.get("payload").is_some_and(|p| {
             let gz = fields
                 .get("payload_encoding")
@@ -311,8 +322,7 @@ async fn scrub_streams(app: &App, s: &cs::Model) -> (u64, u64) {
             }
         })
     })
-    .await;
-    (live, dead)
+    .await
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -323,7 +333,7 @@ type Fields = std::collections::HashMap<String, Vec<u8>>;
 
 /// XDELs every entry of `stream` that `matches`, reading it in pages of 500.
 async fn scrub(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut crate::broker::Conn,
     stream: &str,
     matches: impl Fn(&Fields) -> bool,
 ) -> u64 {

@@ -9,10 +9,10 @@ use super::pipeline::{EntryOutcome, IngestError, Ingestor};
 use super::redis_reply::{
     parse_autoclaim_reply, parse_consumers, parse_pending_counts, parse_read_reply,
 };
-use crate::metrics::IngestMetrics;
+use crate::broker::{Broker, Conn, Timeouts};
+use crate::metrics::{IngestMetrics, PartitionMetrics};
 use crate::storage::StorageError;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisError, Value};
+use redis::{RedisError, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,8 +22,14 @@ use tracing::{debug, error, info, warn};
 
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
+    /// The partition's stream (`ingest::partition`).
     pub stream: String,
     pub dlq_stream: String,
+    /// Which partition `stream` is (0 when the stream is not partitioned).
+    pub partition: u32,
+    /// Pub/sub channel announcing the sessions each commit changed (`updates_channel` of the
+    /// unpartitioned stream name: one channel for all partitions).
+    pub updates_channel: String,
     pub group: String,
     pub consumer: String,
     /// Most entries read at once (fewer when entries are large, see `batch_memory_bytes`).
@@ -83,16 +89,18 @@ impl ConsumerError {
 
 struct Conns {
     /// Dedicated to blocking reads: its response timeout exceeds the BLOCK time.
-    read: MultiplexedConnection,
+    read: Conn,
     /// Everything else (XACK, XADD to the DLQ, XAUTOCLAIM, XPENDING).
-    cmd: MultiplexedConnection,
+    cmd: Conn,
 }
 
 pub struct InsightsStreamConsumer {
     settings: ConsumerSettings,
-    client: redis::Client,
+    client: Broker,
     ingestor: Ingestor,
     metrics: Arc<IngestMetrics>,
+    /// This partition's own counters.
+    partition: Arc<PartitionMetrics>,
     conns: Option<Conns>,
     /// Set on start, after a reconnect and after a failed batch: re-read our own pending entries first.
     reread_pending: bool,
@@ -117,9 +125,10 @@ impl InsightsStreamConsumer {
 
     pub fn new(
         settings: ConsumerSettings,
-        client: redis::Client,
+        client: Broker,
         ingestor: Ingestor,
         metrics: Arc<IngestMetrics>,
+        partition: Arc<PartitionMetrics>,
     ) -> Self {
         // Until entries have been seen, assume they may carry audio.
         let next_count = settings.batch_size.clamp(1, 16);
@@ -128,6 +137,7 @@ impl InsightsStreamConsumer {
             client,
             ingestor,
             metrics,
+            partition,
             conns: None,
             reread_pending: true,
             connected_once: false,
@@ -147,7 +157,7 @@ impl InsightsStreamConsumer {
     /// Loops until `shutdown` is cancelled. A batch in flight always finishes (and is acknowledged);
     /// the blocking read returns within the BLOCK time, so shutdown takes at most that long.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        info!(stream = %self.settings.stream, group = %self.settings.group, consumer = %self.settings.consumer, "consumer started");
+        info!(stream = %self.settings.stream, partition = self.settings.partition, group = %self.settings.group, consumer = %self.settings.consumer, "consumer started");
         let mut outage: Option<(Instant, &'static str)> = None;
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
@@ -156,6 +166,7 @@ impl InsightsStreamConsumer {
                     if let Some((since, what)) = outage.take() {
                         info!(
                             component = what,
+                            stream = %self.settings.stream,
                             outage_ms = since.elapsed().as_millis() as u64,
                             "ingest resumed"
                         );
@@ -170,7 +181,7 @@ impl InsightsStreamConsumer {
                 }
                 Err(e) => {
                     if outage.is_none() {
-                        warn!(component = e.component(), error = %e, "ingest paused: retrying with backoff (logged once per outage)");
+                        warn!(component = e.component(), stream = %self.settings.stream, error = %e, "ingest paused: retrying with backoff (logged once per outage)");
                         outage = Some((Instant::now(), e.component()));
                     } else {
                         debug!(error = %e, "still unavailable");
@@ -207,19 +218,17 @@ impl InsightsStreamConsumer {
 
     async fn ensure_connected(&mut self) -> Result<&mut Conns, ConsumerError> {
         if self.conns.is_none() {
-            let read_cfg = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(5)))
-                .set_response_timeout(Some(self.settings.block + Duration::from_secs(10)));
-            let cmd_cfg = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(5)))
-                .set_response_timeout(Some(Duration::from_secs(30)));
+            let connect = Duration::from_secs(5);
             let read = self
                 .client
-                .get_multiplexed_async_connection_with_config(&read_cfg)
+                .connect(Timeouts::new(
+                    connect,
+                    self.settings.block + Duration::from_secs(10),
+                ))
                 .await?;
             let mut cmd = self
                 .client
-                .get_multiplexed_async_connection_with_config(&cmd_cfg)
+                .connect(Timeouts::new(connect, Duration::from_secs(30)))
                 .await?;
             let created = create_group(&mut cmd, &self.settings).await?;
             if created && self.connected_once {
@@ -261,6 +270,7 @@ impl InsightsStreamConsumer {
     /// Loud on purpose (an error and a counter), and ingest goes on with what arrives next.
     fn group_lost(&self, what: &str) {
         self.metrics.groups_recreated.fetch_add(1, Relaxed);
+        self.partition.groups_recreated.fetch_add(1, Relaxed);
         error!(
             stream = %self.settings.stream,
             group = %self.settings.group,
@@ -345,7 +355,11 @@ impl InsightsStreamConsumer {
                 .fetch_add(deleted.len() as u64, Relaxed);
         }
         if !entries.is_empty() {
+            self.partition
+                .entries_claimed
+                .fetch_add(entries.len() as u64, Relaxed);
             info!(
+                stream = %s.stream,
                 count = entries.len(),
                 "claimed entries idle for over {} ms",
                 s.claim_idle.as_millis()
@@ -436,12 +450,22 @@ impl InsightsStreamConsumer {
             ..Default::default()
         };
         // A full-size read means a backlog: background work (analytics) steps back meanwhile.
-        self.metrics.backlog.store(entries.len() >= 16, Relaxed);
+        let backlog = entries.len() >= 16;
+        if self.partition.backlog.swap(backlog, Relaxed) != backlog {
+            if backlog {
+                self.metrics.backlogged.fetch_add(1, Relaxed);
+            } else {
+                self.metrics.backlogged.fetch_sub(1, Relaxed);
+            }
+        }
         if entries.is_empty() {
             return Ok(report);
         }
         let started = Instant::now();
         self.metrics
+            .entries_read
+            .fetch_add(entries.len() as u64, Relaxed);
+        self.partition
             .entries_read
             .fetch_add(entries.len() as u64, Relaxed);
         self.adapt_count(&entries);
@@ -521,6 +545,7 @@ impl InsightsStreamConsumer {
                             }
                             report.failed += 1;
                             self.metrics.entries_failed.fetch_add(1, Relaxed);
+                            self.partition.entries_failed.fetch_add(1, Relaxed);
                         }
                     }
                 }
@@ -564,7 +589,7 @@ impl InsightsStreamConsumer {
         if ids.is_empty() {
             return;
         }
-        let channel = updates_channel(&self.settings.stream);
+        let channel = &self.settings.updates_channel;
         let message = ids
             .iter()
             .map(|id| id.simple().to_string())
@@ -572,7 +597,7 @@ impl InsightsStreamConsumer {
             .join(",");
         if let Some(conns) = self.conns.as_mut() {
             let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                .arg(&channel)
+                .arg(channel)
                 .arg(message)
                 .query_async(&mut conns.cmd)
                 .await;
@@ -586,6 +611,14 @@ impl InsightsStreamConsumer {
         self.metrics.rows_written.fetch_add(s.rows_written, Relaxed);
         self.metrics.audio_stored.fetch_add(s.audio_stored, Relaxed);
         self.metrics.audio_failed.fetch_add(s.audio_failed, Relaxed);
+        let stored = s
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o, EntryOutcome::Stored))
+            .count();
+        self.partition
+            .entries_stored
+            .fetch_add(stored as u64, Relaxed);
         for o in &s.outcomes {
             let c = match o {
                 EntryOutcome::Stored => &self.metrics.entries_stored,
@@ -668,6 +701,9 @@ impl InsightsStreamConsumer {
         self.metrics
             .entries_dead_lettered
             .fetch_add(poison.len() as u64, Relaxed);
+        self.partition
+            .entries_dead_lettered
+            .fetch_add(poison.len() as u64, Relaxed);
         Ok(())
     }
 }
@@ -689,10 +725,7 @@ pub fn updates_channel(stream: &str) -> String {
 
 /// Creates the group at ID 0 with MKSTREAM, so reports published before the first start are consumed.
 /// True when it had to be created (false: it existed).
-async fn create_group(
-    conn: &mut MultiplexedConnection,
-    s: &ConsumerSettings,
-) -> Result<bool, RedisError> {
+async fn create_group(conn: &mut Conn, s: &ConsumerSettings) -> Result<bool, RedisError> {
     let r: Result<(), RedisError> = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(&s.stream)

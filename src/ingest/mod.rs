@@ -5,6 +5,7 @@ pub mod consumer;
 pub mod contract;
 pub mod entry;
 pub mod models;
+pub mod partition;
 pub mod persist;
 pub mod pipeline;
 pub mod redis_reply;

@@ -74,7 +74,7 @@ struct Silent {
 pub async fn sweep(
     db: &DatabaseConnection,
     hub: &Hub,
-    redis: &redis::Client,
+    redis: &crate::broker::Broker,
     timeout: std::time::Duration,
 ) -> Result<usize, DbErr> {
     let now = Utc::now();
@@ -94,7 +94,7 @@ pub async fn sweep(
     if silent.is_empty() {
         return Ok(0);
     }
-    let Ok(mut conn) = redis.get_multiplexed_async_connection().await else {
+    let Ok(mut conn) = redis.conn().await else {
         return Ok(0);
     };
     let mut events = Vec::new();

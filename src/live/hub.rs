@@ -135,12 +135,12 @@ pub enum Outgoing {
 #[derive(Debug)]
 pub struct Hub {
     pub stream: String,
-    redis: redis::Client,
+    redis: crate::broker::Broker,
     tx: broadcast::Sender<Arc<StreamedEvent>>,
     pub metrics: LiveMetrics,
     /// Events a client may have queued before it is dropped.
     pub client_buffer: usize,
-    publisher: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    publisher: tokio::sync::Mutex<Option<crate::broker::Conn>>,
     /// Ingest's events, appended by a background task so the consumer never waits on them.
     queue: std::sync::OnceLock<mpsc::Sender<Vec<LiveEvent>>>,
     queued: AtomicU64,
@@ -152,7 +152,7 @@ pub struct Hub {
 const PUBLISH_QUEUE_BATCHES: usize = 4096;
 
 impl Hub {
-    pub fn new(redis: redis::Client, stream: String, client_buffer: usize) -> Self {
+    pub fn new(redis: crate::broker::Broker, stream: String, client_buffer: usize) -> Self {
         let (tx, _) = broadcast::channel(4096);
         Hub {
             stream,
@@ -231,7 +231,7 @@ impl Hub {
         }
         let mut guard = self.publisher.lock().await;
         if guard.is_none() {
-            match self.redis.get_multiplexed_async_connection().await {
+            match self.redis.conn().await {
                 Ok(c) => *guard = Some(c),
                 Err(e) => {
                     self.metrics
@@ -259,7 +259,7 @@ impl Hub {
         after: &str,
         count: usize,
     ) -> redis::RedisResult<Vec<StreamedEvent>> {
-        let mut conn = self.redis.get_multiplexed_async_connection().await?;
+        let mut conn = self.redis.conn().await?;
         let v: Value = redis::cmd("XRANGE")
             .arg(&self.stream)
             .arg(format!("({after}"))
@@ -273,7 +273,7 @@ impl Hub {
 
     /// Id of the oldest event kept.
     pub async fn first_id(&self) -> redis::RedisResult<Option<String>> {
-        let mut conn = self.redis.get_multiplexed_async_connection().await?;
+        let mut conn = self.redis.conn().await?;
         let v: Value = redis::cmd("XRANGE")
             .arg(&self.stream)
             .arg("-")
@@ -293,11 +293,12 @@ impl Hub {
             if shutdown.is_cancelled() {
                 return;
             }
-            let cfg = redis::AsyncConnectionConfig::new()
-                .set_response_timeout(Some(Duration::from_secs(5)));
             let mut conn = match self
                 .redis
-                .get_multiplexed_async_connection_with_config(&cfg)
+                .connect(crate::broker::Timeouts::new(
+                    Duration::from_secs(5),
+                    Duration::from_secs(5),
+                ))
                 .await
             {
                 Ok(c) => c,
@@ -379,7 +380,7 @@ impl Hub {
         }
     }
 
-    async fn last_id(&self, conn: &mut redis::aio::MultiplexedConnection) -> Option<String> {
+    async fn last_id(&self, conn: &mut crate::broker::Conn) -> Option<String> {
         let v: Value = redis::cmd("XREVRANGE")
             .arg(&self.stream)
             .arg("+")

@@ -76,7 +76,7 @@ pub const EVENTS_MAXLEN: usize = 100_000;
 /// Appends events to the stream (best effort, after the commit that produced them: a failure is
 /// logged and counted, never blocks ingest).
 pub async fn publish(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut crate::broker::Conn,
     stream: &str,
     events: &[LiveEvent],
 ) -> redis::RedisResult<()> {

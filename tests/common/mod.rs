@@ -20,6 +20,7 @@ macro_rules! on_both_stacks {
 }
 
 pub mod calls;
+pub mod queue;
 
 use call_insights::app::App;
 use call_insights::config::Config;
@@ -197,8 +198,26 @@ impl TestEnv {
         self.publish_fields(&[("payload", payload)]).await
     }
 
+    /// Publishes a report to its call's partition (the only stream unless partitioned).
     pub async fn publish_json(&self, v: &serde_json::Value) -> String {
-        self.publish(&serde_json::to_vec(v).unwrap()).await
+        let p = self.app.config.partitions();
+        if p.count() == 1 && self.app.config.redis_cluster_urls.is_none() {
+            return self.publish(&serde_json::to_vec(v).unwrap()).await;
+        }
+        let call = v["call_id"].as_str().unwrap_or_default();
+        redis::cmd("XADD")
+            .arg(p.stream_of_call(call))
+            .arg("*")
+            .arg("payload")
+            .arg(serde_json::to_vec(v).unwrap())
+            .query_async(&mut self.broker_conn().await)
+            .await
+            .unwrap()
+    }
+
+    /// A connection to this test's Redis or Redis Cluster (as the service sees it).
+    pub async fn broker_conn(&self) -> call_insights::broker::Conn {
+        self.app.redis.conn().await.unwrap()
     }
 
     /// Runs the consumer step by step until a step reads nothing; returns the sum of the steps.
@@ -224,16 +243,21 @@ impl TestEnv {
     }
 
     /// Entries of the dead-letter stream: (field → value as lossy text).
+    /// Every partition's, oldest partition first.
     pub async fn dlq_entries(&self) -> Vec<std::collections::HashMap<String, String>> {
-        let v: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(self.dlq())
-            .arg("-")
-            .arg("+")
-            .query_async(&mut self.conn().await)
-            .await
-            .unwrap();
-        v.ids
-            .into_iter()
+        let mut ids = Vec::new();
+        let mut conn = self.broker_conn().await;
+        for dlq in self.app.config.partitions().dlqs() {
+            let v: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                .arg(dlq)
+                .arg("-")
+                .arg("+")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            ids.extend(v.ids);
+        }
+        ids.into_iter()
             .map(|e| {
                 e.map
                     .into_iter()
@@ -371,13 +395,17 @@ impl TestEnv {
 
     /// Drops this test's database, stream and files.
     pub async fn cleanup(self) {
-        let mut conn = self.conn().await;
-        let _: () = redis::cmd("DEL")
-            .arg(self.stream())
-            .arg(self.dlq())
-            .query_async(&mut conn)
-            .await
-            .unwrap_or(());
+        if let Ok(mut conn) = self.app.redis.conn().await {
+            let p = self.app.config.partitions();
+            // One key per DEL: on a cluster the partitions live in different slots.
+            for key in p.streams().into_iter().chain(p.dlqs()) {
+                let _: () = redis::cmd("DEL")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or(());
+            }
+        }
         let TestEnv {
             app,
             pg_db,
@@ -479,6 +507,15 @@ impl TestEnv {
         }
         if let Some(b) = &c.archive_s3_bucket {
             v.push(("INSIGHTS_ARCHIVE_S3_BUCKET", b.clone()));
+        }
+        if c.stream_partitions > 1 {
+            v.push((
+                "INSIGHTS_STREAM_PARTITIONS",
+                c.stream_partitions.to_string(),
+            ));
+        }
+        if let Some(urls) = &c.redis_cluster_urls {
+            v.push(("INSIGHTS_REDIS_CLUSTER_URLS", urls.clone()));
         }
         v.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
@@ -589,11 +626,24 @@ where
 
 impl TestEnv {
     /// Group lag + pending: 0 when every published entry is consumed and acknowledged.
+    /// Summed over the partitions.
     pub async fn unfinished(&self) -> i64 {
+        let mut total = 0;
+        for stream in self.app.config.partitions().streams() {
+            total += self.unfinished_in(&stream).await;
+        }
+        total
+    }
+
+    /// Lag + pending of one partition's stream.
+    pub async fn unfinished_in(&self, stream: &str) -> i64 {
+        let Ok(mut conn) = self.app.redis.conn().await else {
+            return i64::MAX / 4;
+        };
         let v: redis::Value = redis::cmd("XINFO")
             .arg("GROUPS")
-            .arg(self.stream())
-            .query_async(&mut self.conn().await)
+            .arg(stream)
+            .query_async(&mut conn)
             .await
             .unwrap_or(redis::Value::Nil);
         let group = &self.app.config.consumer_group;
