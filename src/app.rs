@@ -296,6 +296,7 @@ impl App {
         )
         .with_analytics(self.analytics.enabled())
         .with_live(self.config.live)
+        .with_db_timeout(Duration::from_millis(self.config.db_timeout_ms))
     }
 
     /// Follows ingest's update announcements (all replicas') until `shutdown`.

@@ -109,6 +109,16 @@ pub struct Config {
         global = true
     )]
     pub db_idle_transaction_timeout_ms: u64,
+    /// Time limit of each database step of an ingest batch: a database that does not answer
+    /// within it (a blackholed connection never errors) is treated as down: nothing is
+    /// acknowledged, and the batch is retried once a ping answers.
+    #[arg(
+        long,
+        env = "INSIGHTS_DB_TIMEOUT_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub db_timeout_ms: u64,
 
     /// Folder for the embedded defaults (SQLite database, audio).
     #[arg(long, env = "INSIGHTS_DATA_DIR", default_value = "data", global = true)]

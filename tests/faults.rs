@@ -419,3 +419,109 @@ async fn a_frozen_replica_resumed_after_its_entries_were_claimed_changes_nothing
     drop((a, b));
     env.cleanup().await;
 }
+
+/// The shared PostgreSQL's URL for this test's database, through `proxy`.
+fn through(url: &str, from: &str, proxy: &common::proxy::Proxy) -> String {
+    assert!(url.contains(from), "{url} does not name {from}");
+    url.replacen(from, &format!("127.0.0.1:{}", proxy.port), 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_blackholed_then_healed_stalls_within_the_timeouts() {
+    use common::proxy::{Mode, Proxy};
+    use common::queue::{acknowledged, logged};
+    let env = common::spawn(Db::Postgres, Store::S3).await;
+    let pg = Proxy::start("127.0.0.1:5432").await;
+    let url = through(&env.app.config.database_url(), "127.0.0.1:5432", &pg);
+    let mut extra: Vec<(&str, &str)> = FAST.to_vec();
+    extra.extend([
+        ("INSIGHTS_DATABASE_URL", url.as_str()),
+        ("INSIGHTS_DB_TIMEOUT_MS", "2000"),
+    ]);
+    let svc = env.start_service(&extra);
+    let mut published = Published::new();
+    publish(&env, "hole", 60, 3, &mut published).await;
+    eventually(30, "ingest under way", || async {
+        env.count("call_sessions").await > 0
+    })
+    .await;
+    // Packets vanish: no error, no reset. Only the service's own time limits can notice.
+    pg.set(Mode::Blackhole);
+    publish(&env, "hole-during", 30, 2, &mut published).await;
+    eventually(
+        30,
+        "ingest paused on the database (INSIGHTS_DB_TIMEOUT_MS 2 s + a 5 s ping)",
+        || async { logged(&svc, &["ingest paused", "database"]) },
+    )
+    .await;
+    let acked = acknowledged(&env).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        acknowledged(&env).await,
+        acked,
+        "nothing acknowledged while the database does not answer"
+    );
+    assert!(svc_alive(&svc));
+    pg.set(Mode::Pass);
+    eventually(120, "drained after the heal", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    check_total_queue(&env, &published).await;
+    assert!(logged(&svc, &["ingest resumed"]));
+    drop(svc);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_object_store_down_for_30_s_mid_ingest_with_audio() {
+    use common::proxy::{Mode, Proxy};
+    use common::queue::{acknowledged, logged, publish_with_audio};
+    let env = common::spawn(Db::Postgres, Store::S3).await;
+    let s3 = env.app.config.s3_endpoint_url.clone().unwrap();
+    let target = s3.trim_start_matches("http://").to_string();
+    let proxy = Proxy::start(&target).await;
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let mut extra: Vec<(&str, &str)> = FAST.to_vec();
+    extra.extend([
+        ("INSIGHTS_S3_ENDPOINT_URL", endpoint.as_str()),
+        ("INSIGHTS_S3_TIMEOUT_MS", "2000"),
+    ]);
+    let svc = env.start_service(&extra);
+    let mut published = Published::new();
+    publish_with_audio(&env, "s3", 20, 3, &mut published).await;
+    eventually(30, "ingest under way", || async {
+        env.count("call_sessions").await > 0
+    })
+    .await;
+    proxy.set(Mode::Down);
+    publish_with_audio(&env, "s3-during", 10, 2, &mut published).await;
+    eventually(30, "ingest paused on the audio store", || async {
+        logged(&svc, &["ingest paused", "audio store"])
+    })
+    .await;
+    let acked = acknowledged(&env).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        acknowledged(&env).await,
+        acked,
+        "nothing acknowledged while its audio cannot be stored"
+    );
+    assert!(svc_alive(&svc));
+    proxy.set(Mode::Pass);
+    eventually(120, "drained after the store came back", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    // Every object exists (the checker reads each row's key back from Garage directly), and every
+    // user turn of every call's newest snapshot has its audio.
+    check_total_queue(&env, &published).await;
+    let want: usize = published.values().map(|(_, turns)| turns.div_ceil(2)).sum();
+    let got = env
+        .rows("SELECT COUNT(*) AS n FROM audio_segments WHERE s3_key IS NOT NULL")
+        .await;
+    assert_eq!(got[0]["n"].as_i64().unwrap() as usize, want);
+    assert!(logged(&svc, &["ingest resumed", "audio store"]));
+    drop(svc);
+    env.cleanup().await;
+}

@@ -210,7 +210,7 @@ impl InsightsStreamConsumer {
     async fn component_healthy(&mut self, e: &ConsumerError) -> bool {
         match e {
             ConsumerError::Redis(_) => self.ensure_connected().await.is_ok(),
-            ConsumerError::Database(_) => self.ingestor.db().ping().await.is_ok(),
+            ConsumerError::Database(_) => self.db_answers().await,
             ConsumerError::Storage(_) => self.ingestor.store().check().await.is_ok(),
             ConsumerError::Task(_) => true,
         }
@@ -640,7 +640,7 @@ impl InsightsStreamConsumer {
         }
         match e {
             IngestError::Database(db_err) => {
-                if self.ingestor.db().ping().await.is_err() {
+                if !self.db_answers().await {
                     Some(ConsumerError::Database(db_err))
                 } else {
                     error!(error = %db_err, "batch failed; retrying its entries one by one");
@@ -652,6 +652,14 @@ impl InsightsStreamConsumer {
                 None
             }
         }
+    }
+
+    /// The database answers a ping within 5 s (a blackholed connection would never answer).
+    async fn db_answers(&self) -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), self.ingestor.db().ping()).await,
+            Ok(Ok(()))
+        )
     }
 
     async fn ack(&mut self, ids: &[String]) -> Result<(), ConsumerError> {

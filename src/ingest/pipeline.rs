@@ -14,6 +14,7 @@ use futures::{StreamExt, stream};
 use sea_orm::{DatabaseConnection, DbErr};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What happened to one entry of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,9 @@ pub struct Ingestor {
     analytics: bool,
     /// Derive live monitoring events from what each commit changed.
     live: bool,
+    /// Time limit of each database step of a batch: a database that does not answer (a blackholed
+    /// connection never errors by itself) is treated as down.
+    db_timeout: Duration,
 }
 
 /// One call's reports of a batch merged into a single snapshot.
@@ -106,6 +110,28 @@ impl Ingestor {
             thresholds,
             analytics: false,
             live: false,
+            db_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Bounds each database step of a batch (`INSIGHTS_DB_TIMEOUT_MS`).
+    pub fn with_db_timeout(mut self, t: Duration) -> Self {
+        self.db_timeout = t.max(Duration::from_millis(100));
+        self
+    }
+
+    /// `f` within the database time limit; elapsed is a database error (nothing committed by us
+    /// that is acknowledged: the caller retries the batch once the database answers a ping).
+    async fn bounded<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, DbErr>>,
+    ) -> Result<T, IngestError> {
+        match tokio::time::timeout(self.db_timeout, f).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(IngestError::Database(DbErr::Custom(format!(
+                "no answer from the database within {} ms (INSIGHTS_DB_TIMEOUT_MS)",
+                self.db_timeout.as_millis()
+            )))),
         }
     }
 
@@ -146,7 +172,9 @@ impl Ingestor {
                 .or_default()
                 .push(i);
         }
-        let stored = persist::stored_seqs(&self.db, by_call.keys().copied()).await?;
+        let stored = self
+            .bounded(persist::stored_seqs(&self.db, by_call.keys().copied()))
+            .await?;
 
         let mut snapshots = Vec::with_capacity(by_call.len());
         let mut known = Vec::with_capacity(by_call.len());
@@ -182,16 +210,17 @@ impl Ingestor {
         }
 
         let segment_rows = self.store_audio(batch, &snapshots, &mut summary).await?;
-        let written = persist::write_snapshots(
-            &self.db,
-            &snapshots,
-            segment_rows,
-            &known,
-            &self.thresholds,
-            self.analytics,
-            self.live,
-        )
-        .await?;
+        let written = self
+            .bounded(persist::write_snapshots(
+                &self.db,
+                &snapshots,
+                segment_rows,
+                &known,
+                &self.thresholds,
+                self.analytics,
+                self.live,
+            ))
+            .await?;
         if self.live {
             summary.live_events = live_events(&snapshots, &written, &stored);
         }

@@ -131,3 +131,85 @@ pub async fn freeze_holding_entries(env: &TestEnv, svc: &ServiceProcess, name: &
     }
     panic!("{name} never held pending entries: the test would prove nothing");
 }
+
+/// Publishes as [`publish`] does, each user turn with its STT input audio (an 0.8 s tone) in an
+/// `audio:<segment_id>` field, as Atlas sends it.
+pub async fn publish_with_audio(
+    env: &TestEnv,
+    prefix: &str,
+    calls: usize,
+    seqs: i64,
+    out: &mut Published,
+) {
+    let wav = super::tone_wav(800, 0.3);
+    for seq in 0..seqs {
+        for c in 0..calls {
+            let id = format!("{prefix}-{c}");
+            let turns = seq as usize + 2;
+            let mut r = super::report(&id, seq, seq == seqs - 1, turns);
+            let users: Vec<usize> = (0..turns).filter(|i| i % 2 == 0).collect();
+            r["audio_segments"] = serde_json::Value::Array(
+                users
+                    .iter()
+                    .map(|i| {
+                        serde_json::json!({"segment_id": format!("stt_input-{i}"), "segment_type": "stt_input",
+                            "turn_index": i, "offset_ms": i * 1000, "audio": {"field": format!("audio:stt_input-{i}")}})
+                    })
+                    .collect(),
+            );
+            let payload = serde_json::to_vec(&r).unwrap();
+            let names: Vec<String> = users
+                .iter()
+                .map(|i| format!("audio:stt_input-{i}"))
+                .collect();
+            let mut fields: Vec<(&str, &[u8])> = vec![("payload", payload.as_slice())];
+            for n in &names {
+                fields.push((n.as_str(), wav.as_slice()));
+            }
+            env.publish_fields(&fields).await;
+            let e = out.entry(id).or_insert((seq, turns));
+            if seq >= e.0 {
+                *e = (seq, turns);
+            }
+        }
+    }
+}
+
+/// Entries the group has acknowledged so far (entries-read − pending, summed over partitions).
+pub async fn acknowledged(env: &TestEnv) -> i64 {
+    let mut conn = env.broker_conn().await;
+    let mut total = 0;
+    for stream in env.app.config.partitions().streams() {
+        let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        for g in groups {
+            let name: String = g
+                .get("name")
+                .and_then(|v| redis::from_redis_value_ref(v).ok())
+                .unwrap_or_default();
+            if name != env.app.config.consumer_group {
+                continue;
+            }
+            let int = |k: &str| -> i64 {
+                g.get(k)
+                    .and_then(|v| redis::from_redis_value_ref(v).ok())
+                    .unwrap_or(0)
+            };
+            total += int("entries-read") - int("pending");
+        }
+    }
+    total
+}
+
+/// True once the service logged a line containing every one of `needles`.
+pub fn logged(svc: &ServiceProcess, needles: &[&str]) -> bool {
+    svc.log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| needles.iter().all(|n| l.contains(n)))
+}
