@@ -11,6 +11,7 @@ use common::queue::{
     FAST, Published, check_total_queue, freeze_holding_entries, publish, replica, svc_alive,
 };
 use common::{Db, Store, eventually};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -522,6 +523,144 @@ async fn the_object_store_down_for_30_s_mid_ingest_with_audio() {
         .await;
     assert_eq!(got[0]["n"].as_i64().unwrap() as usize, want);
     assert!(logged(&svc, &["ingest resumed", "audio store"]));
+    drop(svc);
+    env.cleanup().await;
+}
+
+type Hooks = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String, String)>>>;
+
+/// A webhook receiver on loopback that answers 200, recording (webhook-id, timestamp, signature,
+/// body) of every request it gets.
+async fn hook_receiver() -> (u16, Hooks) {
+    let got: Hooks = Default::default();
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let g = g.clone();
+            async move {
+                let h = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                g.lock().unwrap().push((
+                    h("webhook-id"),
+                    h("webhook-timestamp"),
+                    h("webhook-signature"),
+                    body,
+                ));
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (port, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_receiver_down_then_back_gets_every_delivery_once() {
+    use common::proxy::{Mode, Proxy};
+    let env = common::spawn(Db::Postgres, Store::S3).await;
+    let (port, got) = hook_receiver().await;
+    let proxy = Proxy::start(&format!("127.0.0.1:{port}")).await;
+    let mut extra: Vec<(&str, &str)> = FAST.to_vec();
+    extra.extend([
+        ("INSIGHTS_ANALYTICS", "offline"),
+        ("INSIGHTS_WEBHOOK_ALLOW_PRIVATE", "true"),
+        (
+            "INSIGHTS_WEBHOOK_RETRY_SCHEDULE",
+            "1s,1s,2s,2s,2s,2s,2s,2s,2s,2s",
+        ),
+    ]);
+    let svc = env.start_service(&extra);
+    let http = reqwest::Client::new();
+    let hook: serde_json::Value = http
+        .post(svc.url("/api/v1/webhooks"))
+        .json(
+            &serde_json::json!({"url": format!("http://127.0.0.1:{}/hook", proxy.port),
+            "events": ["call.analyzed"], "tenant_id": "acme"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    let hook_id = hook["id"].as_str().unwrap().to_string();
+    // The receiver goes away (connection refused) before the calls end.
+    proxy.set(Mode::Down);
+    let calls: Vec<String> = (0..8).map(|i| format!("hooked-{i}")).collect();
+    for c in &calls {
+        env.publish_json(&common::report(c, 0, true, 4)).await;
+    }
+    let deliveries = svc.url(&format!("/api/v1/webhooks/{hook_id}/deliveries"));
+    eventually(60, "every delivery failed at least once", || async {
+        let d: serde_json::Value = match http.get(&deliveries).send().await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        let items = d["items"].as_array().cloned().unwrap_or_default();
+        items.len() == calls.len()
+            && items
+                .iter()
+                .all(|i| i["attempts"].as_i64().unwrap_or(0) >= 1 && i["status"] != "delivered")
+    })
+    .await;
+    assert!(got.lock().unwrap().is_empty());
+    proxy.set(Mode::Pass);
+    eventually(60, "every call's delivery arrived", || async {
+        let ids: std::collections::BTreeSet<String> =
+            got.lock().unwrap().iter().map(|r| r.0.clone()).collect();
+        ids.len() == calls.len()
+    })
+    .await;
+    // De-duplicated by webhook-id: one event per call, each signed with the endpoint's secret.
+    let received = got.lock().unwrap().clone();
+    let mut by_id: BTreeMap<String, (String, String, String)> = BTreeMap::new();
+    for (id, ts, sig, body) in received {
+        assert!(
+            call_insights::webhooks::verify(
+                &secret,
+                &id,
+                ts.parse().unwrap(),
+                &body,
+                &sig,
+                Duration::from_secs(300)
+            ),
+            "{id} is signed"
+        );
+        by_id.entry(id).or_insert((ts, sig, body));
+    }
+    let mut delivered_calls: Vec<String> = by_id
+        .values()
+        .map(|(_, _, body)| {
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            v["data"]["call_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    delivered_calls.sort();
+    let mut want = calls.clone();
+    want.sort();
+    assert_eq!(delivered_calls, want, "each call once");
+    let d: serde_json::Value = http
+        .get(&deliveries)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for item in d["items"].as_array().unwrap() {
+        assert_eq!(item["status"], "delivered", "{item}");
+        assert!(item["attempts"].as_i64().unwrap() >= 2, "{item}");
+    }
+    assert!(svc_alive(&svc));
     drop(svc);
     env.cleanup().await;
 }
