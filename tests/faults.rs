@@ -563,7 +563,7 @@ async fn hook_receiver() -> (u16, Hooks) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_receiver_down_then_back_gets_every_delivery_once() {
+async fn a_webhook_receiver_down_then_resetting_then_back_gets_every_delivery_once() {
     use common::proxy::{Mode, Proxy};
     let env = common::spawn(Db::Postgres, Store::S3).await;
     let (port, got) = hook_receiver().await;
@@ -612,6 +612,43 @@ async fn a_webhook_receiver_down_then_back_gets_every_delivery_once() {
                 .all(|i| i["attempts"].as_i64().unwrap_or(0) >= 1 && i["status"] != "delivered")
     })
     .await;
+    // Then it is reachable but resets every request mid-way: retried the same way.
+    let attempts = |d: &serde_json::Value| -> BTreeMap<String, i64> {
+        d["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| {
+                        (
+                            i["id"].as_str().unwrap_or_default().to_string(),
+                            i["attempts"].as_i64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    proxy.set(Mode::Reset);
+    let before = attempts(
+        &http
+            .get(&deliveries)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap(),
+    );
+    eventually(60, "every delivery retried against the resets", || async {
+        let d: serde_json::Value = match http.get(&deliveries).send().await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        let now = attempts(&d);
+        now.len() == before.len() && now.iter().all(|(id, n)| *n > before[id])
+    })
+    .await;
     assert!(got.lock().unwrap().is_empty());
     proxy.set(Mode::Pass);
     eventually(60, "every call's delivery arrived", || async {
@@ -658,7 +695,7 @@ async fn a_webhook_receiver_down_then_back_gets_every_delivery_once() {
         .unwrap();
     for item in d["items"].as_array().unwrap() {
         assert_eq!(item["status"], "delivered", "{item}");
-        assert!(item["attempts"].as_i64().unwrap() >= 2, "{item}");
+        assert!(item["attempts"].as_i64().unwrap() >= 3, "{item}");
     }
     assert!(svc_alive(&svc));
     drop(svc);

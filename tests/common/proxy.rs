@@ -1,7 +1,9 @@
 //! A test-owned TCP proxy between the service and a real server, to make that server misbehave
 //! the way networks do: `Pass` forwards; `Blackhole` accepts and holds connections but moves no
 //! byte either way (no error, no reset: a partition); `Down` closes the listener and cuts every
-//! connection (the server is gone: connection refused). `Pass` again heals it on the same port.
+//! connection (the server is gone: connection refused); `Reset` takes each new request's first
+//! bytes and answers them with a TCP reset (as load balancers do to idle keep-alive connections).
+//! `Pass` again heals it on the same port.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -12,6 +14,7 @@ pub enum Mode {
     Pass = 0,
     Blackhole = 1,
     Down = 2,
+    Reset = 3,
 }
 
 pub struct Proxy {
@@ -54,7 +57,7 @@ async fn serve(listener: TcpListener, port: u16, target: String, mut rx: watch::
                 }
                 continue;
             }
-            (Mode::Pass | Mode::Blackhole, None) => {
+            (Mode::Pass | Mode::Blackhole | Mode::Reset, None) => {
                 // Healed: the same port again (retried while the kernel releases it).
                 for _ in 0..100 {
                     if let Ok(l) = TcpListener::bind(("127.0.0.1", port)).await {
@@ -92,6 +95,14 @@ async fn pipe(client: TcpStream, target: String, rx: watch::Receiver<Mode>) {
         if rx0.changed().await.is_err() {
             return;
         }
+    }
+    if *rx0.borrow() == Mode::Reset {
+        let mut client = client;
+        let mut buf = [0u8; 1024];
+        let _ = client.read(&mut buf).await;
+        // SO_LINGER 0: closing sends RST instead of FIN.
+        let _ = client.set_linger(Some(std::time::Duration::ZERO));
+        return;
     }
     let Ok(server) = TcpStream::connect(&target).await else {
         return;
