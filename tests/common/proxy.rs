@@ -100,7 +100,9 @@ async fn pipe(client: TcpStream, target: String, rx: watch::Receiver<Mode>) {
         let mut client = client;
         let mut buf = [0u8; 1024];
         let _ = client.read(&mut buf).await;
-        // SO_LINGER 0: closing sends RST instead of FIN.
+        // SO_LINGER 0: closing sends RST instead of FIN. (Deprecated because a non-zero linger
+        // blocks the thread on drop; zero never does.)
+        #[allow(deprecated)]
         let _ = client.set_linger(Some(std::time::Duration::ZERO));
         return;
     }
