@@ -1071,3 +1071,58 @@ async fn an_item_started_three_times_is_failed_not_claimed_again() {
     );
     env.cleanup().await;
 }
+
+/// A worker frozen (SIGSTOP) past its lease mid-run: a second process takes the item over and
+/// finishes the job; the first, resumed (SIGCONT), stores nothing (its result is fenced out by the
+/// claim) and says so in its metrics, and the job's items and results stay as the second left them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_analysis_worker_resumed_changes_nothing() {
+    let groq = slow_groq().await;
+    groq.set_latency(Duration::from_millis(1200));
+    let env = spawn(Db::Postgres, Store::S3).await;
+    let ids = ingest_small_calls(&env, 3).await;
+    let extra = groq_service_env(&groq, &[("INSIGHTS_ANALYSIS_LEASE_MS", "1000")]);
+    let first = env.start_service(&as_refs(&extra));
+    let job_id = start_batch(&first, &ids).await;
+    let progress = |base: String| {
+        let job_id = job_id.clone();
+        async move { get_json(&format!("{base}/api/v1/analysis/batch/{job_id}")).await }
+    };
+    let base1 = first.url("");
+    eventually(30, "an item running on the first process", || async {
+        progress(base1.clone()).await["running"].as_u64() == Some(1)
+    })
+    .await;
+    first.signal("STOP");
+    let second = env.start_service(&as_refs(&extra));
+    let base2 = second.url("");
+    eventually(60, "the job completes on the second process", || async {
+        progress(base2.clone()).await["status"] == "completed"
+    })
+    .await;
+    let results =
+        "SELECT session_id, status, ran_at, result FROM session_analyses ORDER BY session_id";
+    let before = (progress(base2.clone()).await, env.rows(results).await);
+    first.signal("CONT");
+    eventually(30, "the resumed worker found its claim lost", || async {
+        let m = reqwest::get(first.url("/metrics")).await;
+        let Ok(m) = m else { return false };
+        m.text()
+            .await
+            .unwrap_or_default()
+            .contains("call_insights_analysis_claims_lost_total 1")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = (progress(base2.clone()).await, env.rows(results).await);
+    assert_eq!(after, before, "the resumed worker changed nothing");
+    let p = &after.0;
+    assert_eq!(
+        (p["done"].as_u64(), p["failed"].as_u64()),
+        (Some(3), Some(0)),
+        "{p}"
+    );
+    assert_eq!(first.log_lines("taken over by another worker"), 1);
+    drop((first, second));
+    env.cleanup().await;
+}

@@ -103,6 +103,8 @@ pub struct Registry {
     stopped: Notify,
     /// Cancelled when the process stops: every run hands its item back.
     pub shutdown: CancellationToken,
+    /// Runs that found their item taken over by another worker (fenced: nothing stored).
+    pub claims_lost: std::sync::atomic::AtomicU64,
 }
 
 impl Registry {
@@ -347,8 +349,11 @@ enum RunEnd {
     Failed(String),
     /// A passing failure (the database): back to the queue, this start counted.
     Retry(String),
-    /// The job was cancelled or the item taken away.
+    /// The job was cancelled.
     Aborted,
+    /// Another worker took the item over (this one was away past its lease): nothing of this run
+    /// is recorded.
+    Lost,
     /// This process is stopping: hand the item back.
     Shutdown,
 }
@@ -423,7 +428,14 @@ async fn run_guarded(
     tokio::pin!(replay);
     let outcome = tokio::select! {
         _ = token.cancelled() => None,
-        () = &mut renew => None,
+        () = &mut renew => {
+            if taken_over(&app.db, it, &worker.worker_id).await {
+                warn!(job = %job_row.id, session = %it.session_id, "analysis item taken over by another worker while this one was away (lease expired); this run stops");
+                app.analysis.claims_lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return RunEnd::Lost;
+            }
+            None
+        }
         r = &mut replay => Some(r),
     };
     let Some(outcome) = outcome else {
@@ -439,8 +451,15 @@ async fn run_guarded(
                 summary: summarize(&grid),
                 grid,
             };
-            match store_result(&app.db, job_row.id, &result, started).await {
-                Ok(()) => RunEnd::Completed,
+            match store_result(&app.db, it, &worker.worker_id, &result, started).await {
+                Ok(true) => RunEnd::Completed,
+                Ok(false) => {
+                    warn!(job = %job_row.id, session = %it.session_id, "analysis item taken over by another worker while this one was away (lease expired); its result is discarded");
+                    app.analysis
+                        .claims_lost
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    RunEnd::Lost
+                }
                 Err(e) => RunEnd::Retry(format!("database: {e}")),
             }
         }
@@ -451,6 +470,18 @@ async fn run_guarded(
         ) => RunEnd::Failed(e.to_string()),
         Err(ReplayError::Db(e)) => RunEnd::Retry(format!("database: {e}")),
     }
+}
+
+/// Another worker claimed the item (it may have finished it already).
+async fn taken_over(db: &DatabaseConnection, it: &item::Model, worker: &str) -> bool {
+    matches!(
+        item::Entity::find()
+            .filter(item::Column::JobId.eq(it.job_id))
+            .filter(item::Column::SessionId.eq(it.session_id))
+            .one(db)
+            .await,
+        Ok(Some(row)) if row.claimed_by.is_some() && row.claimed_by.as_deref() != Some(worker)
+    )
 }
 
 /// Renews the item's lease until it is no longer ours; resolves when that happens.
@@ -528,12 +559,30 @@ pub async fn mark_running(
     Ok(())
 }
 
+/// Stores the result, fenced: only while the item is still ours (running, claimed by this worker;
+/// its row locked meanwhile on PostgreSQL). A worker that froze past its lease and wakes up after
+/// another took the item over stores nothing (`Ok(false)`).
 async fn store_result(
     db: &DatabaseConnection,
-    job_id: Uuid,
+    it: &item::Model,
+    worker: &str,
     result: &AnalysisResult,
     started: DateTime<Utc>,
-) -> Result<(), DbErr> {
+) -> Result<bool, DbErr> {
+    let job_id = it.job_id;
+    let txn = db.begin().await?;
+    let mut ours = item::Entity::find()
+        .filter(item::Column::JobId.eq(it.job_id))
+        .filter(item::Column::SessionId.eq(it.session_id))
+        .filter(item::Column::Status.eq("running"))
+        .filter(item::Column::ClaimedBy.eq(worker));
+    if db.get_database_backend() == DbBackend::Postgres {
+        ours = ours.lock(LockType::Update);
+    }
+    if ours.one(&txn).await?.is_none() {
+        txn.rollback().await?;
+        return Ok(false);
+    }
     let at = now();
     let json = serde_json::to_value(result).map_err(|e| DbErr::Custom(e.to_string()))?;
     let providers =
@@ -553,9 +602,10 @@ async fn store_result(
         .col_expr(sa::Column::DurationMs, Expr::value(result.grid.duration_ms))
         .col_expr(sa::Column::UpdatedAt, Expr::value(at))
         .filter(sa::Column::SessionId.eq(result.grid.session_id))
-        .exec(db)
+        .exec(&txn)
         .await?;
-    Ok(())
+    txn.commit().await?;
+    Ok(true)
 }
 
 /// Records how the run ended on the item, the session's analysis row and (when it was the last
@@ -595,6 +645,7 @@ async fn finish_item(
                 .await?;
             settle_analysis(db, it, "failed", Some(reason)).await?;
         }
+        RunEnd::Lost => return Ok(()),
         RunEnd::Aborted => {
             // Whoever cancelled marked the item; the analysis falls back to its previous result.
             settle_analysis(db, it, "cancelled", None).await?;

@@ -249,6 +249,11 @@ async fn render_analytics(app: &crate::app::App, out: &mut String) {
             &m.lost,
         ),
         (
+            "call_insights_analysis_claims_lost_total",
+            "STT analysis runs that found their item taken over by another worker (fenced: nothing stored)",
+            &app.analysis.claims_lost,
+        ),
+        (
             "call_insights_webhook_deliveries_total",
             "Webhook deliveries answered 2xx",
             &app.webhooks.metrics.delivered,
