@@ -701,3 +701,94 @@ async fn a_webhook_receiver_down_then_resetting_then_back_gets_every_delivery_on
     drop(svc);
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_analytics_worker_resumed_changes_nothing_and_the_webhook_fires_once() {
+    use call_insights::analytics::fake_llm::FakeLlm;
+    let llm = FakeLlm::start().await.unwrap();
+    // Slow enough that the first worker is frozen with its request in flight.
+    llm.set_latency(Duration::from_millis(1500));
+    let env = common::spawn(Db::Postgres, Store::S3).await;
+    let (port, got) = hook_receiver().await;
+    let base_url = llm.base_url();
+    let mut extra: Vec<(&str, &str)> = FAST.to_vec();
+    extra.extend([
+        ("INSIGHTS_ANALYTICS", "llm"),
+        ("INSIGHTS_LLM_BASE_URL", base_url.as_str()),
+        ("INSIGHTS_LLM_API_KEY", llm.api_key()),
+        ("INSIGHTS_ANALYTICS_LEASE_MS", "1000"),
+        ("INSIGHTS_ANALYTICS_POLL_MS", "100"),
+        ("INSIGHTS_WEBHOOK_ALLOW_PRIVATE", "true"),
+    ]);
+    let first = env.start_service(&extra);
+    let http = reqwest::Client::new();
+    let hook: serde_json::Value = http
+        .post(first.url("/api/v1/webhooks"))
+        .json(
+            &serde_json::json!({"url": format!("http://127.0.0.1:{port}/hook"),
+            "events": ["call.analyzed"], "tenant_id": "acme"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(hook["id"].is_string(), "{hook}");
+    env.publish_json(&common::report("frozen-analytics", 0, true, 4))
+        .await;
+    eventually(
+        30,
+        "the first worker's LLM request is in flight",
+        || async { !llm.requests().is_empty() },
+    )
+    .await;
+    first.signal("STOP");
+    let second = env.start_service(&extra);
+    let completed = "SELECT status, attempts, summary, analyzed_at FROM call_analytics";
+    eventually(60, "the second process analysed the call", || async {
+        env.rows(completed)
+            .await
+            .first()
+            .is_some_and(|r| r["status"] == "completed")
+    })
+    .await;
+    eventually(30, "its webhook was delivered", || async {
+        !got.lock().unwrap().is_empty()
+    })
+    .await;
+    let before = env.rows(completed).await;
+    first.signal("CONT");
+    eventually(30, "the resumed worker found its claim lost", || async {
+        let Ok(m) = reqwest::get(first.url("/metrics")).await else {
+            return false;
+        };
+        m.text()
+            .await
+            .unwrap_or_default()
+            .contains("call_insights_analytics_claims_lost_total 1")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        env.rows(completed).await,
+        before,
+        "its late result is fenced out"
+    );
+    assert_eq!(env.count("call_analytics").await, 1);
+    assert_eq!(
+        env.count("webhook_deliveries").await,
+        1,
+        "the effect happens once"
+    );
+    let ids: std::collections::BTreeSet<String> =
+        got.lock().unwrap().iter().map(|r| r.0.clone()).collect();
+    assert_eq!(ids.len(), 1, "one webhook-id");
+    assert_eq!(
+        llm.requests().len(),
+        2,
+        "one request per worker, none after the fence"
+    );
+    drop((first, second));
+    env.cleanup().await;
+}
