@@ -59,7 +59,11 @@ async fn the_ui_in_chromium() {
         env.app.worker_settings(),
         stop.clone(),
     ));
-    let base = env.serve_api().await;
+    // The browser reaches the service through a test-owned TCP proxy, so the live page's
+    // connection can be cut and restored.
+    let direct = env.serve_api().await;
+    let proxy = common::proxy::Proxy::start(direct.trim_start_matches("http://")).await;
+    let base = format!("http://127.0.0.1:{}", proxy.port);
     let s = ingest_ui_call(&env, "browser-call-1", "acme").await;
     ingest_ui_call(&env, "browser-call-2", "globex").await;
     let long = common::report("browser-long", 0, true, 200);
@@ -112,6 +116,17 @@ async fn the_ui_in_chromium() {
                 env.drain(&mut env.consumer()).await;
                 env.app.live.flush().await;
             }
+            if line == "LIVE_CUT" {
+                proxy.set(common::proxy::Mode::Down);
+                tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+                // A call starts while the page cannot hear: it must see it after reconnecting.
+                let r = common::report("browser-live-1-missed", 0, false, 2);
+                env.publish_json(&r).await;
+                env.drain(&mut env.consumer()).await;
+                env.app.live.flush().await;
+                tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+                proxy.set(common::proxy::Mode::Pass);
+            }
             if line == "BROWSER_OK" {
                 ok = true;
             }
@@ -138,6 +153,8 @@ async fn the_ui_in_chromium() {
         "batches",
         "reports",
         "live",
+        "live-reconnecting",
+        "live-reconnected",
     ] {
         assert!(
             shots.join(format!("{page}.png")).exists(),

@@ -185,6 +185,22 @@ try {
 
   step = "console";
   check(consoleErrors.length === 0, "console errors:\n" + consoleErrors.join("\n"));
+
+  // The connection is cut (the Rust side stops the proxy in front of the service, publishes a call
+  // meanwhile, then brings it back): the page says so, reconnects with a renewed token and its last
+  // event id, and shows the call it missed without a reload.
+  step = "live-reconnect";
+  const status = page.locator("[data-live-status]");
+  console.log("LIVE_CUT");
+  await page.waitForFunction(() => /reconnecting/i.test(document.querySelector("[data-live-status]")?.textContent || ""), null, { timeout: 20000 });
+  await shot("live-reconnecting");
+  await page.locator(`tr[data-live-call="${LIVE_CALL}-missed"]`).waitFor({ timeout: 40000 });
+  await page.waitForFunction(() => /reconnected/i.test(document.querySelector("[data-live-status]")?.textContent || ""), null, { timeout: 10000 });
+  check(/missed events were replayed/i.test(await status.textContent()), "the reconnect banner");
+  await shot("live-reconnected");
+  // While the service was unreachable the browser reports the failed requests; nothing else.
+  const unexpected = consoleErrors.filter((e) => !/ERR_CONNECTION|Failed to load resource|EventSource/i.test(e));
+  check(unexpected.length === 0, "console errors during the reconnect:\n" + unexpected.join("\n"));
   console.log("BROWSER_OK");
 } catch (e) {
   console.error("BROWSER_FAIL", e.message);
