@@ -8,6 +8,7 @@ mod m20261121_000002_create_analysis_tables;
 mod m20261201_000003_create_analytics_tables;
 mod m20261201_000004_create_erasure_audit;
 mod m20261201_000005_index_active_calls;
+mod m20261201_000006_index_active_calls_partial;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_create_analytics_tables::Migration),
             Box::new(m20261201_000004_create_erasure_audit::Migration),
             Box::new(m20261201_000005_index_active_calls::Migration),
+            Box::new(m20261201_000006_index_active_calls_partial::Migration),
         ]
     }
 }

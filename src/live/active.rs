@@ -43,9 +43,11 @@ pub async fn active_calls(
          (SELECT t.e2e_latency_ms FROM conversation_turns t WHERE t.session_id = s.id AND t.e2e_latency_ms IS NOT NULL \
           ORDER BY t.turn_index DESC LIMIT 1) AS last_e2e_latency_ms, \
          (SELECT CAST(COUNT(*) AS BIGINT) FROM diagnosis_issues i WHERE i.session_id = s.id) AS open_issues \
-         FROM call_sessions s WHERE s.is_final = ? AND s.updated_at >= ?",
+         FROM call_sessions s WHERE s.is_final = false AND s.updated_at >= ?",
     );
-    let mut values: Vec<Value> = vec![false.into(), since.into()];
+    // `is_final = false` is a literal: it matches the partial index of running calls
+    // (migration 6) even in a generic prepared plan, where a parameter could not.
+    let mut values: Vec<Value> = vec![since.into()];
     if let Some(t) = tenant {
         sql.push_str(" AND s.tenant_id = ?");
         values.push(t.into());

@@ -11,6 +11,15 @@
     s = Math.max(0, s || 0);
     return Math.floor(s / 60) + ":" + (s % 60).toFixed(1).padStart(4, "0");
   };
+  // A call's running time: m:ss, h:mm:ss past an hour, "N d h:mm" past a day.
+  const elapsed = (s) => {
+    s = Math.floor(Math.max(0, s || 0));
+    const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+    const mm = String(m).padStart(2, "0"), ss = String(sec).padStart(2, "0");
+    if (d > 0) return `${d} d ${h}:${mm}`;
+    if (h > 0) return `${h}:${mm}:${ss}`;
+    return `${m}:${ss}`;
+  };
   const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
   const fmtMs = (v) => (v == null ? "—" : v >= 10000 ? (v / 1000).toFixed(1) + " s" : Math.round(v).toLocaleString("en-US") + " ms");
 
@@ -406,7 +415,7 @@
       const now = Date.now();
       $$("tr[data-live-call]", tbody).forEach((tr) => {
         const s = Date.parse(tr.dataset.startedAt);
-        if (!isNaN(s)) $("[data-duration]", tr).textContent = clock((now - s) / 1000).replace(/\.\d$/, "");
+        if (!isNaN(s)) $("[data-duration]", tr).textContent = elapsed((now - s) / 1000);
       });
     }
     connect();
