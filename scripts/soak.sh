@@ -20,9 +20,31 @@ ID=$(date +%s%N | tail -c 10)
 DB="soak_$ID"
 STREAM="soak:$ID:sessions"
 DATA=$(mktemp -d)
-psql "$INSIGHTS_TEST_DATABASE_URL" -qc "CREATE DATABASE \"$DB\"" >/dev/null
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export INSIGHTS_DATABASE_URL="${INSIGHTS_TEST_DATABASE_URL%/*}/$DB" INSIGHTS_STREAM="$STREAM" \
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A PostgreSQL of the soak's own with the stock settings a production server runs (autovacuum on):
+# the test server may be tuned otherwise (this machine's runs with autovacuum off, and a database
+# that is never vacuumed nor analysed grows slower with every update, which is not what a soak of
+# the service should measure). SOAK_SHARED_PG=1 uses the test server instead.
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+PRIVATE_PG=""
+if [ -z "${SOAK_SHARED_PG:-}" ] && [ -x "$PGBIN/initdb" ]; then
+  PRIVATE_PG="$DATA/pg"
+  chmod 755 "$DATA"
+  mkdir -p "$PRIVATE_PG"
+  as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$PRIVATE_PG"
+  as_pg "$PGBIN/initdb" -D "$PRIVATE_PG/data" -U postgres --auth=trust -E UTF8 >/dev/null
+  PGPORT=$(free_port)
+  as_pg "$PGBIN/pg_ctl" -D "$PRIVATE_PG/data" -o "-p $PGPORT -c listen_addresses=127.0.0.1 -k $PRIVATE_PG" \
+    -l "$PRIVATE_PG/pg.log" -w start >/dev/null
+  ADMIN_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+else
+  ADMIN_URL="$INSIGHTS_TEST_DATABASE_URL"
+fi
+psql "$ADMIN_URL" -qc "CREATE DATABASE \"$DB\"" >/dev/null
+echo "soak: PostgreSQL $( [ -n "$PRIVATE_PG" ] && echo "of its own (stock settings)" || echo "shared test server"), autovacuum $(psql "$ADMIN_URL" -Atc 'SHOW autovacuum')" >&2
+PORT=$(free_port)
+export INSIGHTS_DATABASE_URL="${ADMIN_URL%/*}/$DB" INSIGHTS_STREAM="$STREAM" \
   INSIGHTS_DATA_DIR="$DATA" INSIGHTS_HTTP_ADDR="127.0.0.1:$PORT" INSIGHTS_LOG_FORMAT=json RUST_LOG=warn
 "$BIN" > "$DATA/service.log" 2>&1 &
 SVC=$!
@@ -32,7 +54,8 @@ cleanup() {
   kill "$SVC" 2>/dev/null || true
   wait 2>/dev/null || true
   redis-cli -h 127.0.0.1 DEL "$STREAM" "$STREAM:events" "$STREAM:dlq" >/dev/null || true
-  psql "$INSIGHTS_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null || true
+  psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null || true
+  if [ -n "$PRIVATE_PG" ]; then as_pg "$PGBIN/pg_ctl" -D "$PRIVATE_PG/data" -m fast -w stop >/dev/null || true; fi
   rm -rf "$DATA"
 }
 trap cleanup EXIT

@@ -467,14 +467,15 @@ async fn expire_archived_clip(app: &App, r: &rep::Model) -> Result<(), ApiError>
         .one(&app.db)
         .await?
         .is_none();
+    // Objects first, outside the transaction (a slow store must not hold it open).
+    if session_gone && let Some(k) = &r.source_s3_key {
+        app.store
+            .delete(k)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("audio store: {e}")))?;
+    }
     let tx = app.db.begin().await?;
     if session_gone {
-        if let Some(k) = &r.source_s3_key {
-            app.store
-                .delete(k)
-                .await
-                .map_err(|e| ApiError::Unavailable(format!("audio store: {e}")))?;
-        }
         rep::Entity::delete_by_id(r.id).exec(&tx).await?;
     } else {
         rep::Entity::update_many()
