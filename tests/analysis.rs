@@ -1123,6 +1123,10 @@ async fn a_frozen_analysis_worker_resumed_changes_nothing() {
         "{p}"
     );
     assert_eq!(first.log_lines("taken over by another worker"), 1);
+    let published: common::queue::Published = (0..3)
+        .map(|i| (format!("batch-call-{i}"), (0, 2)))
+        .collect();
+    common::queue::check_total_queue(&env, &published).await;
     drop((first, second));
     env.cleanup().await;
 }

@@ -10,7 +10,6 @@ use call_insights::analytics::worker::{self, ItemResult};
 use call_insights::analytics::{Mode, store};
 use common::{Db, Store, TestEnv, spawn_with};
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 struct Env {
@@ -506,42 +505,7 @@ async fn profiles_shape_the_schema_and_custom_fields(db: Db, store: Store) {
     e.env.cleanup().await;
 }
 
-type Received = Arc<Mutex<Vec<(String, String, String, String)>>>;
-
-/// A webhook receiver on loopback answering statuses from `script` in turn (then 200), recording
-/// (webhook-id, timestamp, signature, body) of every request.
-async fn receiver(script: Vec<u16>) -> (String, Received) {
-    let got: Received = Arc::default();
-    let statuses = Arc::new(Mutex::new(std::collections::VecDeque::from(script)));
-    let g = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-            let (g, statuses) = (g.clone(), statuses.clone());
-            async move {
-                let h = |n: &str| {
-                    headers
-                        .get(n)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string()
-                };
-                g.lock().unwrap().push((
-                    h("webhook-id"),
-                    h("webhook-timestamp"),
-                    h("webhook-signature"),
-                    body,
-                ));
-                let s = statuses.lock().unwrap().pop_front().unwrap_or(200);
-                axum::http::StatusCode::from_u16(s).unwrap()
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-    (format!("http://{addr}/hook"), got)
-}
+use common::hooks::receiver;
 
 async fn webhooks_are_signed_retried_and_disabled_by_410(db: Db, store: Store) {
     let e = setup(db, store, None, |_| {}).await;

@@ -527,47 +527,12 @@ async fn the_object_store_down_for_30_s_mid_ingest_with_audio() {
     env.cleanup().await;
 }
 
-type Hooks = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String, String)>>>;
-
-/// A webhook receiver on loopback that answers 200, recording (webhook-id, timestamp, signature,
-/// body) of every request it gets.
-async fn hook_receiver() -> (u16, Hooks) {
-    let got: Hooks = Default::default();
-    let g = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-            let g = g.clone();
-            async move {
-                let h = |n: &str| {
-                    headers
-                        .get(n)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string()
-                };
-                g.lock().unwrap().push((
-                    h("webhook-id"),
-                    h("webhook-timestamp"),
-                    h("webhook-signature"),
-                    body,
-                ));
-                axum::http::StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-    (port, got)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_receiver_down_then_resetting_then_back_gets_every_delivery_once() {
     use common::proxy::{Mode, Proxy};
     let env = common::spawn(Db::Postgres, Store::S3).await;
-    let (port, got) = hook_receiver().await;
-    let proxy = Proxy::start(&format!("127.0.0.1:{port}")).await;
+    let (url, got) = common::hooks::receiver(vec![]).await;
+    let proxy = Proxy::start(&format!("127.0.0.1:{}", common::hooks::port_of(&url))).await;
     let mut extra: Vec<(&str, &str)> = FAST.to_vec();
     extra.extend([
         ("INSIGHTS_ANALYTICS", "offline"),
@@ -596,8 +561,10 @@ async fn a_webhook_receiver_down_then_resetting_then_back_gets_every_delivery_on
     // The receiver goes away (connection refused) before the calls end.
     proxy.set(Mode::Down);
     let calls: Vec<String> = (0..8).map(|i| format!("hooked-{i}")).collect();
+    let mut published = Published::new();
     for c in &calls {
         env.publish_json(&common::report(c, 0, true, 4)).await;
+        published.insert(c.clone(), (0, 4));
     }
     let deliveries = svc.url(&format!("/api/v1/webhooks/{hook_id}/deliveries"));
     eventually(60, "every delivery failed at least once", || async {
@@ -697,6 +664,7 @@ async fn a_webhook_receiver_down_then_resetting_then_back_gets_every_delivery_on
         assert_eq!(item["status"], "delivered", "{item}");
         assert!(item["attempts"].as_i64().unwrap() >= 3, "{item}");
     }
+    check_total_queue(&env, &published).await;
     assert!(svc_alive(&svc));
     drop(svc);
     env.cleanup().await;
@@ -709,7 +677,7 @@ async fn a_frozen_analytics_worker_resumed_changes_nothing_and_the_webhook_fires
     // Slow enough that the first worker is frozen with its request in flight.
     llm.set_latency(Duration::from_millis(1500));
     let env = common::spawn(Db::Postgres, Store::S3).await;
-    let (port, got) = hook_receiver().await;
+    let (hook_url, got) = common::hooks::receiver(vec![]).await;
     let base_url = llm.base_url();
     let mut extra: Vec<(&str, &str)> = FAST.to_vec();
     extra.extend([
@@ -724,10 +692,8 @@ async fn a_frozen_analytics_worker_resumed_changes_nothing_and_the_webhook_fires
     let http = reqwest::Client::new();
     let hook: serde_json::Value = http
         .post(first.url("/api/v1/webhooks"))
-        .json(
-            &serde_json::json!({"url": format!("http://127.0.0.1:{port}/hook"),
-            "events": ["call.analyzed"], "tenant_id": "acme"}),
-        )
+        .json(&serde_json::json!({"url": hook_url,
+            "events": ["call.analyzed"], "tenant_id": "acme"}))
         .send()
         .await
         .unwrap()
@@ -737,6 +703,7 @@ async fn a_frozen_analytics_worker_resumed_changes_nothing_and_the_webhook_fires
     assert!(hook["id"].is_string(), "{hook}");
     env.publish_json(&common::report("frozen-analytics", 0, true, 4))
         .await;
+    let published = Published::from([("frozen-analytics".to_string(), (0, 4))]);
     eventually(
         30,
         "the first worker's LLM request is in flight",
@@ -789,6 +756,7 @@ async fn a_frozen_analytics_worker_resumed_changes_nothing_and_the_webhook_fires
         2,
         "one request per worker, none after the fence"
     );
+    check_total_queue(&env, &published).await;
     drop((first, second));
     env.cleanup().await;
 }

@@ -20,6 +20,7 @@ macro_rules! on_both_stacks {
 }
 
 pub mod calls;
+pub mod hooks;
 pub mod proxy;
 pub mod queue;
 

@@ -123,34 +123,30 @@ async fn copy(
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        if *rx.borrow() == Mode::Down {
+        if !passing(&mut rx).await {
             return;
-        }
-        while *rx.borrow() == Mode::Blackhole {
-            if rx.changed().await.is_err() {
-                return;
-            }
         }
         let n = tokio::select! {
             r = from.read(&mut buf) => match r { Ok(0) | Err(_) => return, Ok(n) => n },
             // A blackhole starting mid-read holds the bytes already read until it heals.
             _ = rx.changed() => continue,
         };
-        while *rx.borrow() == Mode::Blackhole {
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
-        if *rx.borrow() == Mode::Down {
+        if !passing(&mut rx).await || to.write_all(&buf[..n]).await.is_err() {
             return;
         }
-        while *rx.borrow() == Mode::Blackhole {
-            if rx.changed().await.is_err() {
-                return;
-            }
+    }
+}
+
+/// Waits out a blackhole; false when the connection is to be cut (down, or the proxy gone).
+async fn passing(rx: &mut watch::Receiver<Mode>) -> bool {
+    loop {
+        match *rx.borrow() {
+            Mode::Pass => return true,
+            Mode::Down | Mode::Reset => return false,
+            Mode::Blackhole => {}
         }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
+        if rx.changed().await.is_err() {
+            return false;
         }
     }
 }
