@@ -9,6 +9,7 @@ mod common;
 
 use common::queue::{
     FAST, Published, check_total_queue, freeze_holding_entries, publish, replica, svc_alive,
+    under_way,
 };
 use common::{Db, Store, eventually};
 use std::collections::BTreeMap;
@@ -238,12 +239,8 @@ async fn postgres_stopped_immediately_mid_ingest_and_started_again() {
         common::spawn_with(Db::Postgres, Store::S3, move |c| c.database_url = Some(url)).await;
     let svc = env.start_service(&FAST);
     let mut published = Published::new();
-    publish(&env, "pg", 60, 3, &mut published).await;
     // Mid-ingest: some of it stored, the rest not yet.
-    eventually(30, "ingest under way", || async {
-        env.count("call_sessions").await > 0
-    })
-    .await;
+    under_way(&env, "pg", 60, 3, false, &mut published).await;
     pg.stop_immediate();
     publish(&env, "pg-down", 40, 2, &mut published).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -272,11 +269,7 @@ async fn redis_killed_and_restarted_with_its_aof_then_frozen() {
     let env = common::spawn_with(Db::Postgres, Store::S3, move |c| c.redis_url = url).await;
     let svc = env.start_service(&FAST);
     let mut published = Published::new();
-    publish(&env, "redis", 60, 3, &mut published).await;
-    eventually(30, "ingest under way", || async {
-        env.count("call_sessions").await > 0
-    })
-    .await;
+    under_way(&env, "redis", 60, 3, false, &mut published).await;
     redis.kill9_and_restart();
     // What was published before the kill survived in the AOF; more arrives after the restart.
     publish(&env, "redis-after", 30, 2, &mut published).await;
@@ -370,11 +363,7 @@ async fn a_replica_killed_mid_ingest_leaves_its_entries_to_the_survivor() {
     let a = replica(&env, "replica-a");
     let b = replica(&env, "replica-b");
     let mut published = Published::new();
-    publish(&env, "kill", 80, 3, &mut published).await;
-    eventually(30, "both replicas ingesting", || async {
-        env.count("call_sessions").await > 0
-    })
-    .await;
+    under_way(&env, "kill", 80, 3, false, &mut published).await;
     // Killed while it holds entries (frozen first so the moment can be chosen).
     let held = freeze_holding_entries(&env, &a, "replica-a").await;
     eprintln!("replica-a killed holding {held} pending entries");
@@ -396,11 +385,7 @@ async fn a_frozen_replica_resumed_after_its_entries_were_claimed_changes_nothing
     let a = replica(&env, "replica-a");
     let b = replica(&env, "replica-b");
     let mut published = Published::new();
-    publish(&env, "freeze", 80, 3, &mut published).await;
-    eventually(30, "ingest under way", || async {
-        env.count("call_sessions").await > 0
-    })
-    .await;
+    under_way(&env, "freeze", 80, 3, false, &mut published).await;
     // Frozen past the claim idle time (3 s) while it holds entries: the other replica claims them.
     let held = freeze_holding_entries(&env, &a, "replica-a").await;
     eprintln!("replica-a frozen holding {held} pending entries");
@@ -441,11 +426,7 @@ async fn postgres_blackholed_then_healed_stalls_within_the_timeouts() {
     ]);
     let svc = env.start_service(&extra);
     let mut published = Published::new();
-    publish(&env, "hole", 60, 3, &mut published).await;
-    eventually(30, "ingest under way", || async {
-        env.count("call_sessions").await > 0
-    })
-    .await;
+    under_way(&env, "hole", 60, 3, false, &mut published).await;
     // Packets vanish: no error, no reset. Only the service's own time limits can notice.
     pg.set(Mode::Blackhole);
     publish(&env, "hole-during", 30, 2, &mut published).await;
@@ -490,11 +471,7 @@ async fn the_object_store_down_for_30_s_mid_ingest_with_audio() {
     ]);
     let svc = env.start_service(&extra);
     let mut published = Published::new();
-    publish_with_audio(&env, "s3", 20, 3, &mut published).await;
-    eventually(30, "ingest under way", || async {
-        env.count("call_sessions").await > 0
-    })
-    .await;
+    under_way(&env, "s3", 20, 3, true, &mut published).await;
     proxy.set(Mode::Down);
     publish_with_audio(&env, "s3-during", 10, 2, &mut published).await;
     eventually(30, "ingest paused on the audio store", || async {

@@ -213,3 +213,24 @@ pub fn logged(svc: &ServiceProcess, needles: &[&str]) -> bool {
         .iter()
         .any(|l| needles.iter().all(|n| l.contains(n)))
 }
+
+/// Publishes as [`publish`] (or [`publish_with_audio`]) does, then waits until some of it is stored:
+/// the moment "mid-ingest" of the fault tests.
+pub async fn under_way(
+    env: &TestEnv,
+    prefix: &str,
+    calls: usize,
+    seqs: i64,
+    audio: bool,
+    out: &mut Published,
+) {
+    if audio {
+        publish_with_audio(env, prefix, calls, seqs, out).await;
+    } else {
+        publish(env, prefix, calls, seqs, out).await;
+    }
+    super::eventually(30, "ingest under way", || async {
+        env.count("call_sessions").await > 0
+    })
+    .await;
+}
