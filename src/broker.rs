@@ -22,6 +22,10 @@ pub struct ClusterSeeds {
     client: ClusterClient,
     /// Seed nodes, for pub/sub (a cluster broadcasts PUBLISH to every node).
     nodes: Vec<redis::Client>,
+    /// The connection `conn()` hands out, made once: a cluster connection is a handshake with
+    /// every master (and a slot map), too costly per health check, scrape or SSE resume. It
+    /// reconnects to a node that went away by itself.
+    shared: std::sync::Arc<tokio::sync::OnceCell<ClusterConnection>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -80,7 +84,11 @@ impl Broker {
                     .min_retry_wait(50)
                     .max_retry_wait(1000)
                     .build()?;
-                Ok(Broker::Cluster(Box::new(ClusterSeeds { client, nodes })))
+                Ok(Broker::Cluster(Box::new(ClusterSeeds {
+                    client,
+                    nodes,
+                    shared: Default::default(),
+                })))
             }
         }
     }
@@ -113,9 +121,25 @@ impl Broker {
         }
     }
 
-    /// A connection with the default timeouts (5 s to connect, 10 s per response).
+    /// A connection with the default timeouts (5 s to connect, 10 s per response): a new one to a
+    /// single server (cheap, and it never outlives an outage), the shared one on a cluster.
     pub async fn conn(&self) -> RedisResult<Conn> {
-        self.connect(Timeouts::default()).await
+        match self {
+            Broker::Single(_) => self.connect(Timeouts::default()).await,
+            Broker::Cluster(c) => {
+                let t = Timeouts::default();
+                let shared = c
+                    .shared
+                    .get_or_try_init(|| async {
+                        let cfg = ClusterConfig::new()
+                            .set_connection_timeout(t.connect)
+                            .set_response_timeout(t.response);
+                        c.client.get_async_connection_with_config(cfg).await
+                    })
+                    .await?;
+                Ok(Conn::Cluster(shared.clone()))
+            }
+        }
     }
 
     /// A pub/sub connection: the server, or the first cluster seed that answers.

@@ -1105,11 +1105,9 @@ async fn a_frozen_analysis_worker_resumed_changes_nothing() {
     let before = (progress(base2.clone()).await, env.rows(results).await);
     first.signal("CONT");
     eventually(30, "the resumed worker found its claim lost", || async {
-        let m = reqwest::get(first.url("/metrics")).await;
-        let Ok(m) = m else { return false };
-        m.text()
+        first
+            .metrics()
             .await
-            .unwrap_or_default()
             .contains("call_insights_analysis_claims_lost_total 1")
     })
     .await;

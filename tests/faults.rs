@@ -331,12 +331,7 @@ async fn redis_restarted_without_persistence_is_a_counted_loss_not_an_outage() {
     })
     .await;
     check_total_queue(&env, &published).await;
-    let metrics = reqwest::get(svc.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = svc.metrics().await;
     assert!(
         metrics.contains("call_insights_ingest_groups_recreated_total 1"),
         "the loss is counted: {}",
@@ -415,7 +410,7 @@ fn through(url: &str, from: &str, proxy: &common::proxy::Proxy) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_blackholed_then_healed_stalls_within_the_timeouts() {
     use common::proxy::{Mode, Proxy};
-    use common::queue::{acknowledged, logged};
+    use common::queue::{drained, logged, stalls_without_acknowledging};
     let env = common::spawn(Db::Postgres, Store::S3).await;
     let pg = Proxy::start("127.0.0.1:5432").await;
     let url = through(&env.app.config.database_url(), "127.0.0.1:5432", &pg);
@@ -430,25 +425,10 @@ async fn postgres_blackholed_then_healed_stalls_within_the_timeouts() {
     // Packets vanish: no error, no reset. Only the service's own time limits can notice.
     pg.set(Mode::Blackhole);
     publish(&env, "hole-during", 30, 2, &mut published).await;
-    eventually(
-        30,
-        "ingest paused on the database (INSIGHTS_DB_TIMEOUT_MS 2 s + a 5 s ping)",
-        || async { logged(&svc, &["ingest paused", "database"]) },
-    )
-    .await;
-    let acked = acknowledged(&env).await;
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    assert_eq!(
-        acknowledged(&env).await,
-        acked,
-        "nothing acknowledged while the database does not answer"
-    );
-    assert!(svc_alive(&svc));
+    // Noticed within INSIGHTS_DB_TIMEOUT_MS (2 s) and a 5 s ping.
+    stalls_without_acknowledging(&env, &svc, "database", Duration::from_secs(8)).await;
     pg.set(Mode::Pass);
-    eventually(120, "drained after the heal", || async {
-        env.unfinished().await == 0
-    })
-    .await;
+    drained(&env).await;
     check_total_queue(&env, &published).await;
     assert!(logged(&svc, &["ingest resumed"]));
     drop(svc);
@@ -458,7 +438,7 @@ async fn postgres_blackholed_then_healed_stalls_within_the_timeouts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_object_store_down_for_30_s_mid_ingest_with_audio() {
     use common::proxy::{Mode, Proxy};
-    use common::queue::{acknowledged, logged, publish_with_audio};
+    use common::queue::{drained, logged, publish_with_audio, stalls_without_acknowledging};
     let env = common::spawn(Db::Postgres, Store::S3).await;
     let s3 = env.app.config.s3_endpoint_url.clone().unwrap();
     let target = s3.trim_start_matches("http://").to_string();
@@ -474,23 +454,9 @@ async fn the_object_store_down_for_30_s_mid_ingest_with_audio() {
     under_way(&env, "s3", 20, 3, true, &mut published).await;
     proxy.set(Mode::Down);
     publish_with_audio(&env, "s3-during", 10, 2, &mut published).await;
-    eventually(30, "ingest paused on the audio store", || async {
-        logged(&svc, &["ingest paused", "audio store"])
-    })
-    .await;
-    let acked = acknowledged(&env).await;
-    tokio::time::sleep(Duration::from_secs(30)).await;
-    assert_eq!(
-        acknowledged(&env).await,
-        acked,
-        "nothing acknowledged while its audio cannot be stored"
-    );
-    assert!(svc_alive(&svc));
+    stalls_without_acknowledging(&env, &svc, "audio store", Duration::from_secs(30)).await;
     proxy.set(Mode::Pass);
-    eventually(120, "drained after the store came back", || async {
-        env.unfinished().await == 0
-    })
-    .await;
+    drained(&env).await;
     // Every object exists (the checker reads each row's key back from Garage directly), and every
     // user turn of every call's newest snapshot has its audio.
     check_total_queue(&env, &published).await;
@@ -704,12 +670,9 @@ async fn a_frozen_analytics_worker_resumed_changes_nothing_and_the_webhook_fires
     let before = env.rows(completed).await;
     first.signal("CONT");
     eventually(30, "the resumed worker found its claim lost", || async {
-        let Ok(m) = reqwest::get(first.url("/metrics")).await else {
-            return false;
-        };
-        m.text()
+        first
+            .metrics()
             .await
-            .unwrap_or_default()
             .contains("call_insights_analytics_claims_lost_total 1")
     })
     .await;

@@ -67,12 +67,7 @@ async fn four_partitions_two_replicas_on_one_redis() {
     let value = |l: &String| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
     let (mut read, mut stored, mut dead) = ([0u64; 4], 0u64, 0u64);
     for svc in [&a, &b] {
-        let m = reqwest::get(svc.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = svc.metrics().await;
         let lag = metric_lines(&m, "call_insights_consumer_lag{");
         assert_eq!(lag.len(), 4, "{lag:?}");
         assert!(lag.iter().all(|l| l.ends_with(" 0")), "{lag:?}");

@@ -150,14 +150,7 @@ async fn health_readiness_and_metrics_answer() {
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["status"], "ready");
-    let m = http
-        .get(svc.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = svc.metrics().await;
     assert!(
         m.contains("call_insights_ingest_entries_stored_total 1"),
         "{m}"

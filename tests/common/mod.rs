@@ -569,6 +569,14 @@ impl TestEnv {
 }
 
 impl ServiceProcess {
+    /// Its `/metrics` text (empty while it does not answer).
+    pub async fn metrics(&self) -> String {
+        match reqwest::get(self.url("/metrics")).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = std::process::Command::new("kill")
             .arg(format!("-{sig}"))

@@ -234,3 +234,33 @@ pub async fn under_way(
     })
     .await;
 }
+
+/// The stall of an outage the service must ride out: waits (up to 30 s) until it logged that ingest
+/// paused on `component`, then holds for `hold` and checks that nothing was acknowledged meanwhile.
+pub async fn stalls_without_acknowledging(
+    env: &TestEnv,
+    svc: &ServiceProcess,
+    component: &str,
+    hold: Duration,
+) {
+    super::eventually(30, &format!("ingest paused on the {component}"), || async {
+        logged(svc, &["ingest paused", component])
+    })
+    .await;
+    let acked = acknowledged(env).await;
+    tokio::time::sleep(hold).await;
+    assert_eq!(
+        acknowledged(env).await,
+        acked,
+        "nothing acknowledged while the {component} is unreachable"
+    );
+    assert!(svc_alive(svc));
+}
+
+/// Waits (up to 120 s) until every partition is read and acknowledged, after a heal.
+pub async fn drained(env: &TestEnv) {
+    super::eventually(120, "drained after the heal", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+}
