@@ -1072,6 +1072,90 @@ async fn an_item_started_three_times_is_failed_not_claimed_again() {
     env.cleanup().await;
 }
 
+/// The window the frozen-worker test below can only hit by luck, made certain: a worker claims an
+/// item and stalls before its run begins; another worker takes the item over and finishes it; the
+/// first then starts its run with its stale claim. It must write nothing: the finished analysis is
+/// not turned back to `running`, the item keeps the second worker's outcome, and the lost claim is
+/// counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_begun_after_its_item_was_taken_over_writes_nothing() {
+    use call_insights::analysis::jobs::{
+        JobKind, NewJob, WorkerSettings, claim, create_job, run_item,
+    };
+    use sea_orm::ConnectionTrait;
+    use std::sync::atomic::Ordering;
+    let env = spawn(Db::Postgres, Store::Fs).await;
+    let ids = ingest_small_calls(&env, 1).await;
+    create_job(
+        &env.app.db,
+        &NewJob {
+            kind: JobKind::Batch,
+            tenant: None,
+            sessions: ids.clone(),
+            providers: None,
+            language: None,
+            filter: None,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let stale = claim(&env.app.db, "stalled", Duration::from_millis(50), 1)
+        .await
+        .unwrap();
+    assert_eq!(stale.len(), 1);
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let taken = claim(&env.app.db, "other", Duration::from_secs(30), 1)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1, "the expired claim is taken over");
+    // What the other worker left when it finished the item.
+    env.app
+        .db
+        .execute_unprepared(&format!(
+            "INSERT INTO session_analyses (session_id, tenant_id, call_id, status, job_id, started_at, ran_at, updated_at) \
+             SELECT id, tenant_id, call_id, 'completed', '{}', now(), now(), now() FROM call_sessions WHERE id = '{}'",
+            taken[0].0.id, ids[0]
+        ))
+        .await
+        .unwrap();
+    async fn rows(env: &TestEnv) -> (Vec<Value>, Vec<Value>) {
+        (
+            env.rows("SELECT status, job_id, started_at, ran_at, updated_at FROM session_analyses")
+                .await,
+            env.rows(
+                "SELECT status, claimed_by, attempts, lease_until, error FROM analysis_job_items",
+            )
+            .await,
+        )
+    }
+    let before = rows(&env).await;
+    let lost = env.app.analysis.claims_lost.load(Ordering::Relaxed);
+    let (job, it) = stale.into_iter().next().unwrap();
+    run_item(
+        env.app.clone(),
+        job,
+        it,
+        WorkerSettings {
+            worker_id: "stalled".into(),
+            concurrency: 1,
+            lease: Duration::from_millis(50),
+            poll: Duration::from_millis(50),
+        },
+        CancellationToken::new(),
+        None,
+    )
+    .await;
+    assert_eq!(rows(&env).await, before, "the stale run changed nothing");
+    assert_eq!(before.0[0]["status"], "completed");
+    assert_eq!(before.1[0]["claimed_by"], "other");
+    assert_eq!(
+        env.app.analysis.claims_lost.load(Ordering::Relaxed),
+        lost + 1
+    );
+    env.cleanup().await;
+}
+
 /// A worker frozen (SIGSTOP) past its lease mid-run: a second process takes the item over and
 /// finishes the job; the first, resumed (SIGCONT), stores nothing (its result is fenced out by the
 /// claim) and says so in its metrics, and the job's items and results stay as the second left them.

@@ -21,8 +21,9 @@ use chrono::{DateTime, Utc};
 use entity::{analysis_job_items as item, analysis_jobs as job, session_analyses as sa};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict, Query as SqlQuery};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 use serde::Serialize;
 use std::collections::HashMap;
@@ -410,8 +411,16 @@ async fn run_guarded(
         Some(at) => at,
         None => {
             let at = now();
-            if let Err(e) = mark_running(&app.db, job_row, it.session_id, at).await {
-                return RunEnd::Retry(format!("database: {e}"));
+            match mark_running_fenced(&app.db, job_row, it, &worker.worker_id, at).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    warn!(job = %job_row.id, session = %it.session_id, "analysis item taken over by another worker while this one was away (lease expired) before its run began; this run stops");
+                    app.analysis
+                        .claims_lost
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return RunEnd::Lost;
+                }
+                Err(e) => return RunEnd::Retry(format!("database: {e}")),
             }
             at
         }
@@ -513,7 +522,7 @@ async fn renew_lease(db: &DatabaseConnection, it: &item::Model, worker: &WorkerS
 
 /// Marks the session's analysis `running` for this job (creating its row on the first run).
 pub async fn mark_running(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     job_row: &job::Model,
     session_id: Uuid,
     started: DateTime<Utc>,
@@ -559,6 +568,44 @@ pub async fn mark_running(
     Ok(())
 }
 
+/// The item, locked on PostgreSQL until `txn` ends, while it is still ours: running and claimed by
+/// `worker`. `None` once another worker has taken it over or it was cancelled.
+async fn lock_if_ours(
+    txn: &DatabaseTransaction,
+    it: &item::Model,
+    worker: &str,
+) -> Result<Option<item::Model>, DbErr> {
+    let mut ours = item::Entity::find()
+        .filter(item::Column::JobId.eq(it.job_id))
+        .filter(item::Column::SessionId.eq(it.session_id))
+        .filter(item::Column::Status.eq("running"))
+        .filter(item::Column::ClaimedBy.eq(worker));
+    if txn.get_database_backend() == DbBackend::Postgres {
+        ours = ours.lock(LockType::Update);
+    }
+    ours.one(txn).await
+}
+
+/// `mark_running`, fenced like `store_result`: a worker frozen between its claim and the start of
+/// its run, woken after another worker took the item over (and perhaps finished it), must not turn
+/// the finished analysis back to `running`. `Ok(false)`: not ours any more, nothing written.
+async fn mark_running_fenced(
+    db: &DatabaseConnection,
+    job_row: &job::Model,
+    it: &item::Model,
+    worker: &str,
+    started: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
+    if lock_if_ours(&txn, it, worker).await?.is_none() {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    mark_running(&txn, job_row, it.session_id, started).await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
 /// Stores the result, fenced: only while the item is still ours (running, claimed by this worker;
 /// its row locked meanwhile on PostgreSQL). A worker that froze past its lease and wakes up after
 /// another took the item over stores nothing (`Ok(false)`).
@@ -571,15 +618,7 @@ async fn store_result(
 ) -> Result<bool, DbErr> {
     let job_id = it.job_id;
     let txn = db.begin().await?;
-    let mut ours = item::Entity::find()
-        .filter(item::Column::JobId.eq(it.job_id))
-        .filter(item::Column::SessionId.eq(it.session_id))
-        .filter(item::Column::Status.eq("running"))
-        .filter(item::Column::ClaimedBy.eq(worker));
-    if db.get_database_backend() == DbBackend::Postgres {
-        ours = ours.lock(LockType::Update);
-    }
-    if ours.one(&txn).await?.is_none() {
+    if lock_if_ours(&txn, it, worker).await?.is_none() {
         txn.rollback().await?;
         return Ok(false);
     }
@@ -635,14 +674,19 @@ async fn finish_item(
                 .await?;
         }
         RunEnd::Failed(reason) => {
-            warn!(job = %it.job_id, session = %it.session_id, %reason, "analysis failed");
-            update
+            let res = update
                 .col_expr(item::Column::Status, Expr::value("failed"))
                 .col_expr(item::Column::Error, Expr::value(reason.clone()))
                 .col_expr(item::Column::FinishedAt, Expr::value(at))
                 .col_expr(item::Column::LeaseUntil, Expr::value(none_ts))
                 .exec(db)
                 .await?;
+            if res.rows_affected == 0 {
+                // Taken over meanwhile: the session's analysis is the other worker's to settle.
+                info!(job = %it.job_id, session = %it.session_id, %reason, "analysis failed after its item was taken over; not recorded");
+                return Ok(());
+            }
+            warn!(job = %it.job_id, session = %it.session_id, %reason, "analysis failed");
             settle_analysis(db, it, "failed", Some(reason)).await?;
         }
         RunEnd::Lost => return Ok(()),
