@@ -220,6 +220,7 @@ impl App {
             crate::live::events_stream(&config.stream),
             config.monitor_client_buffer,
         ));
+        live.use_outbox(db.clone());
         let _ = analytics.live.set(live.clone());
         let _ = analytics.ingest.set(metrics.clone());
         if config.webhooks.allow_private {
@@ -392,6 +393,12 @@ impl Application {
         let deliveries = tokio::spawn(self.app.webhooks.clone().run(shutdown.clone()));
         let live = tokio::spawn(self.app.live.clone().run_reader(shutdown.clone()));
         let sweeper = tokio::spawn(sweep_silent_calls(self.app.clone(), shutdown.clone()));
+        let outbox = tokio::spawn(crate::live::outbox::run_sweeper(
+            self.app.db.clone(),
+            self.app.live.clone(),
+            Duration::from_millis(self.app.config.live_outbox_grace_ms),
+            shutdown.clone(),
+        ));
         let retention = tokio::spawn(crate::erasure::run_sweeper(
             self.app.clone(),
             shutdown.clone(),
@@ -412,6 +419,9 @@ impl Application {
             .context("webhook delivery worker panicked")?;
         live.await.context("live event reader panicked")?;
         sweeper.await.context("active-call sweeper panicked")?;
+        outbox
+            .await
+            .context("live-events outbox sweeper panicked")?;
         retention.await.context("retention sweeper panicked")?;
         served
     }

@@ -401,6 +401,15 @@ pub struct Config {
         global = true
     )]
     pub active_call_sweep_ms: u64,
+    /// Live events still in the outbox this long after their commit (their process died, or Redis
+    /// refused them) are appended by the outbox sweep of any replica.
+    #[arg(
+        long,
+        env = "INSIGHTS_LIVE_OUTBOX_GRACE_MS",
+        default_value_t = 15_000,
+        global = true
+    )]
+    pub live_outbox_grace_ms: u64,
     /// Sessions (their rows, audio and short-term report clips) older than this many days are erased
     /// by a periodic sweep (off when unset).
     #[arg(long, env = "INSIGHTS_RETENTION_DAYS", global = true)]

@@ -360,7 +360,7 @@ async fn a_crashed_or_frozen_worker_loses_nothing_and_changes_nothing(db: Db, st
         latency_ms: 1.0,
         disagreements: vec![],
     };
-    let stored = store::store(db, &a.keys, &frozen[0], &call_input, profile, outcome, "x")
+    let stored = store::store(db, &a.keys, &frozen[0], &call_input, profile, outcome, None)
         .await
         .unwrap();
     assert!(!stored, "the frozen worker's completion is fenced");

@@ -413,12 +413,155 @@ async fn active_calls_come_with_their_first_partial_and_leave_with_the_final_or_
     env.cleanup().await;
 }
 
+/// The outbox: a process that dies between its commit and the append (here: the ingestor commits and
+/// its events are never handed to a publisher), and a Redis that refuses the append (a hub on a dead
+/// port), both leave their events in `live_outbox`; one sweep appends them to the stream, oldest
+/// first, each once, with their event ids, and empties the outbox. The normal path leaves it empty.
+async fn events_committed_but_not_appended_are_appended_by_the_outbox_sweep(db: Db, store: Store) {
+    use call_insights::live::{hub::Hub, outbox};
+    let env = spawn_with(db, store, |_| {}).await;
+    ingest_with(&env, &env.app, &partial("call-ob-0", 0, 2, "acme")).await;
+    assert_eq!(
+        env.count("live_outbox").await,
+        0,
+        "appended events leave the outbox"
+    );
+    let before = events_in_stream(&env).await.len();
+    assert_eq!(before, 3, "call_started and two turns");
+
+    // Died after the commit.
+    let decode = |v: &Value| {
+        let raw = call_insights::ingest::RawEntry {
+            id: "0-1".into(),
+            fields: Some(vec![("payload".into(), serde_json::to_vec(v).unwrap())]),
+            deliveries: 1,
+        };
+        call_insights::ingest::decode_entry(raw, 1 << 20).unwrap()
+    };
+    let crashed = env
+        .app
+        .ingestor()
+        .ingest(&[decode(&partial("call-ob-1", 0, 2, "acme"))])
+        .await
+        .unwrap()
+        .live_events;
+    // Redis refused the append.
+    let dead = Hub::new(
+        call_insights::broker::Broker::open("redis://127.0.0.1:1/", None).unwrap(),
+        call_insights::live::events_stream(env.stream()),
+        16,
+    );
+    dead.use_outbox(env.app.db.clone());
+    let refused = env
+        .app
+        .ingestor()
+        .ingest(&[decode(&partial("call-ob-2", 0, 1, "beta"))])
+        .await
+        .unwrap()
+        .live_events;
+    dead.publish(&refused).await;
+    assert_eq!(
+        dead.metrics
+            .publish_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    let left: Vec<String> = crashed
+        .iter()
+        .chain(&refused)
+        .map(|e| e.id.to_string())
+        .collect();
+    assert_eq!(left.len(), 5);
+    assert_eq!(env.count("live_outbox").await, 5);
+    assert_eq!(
+        events_in_stream(&env).await.len(),
+        before,
+        "nothing appended yet"
+    );
+
+    // Rows younger than the grace are left to their process.
+    let old = chrono::Utc::now() - chrono::Duration::seconds(60);
+    assert_eq!(
+        outbox::sweep(&env.app.db, &env.app.live, old, 500)
+            .await
+            .unwrap(),
+        0
+    );
+    let now = chrono::Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(
+        outbox::sweep(&env.app.db, &env.app.live, now, 2)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        outbox::sweep(&env.app.db, &env.app.live, now, 500)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        outbox::sweep(&env.app.db, &env.app.live, now, 500)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(env.count("live_outbox").await, 0);
+
+    let v: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(call_insights::live::events_stream(env.stream()))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut env.conn().await)
+        .await
+        .unwrap();
+    let swept: Vec<(String, String, String)> = v.ids[before..]
+        .iter()
+        .map(|e| {
+            let field = |k: &str| match e.map.get(k) {
+                Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                _ => String::new(),
+            };
+            let body: Value = serde_json::from_str(&field("body")).unwrap();
+            assert_eq!(body["type"].as_str(), Some(field("type").as_str()));
+            (
+                body["event_id"].as_str().unwrap().to_string(),
+                body["call_id"].as_str().unwrap().to_string(),
+                field("tenant_id"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        swept
+            .iter()
+            .map(|(id, _, _)| id.clone())
+            .collect::<Vec<_>>(),
+        left,
+        "each left event once, oldest first"
+    );
+    assert_eq!(
+        swept
+            .iter()
+            .map(|(_, c, t)| (c.as_str(), t.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("call-ob-1", "acme"),
+            ("call-ob-1", "acme"),
+            ("call-ob-1", "acme"),
+            ("call-ob-2", "beta"),
+            ("call-ob-2", "beta")
+        ]
+    );
+    env.cleanup().await;
+}
+
 on_both_stacks!(
     a_client_on_one_replica_sees_the_other_and_resumes_there_exactly,
     an_old_last_event_id_gets_a_reset,
     tenants_see_only_their_events_and_tokens_expire,
     a_client_that_never_reads_is_dropped_while_ingest_goes_on,
     active_calls_come_with_their_first_partial_and_leave_with_the_final_or_the_timeout,
+    events_committed_but_not_appended_are_appended_by_the_outbox_sweep,
 );
 
 /// Two real service processes consuming one stream: a client on A sees what either consumed, and

@@ -45,6 +45,7 @@ async fn every_report_is_stored_once_even_when_the_process_is_killed_mid_ingest(
     let name = [
         ("INSIGHTS_CONSUMER_NAME", "replica-a"),
         ("INSIGHTS_BATCH_SIZE", "40"),
+        ("INSIGHTS_LIVE_OUTBOX_GRACE_MS", "500"),
     ];
     let svc = env.start_service(&name);
     eventually(60, "some sessions stored", || async {
@@ -97,7 +98,49 @@ async fn every_report_is_stored_once_even_when_the_process_is_killed_mid_ingest(
             "{key} exists in Garage"
         );
     }
+    // Live events: what the killed process committed but had not appended is appended by the
+    // restarted one's outbox sweep, so every call started and ended on the live stream: one event
+    // each (a copy appended twice, killed between append and delete, has the same event_id).
+    eventually(30, "the live-events outbox swept", || async {
+        env.count("live_outbox").await == 0
+    })
+    .await;
+    let live = live_events_by_call(&env).await;
+    for kind in ["call_started", "call_ended"] {
+        let once = live
+            .values()
+            .filter(|events| events.iter().filter(|(k, _)| k == kind).count() == 1)
+            .count();
+        assert_eq!(once as i64, total, "every call has one {kind}");
+    }
     env.cleanup().await;
+}
+
+/// The live events stream, by call: `(type, event_id)`, each distinct event once.
+async fn live_events_by_call(
+    env: &common::TestEnv,
+) -> std::collections::HashMap<String, std::collections::BTreeSet<(String, String)>> {
+    let v: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(call_insights::live::events_stream(env.stream()))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut env.conn().await)
+        .await
+        .unwrap();
+    let mut out: std::collections::HashMap<_, std::collections::BTreeSet<_>> = Default::default();
+    for e in v.ids {
+        let Some(redis::Value::BulkString(b)) = e.map.get("body") else {
+            continue;
+        };
+        let body: serde_json::Value = serde_json::from_slice(b).unwrap();
+        out.entry(body["call_id"].as_str().unwrap().to_string())
+            .or_default()
+            .insert((
+                body["type"].as_str().unwrap().to_string(),
+                body["event_id"].as_str().unwrap().to_string(),
+            ));
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ mod m20261201_000003_create_analytics_tables;
 mod m20261201_000004_create_erasure_audit;
 mod m20261201_000005_index_active_calls;
 mod m20261201_000006_index_active_calls_partial;
+mod m20261201_000007_create_live_outbox;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_create_erasure_audit::Migration),
             Box::new(m20261201_000005_index_active_calls::Migration),
             Box::new(m20261201_000006_index_active_calls_partial::Migration),
+            Box::new(m20261201_000007_create_live_outbox::Migration),
         ]
     }
 }

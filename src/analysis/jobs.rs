@@ -568,22 +568,27 @@ pub async fn mark_running(
     Ok(())
 }
 
-/// The item, locked on PostgreSQL until `txn` ends, while it is still ours: running and claimed by
-/// `worker`. `None` once another worker has taken it over or it was cancelled.
+/// Whether the item is still ours (running, claimed by `worker`), and if so holds it until `txn`
+/// ends: the first statement of the transaction is a no-op write of the item, which takes its row
+/// lock on PostgreSQL (a worker taking it over waits, or skips it) and SQLite's write lock (a read
+/// first would pin an old snapshot that SQLite refuses to upgrade once another connection wrote).
 async fn lock_if_ours(
     txn: &DatabaseTransaction,
     it: &item::Model,
     worker: &str,
-) -> Result<Option<item::Model>, DbErr> {
-    let mut ours = item::Entity::find()
+) -> Result<bool, DbErr> {
+    let res = item::Entity::update_many()
+        .col_expr(
+            item::Column::LeaseUntil,
+            Expr::col(item::Column::LeaseUntil),
+        )
         .filter(item::Column::JobId.eq(it.job_id))
         .filter(item::Column::SessionId.eq(it.session_id))
         .filter(item::Column::Status.eq("running"))
-        .filter(item::Column::ClaimedBy.eq(worker));
-    if txn.get_database_backend() == DbBackend::Postgres {
-        ours = ours.lock(LockType::Update);
-    }
-    ours.one(txn).await
+        .filter(item::Column::ClaimedBy.eq(worker))
+        .exec(txn)
+        .await?;
+    Ok(res.rows_affected == 1)
 }
 
 /// `mark_running`, fenced like `store_result`: a worker frozen between its claim and the start of
@@ -597,7 +602,7 @@ async fn mark_running_fenced(
     started: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     let txn = db.begin().await?;
-    if lock_if_ours(&txn, it, worker).await?.is_none() {
+    if !lock_if_ours(&txn, it, worker).await? {
         txn.rollback().await?;
         return Ok(false);
     }
@@ -618,7 +623,7 @@ async fn store_result(
 ) -> Result<bool, DbErr> {
     let job_id = it.job_id;
     let txn = db.begin().await?;
-    if lock_if_ours(&txn, it, worker).await?.is_none() {
+    if !lock_if_ours(&txn, it, worker).await? {
         txn.rollback().await?;
         return Ok(false);
     }

@@ -296,7 +296,8 @@ fn contribution(call: &CallInput, model: &ca::Model) -> Contribution {
     }
 }
 
-/// Stores a finished run. Returns false (and changes nothing) when the claim was lost: another
+/// Stores a finished run, with its `analytics_ready` event (`live`) in the live-events outbox of
+/// the same transaction. Returns false (and changes nothing) when the claim was lost: another
 /// worker took the item over after this one's lease ran out, or a newer report re-queued it.
 pub async fn store(
     db: &DatabaseConnection,
@@ -305,9 +306,10 @@ pub async fn store(
     call: &CallInput,
     profile: &Profile,
     outcome: Outcome,
-    conversation_hash: &str,
+    live: Option<&crate::live::LiveEvent>,
 ) -> Result<bool, DbErr> {
     let s = &call.session;
+    let conversation_hash = call.conversation_hash();
     let now = Utc::now();
     let a = outcome.analysis.as_ref();
     let hot = a.is_some_and(|a| profile.hot_lead.is_hot(a.lead_score, &a.intent));
@@ -351,7 +353,7 @@ pub async fn store(
         attempts: outcome.attempts,
         error: outcome.error.clone(),
         raw_answer: outcome.raw_answer.clone(),
-        conversation_hash: Some(conversation_hash.to_string()),
+        conversation_hash: Some(conversation_hash),
         rollup: None,
         analyzed_report_seq: claim.report_seq.max(s.report_seq),
         analyzed_at: now,
@@ -412,6 +414,9 @@ pub async fn store(
     }
     crate::webhooks::enqueue(&txn, &s.tenant_id, Some(s.id), &events).await?;
     count_for_job(&txn, claim.job_id, outcome.status).await?;
+    if let Some(e) = live {
+        crate::live::outbox::insert(&txn, std::slice::from_ref(e)).await?;
+    }
     txn.commit().await?;
     Ok(true)
 }

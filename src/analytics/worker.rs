@@ -295,7 +295,8 @@ async fn process(
     if let Some(e) = &outcome.error {
         tracing::info!(session_id = %claim.session_id, status, reason = %e, "analytics stored without a result");
     }
-    let stored = store::store(db, &a.keys, claim, &call, profile, outcome, &hash).await?;
+    let live = a.live.get().map(|_| &ready);
+    let stored = store::store(db, &a.keys, claim, &call, profile, outcome, live).await?;
     if !stored {
         a.metrics.lost.fetch_add(1, Relaxed);
         tracing::warn!(session_id = %claim.session_id, "analytics result discarded: the item was taken over meanwhile");
@@ -348,8 +349,7 @@ async fn give_up(
         latency_ms: 0.0,
         disagreements: Vec::new(),
     };
-    let hash = call.conversation_hash();
-    let ok = store::store(db, &a.keys, claim, &call, profile, outcome, &hash).await?;
+    let ok = store::store(db, &a.keys, claim, &call, profile, outcome, None).await?;
     a.metrics.failed.fetch_add(u64::from(ok), Relaxed);
     Ok(if ok {
         ItemResult::Failed

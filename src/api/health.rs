@@ -204,8 +204,14 @@ fn render_live(app: &crate::app::App, out: &mut String) {
         (
             "call_insights_live_publish_errors_total",
             "counter",
-            "Analytics events that could not be appended to the events stream",
+            "Live events this process could not append at once (left in the outbox for its sweep)",
             m.publish_errors.load(Relaxed) as i64,
+        ),
+        (
+            "call_insights_live_outbox_swept_total",
+            "counter",
+            "Live events appended by this process's outbox sweep (left behind by a crash or a failed append)",
+            m.outbox_swept.load(Relaxed) as i64,
         ),
     ] {
         let _ = writeln!(

@@ -57,7 +57,13 @@ pub(super) struct Written {
     pub ids: HashMap<String, Uuid>,
     /// With live events on: the diagnosis summary of each session diagnosed here.
     pub issue_summaries: HashMap<Uuid, Option<String>>,
+    /// With live events on: the events this transaction produced, written to `live_outbox` in it.
+    pub live_events: Vec<crate::live::LiveEvent>,
 }
+
+/// Derives a commit's live events from what it wrote (called inside the transaction, so the events
+/// are committed with their facts).
+pub(super) type LiveDerive<'a> = &'a (dyn Fn(&Written) -> Vec<crate::live::LiveEvent> + Sync);
 
 /// A diagnosis issue that the stored snapshot did not have before.
 #[derive(Debug, Clone)]
@@ -530,7 +536,7 @@ pub(super) async fn write_snapshots(
     known: &[Option<std::sync::Arc<CallRows>>],
     thresholds: &Thresholds,
     analytics: bool,
-    live: bool,
+    live: Option<LiveDerive<'_>>,
 ) -> Result<Written, DbErr> {
     let mut phases = Phases::start();
     // Calls whose stored rows this batch fully knows are diagnosed from memory, before the session
@@ -621,7 +627,7 @@ pub(super) async fn write_snapshots(
             needs_aggregates.push(sid);
         }
     }
-    let turn_returning: &[ct::Column] = if live {
+    let turn_returning: &[ct::Column] = if live.is_some() {
         &[ct::Column::SessionId, ct::Column::TurnIndex]
     } else {
         &[]
@@ -695,7 +701,7 @@ pub(super) async fn write_snapshots(
         }
     }
     let won_ids: Vec<Uuid> = ids.values().copied().collect();
-    let before = if live {
+    let before = if live.is_some() {
         issue_keys(&txn, &won_ids).await?
     } else {
         Default::default()
@@ -707,7 +713,7 @@ pub(super) async fn write_snapshots(
     let from_db = crate::diagnosis::rediagnose(&txn, &from_db, thresholds).await?;
     let mut new_issues: HashMap<Uuid, Vec<NewIssue>> = HashMap::new();
     let mut issue_summaries: HashMap<Uuid, Option<String>> = HashMap::new();
-    if live {
+    if live.is_some() {
         for (sid, d) in from_memory.iter().chain(from_db.iter()) {
             issue_summaries.insert(*sid, d.summary.clone());
         }
@@ -740,15 +746,12 @@ pub(super) async fn write_snapshots(
         crate::analytics::worker::enqueue(&txn, &finals).await?;
         phases.mark("analytics_queue");
     }
-    txn.commit().await?;
-    phases.mark("commit");
-    tracing::trace!(phases = %phases, sessions = ids.len(), "batch written");
     let call_rows = children
         .into_iter()
         .zip(&won)
         .map(|(c, &w)| w.then_some(c.state))
         .collect();
-    Ok(Written {
+    let mut written = Written {
         won,
         sessions: ids.len() as u64,
         rows: rows_written,
@@ -758,7 +761,18 @@ pub(super) async fn write_snapshots(
         new_issues,
         ids,
         issue_summaries,
-    })
+        live_events: Vec::new(),
+    };
+    // 6. Live events, in the outbox of this transaction: committed with their facts.
+    if let Some(derive) = live {
+        written.live_events = derive(&written);
+        crate::live::outbox::insert(&txn, &written.live_events).await?;
+        phases.mark("live_outbox");
+    }
+    txn.commit().await?;
+    phases.mark("commit");
+    tracing::trace!(phases = %phases, sessions = written.ids.len(), "batch written");
+    Ok(written)
 }
 
 /// (code, turn) of the issues stored for each session.

@@ -210,7 +210,8 @@ impl Ingestor {
         }
 
         let segment_rows = self.store_audio(batch, &snapshots, &mut summary).await?;
-        let written = self
+        let derive = |w: &persist::Written| live_events(&snapshots, w, &stored);
+        let mut written = self
             .bounded(persist::write_snapshots(
                 &self.db,
                 &snapshots,
@@ -218,12 +219,10 @@ impl Ingestor {
                 &known,
                 &self.thresholds,
                 self.analytics,
-                self.live,
+                self.live.then_some(&derive as persist::LiveDerive<'_>),
             ))
             .await?;
-        if self.live {
-            summary.live_events = live_events(&snapshots, &written, &stored);
-        }
+        summary.live_events = std::mem::take(&mut written.live_events);
         for (snap, rows) in snapshots.iter().zip(written.call_rows) {
             match rows {
                 Some(rows) => self.cache.put(&snap.head.call_id, rows),

@@ -36,6 +36,8 @@ pub struct LiveMetrics {
     /// Now minus the newest event's time, when it was read (ms).
     pub lag_ms: AtomicI64,
     pub publish_errors: AtomicU64,
+    /// Events appended by the outbox sweep (left behind by a crash or a failed append).
+    pub outbox_swept: AtomicU64,
 }
 
 /// `<ms>-<seq>` as a comparable pair.
@@ -146,6 +148,10 @@ pub struct Hub {
     queued: AtomicU64,
     published: AtomicU64,
     flushed: tokio::sync::Notify,
+    /// Where committed events wait until appended (`live_outbox`); set by the service.
+    outbox: std::sync::OnceLock<sea_orm::DatabaseConnection>,
+    /// Events this process has queued or is appending: the outbox sweep leaves them alone.
+    pending: std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>,
 }
 
 /// Events ingest may have waiting for the background publisher before new ones are dropped.
@@ -165,6 +171,36 @@ impl Hub {
             queued: AtomicU64::new(0),
             published: AtomicU64::new(0),
             flushed: tokio::sync::Notify::new(),
+            outbox: std::sync::OnceLock::new(),
+            pending: std::sync::Mutex::new(std::collections::HashSet::new()),
+        }
+    }
+
+    /// Deletes appended events from `db`'s outbox (the events this process publishes were written
+    /// there by their commits).
+    pub fn use_outbox(&self, db: sea_orm::DatabaseConnection) {
+        let _ = self.outbox.set(db);
+    }
+
+    /// This process has the event queued or is appending it.
+    pub fn is_pending(&self, id: uuid::Uuid) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&id)
+    }
+
+    fn set_pending(&self, events: &[LiveEvent], on: bool) {
+        let mut p = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for e in events {
+            if on {
+                p.insert(e.id);
+            } else {
+                p.remove(&e.id);
+            }
         }
     }
 
@@ -198,15 +234,20 @@ impl Hub {
             tx
         });
         let n = events.len();
+        self.set_pending(&events, true);
         match tx.try_send(events) {
             Ok(()) => {
                 self.queued.fetch_add(1, Relaxed);
             }
-            Err(_) => {
+            Err(e) => {
+                let events = match e {
+                    mpsc::error::TrySendError::Full(v) | mpsc::error::TrySendError::Closed(v) => v,
+                };
+                self.set_pending(&events, false);
                 self.metrics.publish_errors.fetch_add(n as u64, Relaxed);
                 tracing::warn!(
                     events = n,
-                    "live publisher queue full or closed: events dropped"
+                    "live publisher queue full or closed: events left in the outbox for its sweep"
                 );
             }
         }
@@ -224,33 +265,58 @@ impl Hub {
         }
     }
 
-    /// Appends events (best effort: logged and counted on failure, never an error for the caller).
+    /// Appends committed events, then deletes their outbox rows (best effort: a failure is logged
+    /// and counted, never an error for the caller; the rows stay for the outbox sweep).
     pub async fn publish(&self, events: &[LiveEvent]) {
         if events.is_empty() {
             return;
         }
-        let mut guard = self.publisher.lock().await;
-        if guard.is_none() {
-            match self.redis.conn().await {
-                Ok(c) => *guard = Some(c),
-                Err(e) => {
-                    self.metrics
-                        .publish_errors
-                        .fetch_add(events.len() as u64, Relaxed);
-                    tracing::warn!(error = %e, events = events.len(), "cannot publish live events");
-                    return;
+        let bodies: Vec<String> = events.iter().map(LiveEvent::body).collect();
+        let appended = self
+            .append(
+                events
+                    .iter()
+                    .zip(&bodies)
+                    .map(|(e, b)| (e.kind, e.tenant_id.as_str(), b.as_str())),
+            )
+            .await;
+        match appended {
+            Ok(()) => {
+                if let Some(db) = self.outbox.get() {
+                    let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+                    if let Err(e) = super::outbox::delete(db, &ids).await {
+                        tracing::warn!(error = %e, events = ids.len(), "live events appended but their outbox rows remain: the sweep appends them again (same event_id)");
+                    }
                 }
             }
+            Err(e) => {
+                self.metrics
+                    .publish_errors
+                    .fetch_add(events.len() as u64, Relaxed);
+                tracing::warn!(error = %e, events = events.len(), "cannot publish live events; they stay in the outbox for its sweep");
+            }
         }
-        if let Some(conn) = guard.as_mut()
-            && let Err(e) = super::publish(conn, &self.stream, events).await
-        {
-            self.metrics
-                .publish_errors
-                .fetch_add(events.len() as u64, Relaxed);
-            tracing::warn!(error = %e, events = events.len(), "cannot publish live events");
+        self.set_pending(events, false);
+    }
+
+    /// Appends `(type, tenant_id, body)` entries on the publisher's connection (opened on demand,
+    /// dropped after an error).
+    pub async fn append<'a>(
+        &self,
+        entries: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
+    ) -> redis::RedisResult<()> {
+        let mut guard = self.publisher.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.redis.conn().await?);
+        }
+        let r = match guard.as_mut() {
+            Some(conn) => super::append(conn, &self.stream, entries).await,
+            None => Ok(()),
+        };
+        if r.is_err() {
             *guard = None;
         }
+        r
     }
 
     /// Events after `after` (exclusive), oldest first, at most `count`.

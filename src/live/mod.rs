@@ -5,6 +5,7 @@
 
 pub mod active;
 pub mod hub;
+pub mod outbox;
 pub mod token;
 
 use chrono::{DateTime, Utc};
@@ -24,6 +25,10 @@ pub const EVENT_TYPES: [&str; 5] = [
 /// One live event, before it has a stream id.
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveEvent {
+    /// The event's own id (UUIDv7, its outbox row): the same fact appended twice (a process that
+    /// died between the append and the outbox delete) carries the same `event_id`.
+    #[serde(rename = "event_id")]
+    pub id: Uuid,
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub session_id: Uuid,
@@ -46,6 +51,7 @@ impl LiveEvent {
         data: Value,
     ) -> Self {
         LiveEvent {
+            id: Uuid::now_v7(),
             kind,
             session_id,
             call_id: call_id.to_string(),
@@ -73,18 +79,15 @@ pub fn events_stream(stream: &str) -> String {
 /// Approximate cap of the events stream (entries); older events answer `reset` on resume.
 pub const EVENTS_MAXLEN: usize = 100_000;
 
-/// Appends events to the stream (best effort, after the commit that produced them: a failure is
-/// logged and counted, never blocks ingest).
-pub async fn publish(
+/// Appends `(type, tenant_id, body)` entries to the stream in one pipeline.
+pub async fn append<'a>(
     conn: &mut crate::broker::Conn,
     stream: &str,
-    events: &[LiveEvent],
+    entries: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
 ) -> redis::RedisResult<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
     let mut pipe = redis::pipe();
-    for e in events {
+    let mut n = 0;
+    for (kind, tenant, body) in entries {
         pipe.cmd("XADD")
             .arg(stream)
             .arg("MAXLEN")
@@ -92,12 +95,16 @@ pub async fn publish(
             .arg(EVENTS_MAXLEN)
             .arg("*")
             .arg("type")
-            .arg(e.kind)
+            .arg(kind)
             .arg("tenant_id")
-            .arg(&e.tenant_id)
+            .arg(tenant)
             .arg("body")
-            .arg(e.body())
+            .arg(body)
             .ignore();
+        n += 1;
+    }
+    if n == 0 {
+        return Ok(());
     }
     pipe.query_async::<()>(conn).await
 }

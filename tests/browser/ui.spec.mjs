@@ -18,6 +18,7 @@ mkdirSync(SHOTS, { recursive: true });
 
 const consoleErrors = [];
 let step = "start";
+let page = null;
 const check = (cond, what) => { if (!cond) throw new Error(`${step}: ${what}`); };
 const log = (...a) => console.log(`[${step}]`, ...a);
 
@@ -28,7 +29,8 @@ const browser = await chromium.launch({
 });
 try {
   const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
-  const page = await context.newPage();
+  page = await context.newPage();
+  page.on("framenavigated", (f) => { if (f === page.mainFrame()) log("navigated to", new URL(f.url()).pathname); });
   page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(`${page.url()}: ${m.text()}`); });
   page.on("pageerror", (e) => consoleErrors.push(`${page.url()}: ${e.message}`));
   const shot = async (name, opts = {}) => { await page.screenshot({ path: `${SHOTS}/${name}.png`, ...opts }); log("screenshot", name); };
@@ -191,19 +193,34 @@ try {
   // event id, and shows the call it missed without a reload.
   step = "live-reconnect";
   const status = page.locator("[data-live-status]");
+  // Every banner the page shows from here on ("Reconnected" clears itself after 4 s, which a busy
+  // machine can take between two checks).
+  await page.evaluate(() => {
+    const el = document.querySelector("[data-live-status]");
+    window.__banners = [];
+    new MutationObserver(() => window.__banners.push(el.textContent)).observe(el, { childList: true, characterData: true, subtree: true });
+  });
   console.log("LIVE_CUT");
   await page.waitForFunction(() => /reconnecting/i.test(document.querySelector("[data-live-status]")?.textContent || ""), null, { timeout: 20000 });
   await shot("live-reconnecting");
   await page.locator(`tr[data-live-call="${LIVE_CALL}-missed"]`).waitFor({ timeout: 40000 });
-  await page.waitForFunction(() => /reconnected/i.test(document.querySelector("[data-live-status]")?.textContent || ""), null, { timeout: 10000 });
-  check(/missed events were replayed/i.test(await status.textContent()), "the reconnect banner");
   await shot("live-reconnected");
+  await page.waitForFunction(() => (window.__banners || []).some((t) => /reconnected/i.test(t)), null, { timeout: 10000 })
+    .catch(async () => { throw new Error(`no reconnect banner; banners seen: ${JSON.stringify(await page.evaluate(() => window.__banners ?? "none: the page was reloaded"))}`); });
+  check(await page.evaluate(() => window.__banners.some((t) => /missed events were replayed/i.test(t))), "the reconnect banner");
   // While the service was unreachable the browser reports the failed requests; nothing else.
   const unexpected = consoleErrors.filter((e) => !/ERR_CONNECTION|Failed to load resource|EventSource/i.test(e));
   check(unexpected.length === 0, "console errors during the reconnect:\n" + unexpected.join("\n"));
   console.log("BROWSER_OK");
 } catch (e) {
   console.error("BROWSER_FAIL", e.message);
+  // What the page showed when it failed, for whoever reads the CI log.
+  if (page) {
+    try {
+      await page.screenshot({ path: `${SHOTS}/failure.png` });
+      console.error(`at ${page.url()}: screenshot failure.png; banner: ${JSON.stringify(await page.locator("[data-live-status]").textContent({ timeout: 1000 }).catch(() => null))}`);
+    } catch { /* the page is gone */ }
+  }
   if (consoleErrors.length) console.error("console errors:\n" + consoleErrors.join("\n"));
   process.exitCode = 1;
 } finally {

@@ -1,0 +1,176 @@
+//! The live-events outbox (`live_outbox`): a live event is written in the transaction that commits
+//! its fact, appended to the events stream after the commit, then deleted. What a process that died
+//! in between, or a Redis that refused the append, leaves behind is appended by the sweep that
+//! every replica runs (rows locked `FOR UPDATE SKIP LOCKED` on PostgreSQL, so each row by one
+//! replica), oldest first. A committed fact always reaches the stream, at least once; the rare
+//! second copy (a death between the append and the delete) carries the same `event_id`.
+
+use super::LiveEvent;
+use super::hub::Hub;
+use crate::db::stmt;
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, TransactionTrait, Value,
+};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Rows per INSERT / DELETE statement.
+const CHUNK: usize = 500;
+
+/// Rows the sweep appends per round.
+pub const SWEEP_BATCH: usize = 500;
+
+/// Rows younger than the grace (`INSIGHTS_LIVE_OUTBOX_GRACE_MS`) are left to the process that wrote
+/// them (its publisher appends and deletes them within milliseconds); older ones are the sweep's,
+/// which looks every third of the grace (at most every 5 s, at least every 100 ms).
+pub fn sweep_every(grace: Duration) -> Duration {
+    (grace / 3).clamp(Duration::from_millis(100), Duration::from_secs(5))
+}
+
+/// Writes `events` in the caller's transaction.
+pub async fn insert(db: &impl ConnectionTrait, events: &[LiveEvent]) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let now = Utc::now();
+    for chunk in events.chunks(CHUNK) {
+        let rows = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO live_outbox (id, session_id, kind, tenant_id, body, created_at) VALUES {rows}"
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
+        for e in chunk {
+            values.extend([
+                e.id.into(),
+                e.session_id.into(),
+                e.kind.into(),
+                e.tenant_id.clone().into(),
+                e.body().into(),
+                now.into(),
+            ]);
+        }
+        db.execute_raw(stmt(backend, &sql, values)).await?;
+    }
+    Ok(())
+}
+
+/// Deletes appended events' rows.
+pub async fn delete(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    let mut n = 0;
+    for chunk in ids.chunks(CHUNK) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("DELETE FROM live_outbox WHERE id IN ({marks})");
+        n += db
+            .execute_raw(stmt(backend, &sql, chunk.iter().map(|&id| id.into())))
+            .await?
+            .rows_affected();
+    }
+    Ok(n)
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Row {
+    id: Uuid,
+    kind: String,
+    tenant_id: String,
+    body: String,
+}
+
+/// One sweep round: appends up to `limit` rows older than `older_than` that this process is not
+/// publishing itself, deletes them, and returns how many. On PostgreSQL the rows stay locked until
+/// they are deleted, so two replicas never append the same row.
+pub async fn sweep(
+    db: &DatabaseConnection,
+    hub: &Hub,
+    older_than: DateTime<Utc>,
+    limit: usize,
+) -> Result<usize, SweepError> {
+    let backend = db.get_database_backend();
+    let lock = if backend == DbBackend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let txn = db.begin().await?;
+    let rows = Row::find_by_statement(stmt(
+        backend,
+        &format!(
+            "SELECT id, kind, tenant_id, body FROM live_outbox WHERE created_at < ? ORDER BY id LIMIT {limit}{lock}"
+        ),
+        [older_than.into()],
+    ))
+    .all(&txn)
+    .await?;
+    let rows: Vec<Row> = rows.into_iter().filter(|r| !hub.is_pending(r.id)).collect();
+    if rows.is_empty() {
+        txn.rollback().await?;
+        return Ok(0);
+    }
+    hub.append(
+        rows.iter()
+            .map(|r| (r.kind.as_str(), r.tenant_id.as_str(), r.body.as_str())),
+    )
+    .await
+    .map_err(SweepError::Redis)?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    delete(&txn, &ids).await?;
+    txn.commit().await?;
+    Ok(rows.len())
+}
+
+/// Why a sweep round stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error("redis: {0}")]
+    Redis(redis::RedisError),
+}
+
+/// Sweeps every [`sweep_every`] until `shutdown`, draining rows older than `grace` in rounds of
+/// `SWEEP_BATCH`.
+pub async fn run_sweeper(
+    db: DatabaseConnection,
+    hub: Arc<Hub>,
+    grace: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut failures = 0u32;
+    let every = sweep_every(grace);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        loop {
+            let cutoff = Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
+            match sweep(&db, &hub, cutoff, SWEEP_BATCH).await {
+                Ok(0) => {
+                    failures = 0;
+                    break;
+                }
+                Ok(n) => {
+                    failures = 0;
+                    hub.metrics.outbox_swept.fetch_add(n as u64, Relaxed);
+                    tracing::info!(
+                        events = n,
+                        "live events left in the outbox appended to the events stream"
+                    );
+                    if n < SWEEP_BATCH || shutdown.is_cancelled() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::warn!(error = %e, failures, "cannot sweep the live-events outbox; retrying");
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
