@@ -97,6 +97,9 @@ async fn drain(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
     let mut calls = 3000usize;
     let mut seconds = 10u64;
     let mut it = std::env::args().skip(1);

@@ -60,7 +60,7 @@ async fn every_report_is_stored_once_even_when_the_process_is_killed_mid_ingest(
         "the kill landed mid-ingest ({before_restart} of {total})"
     );
 
-    let _svc = env.start_service(&name);
+    let svc = env.start_service(&name);
     eventually(120, "stream drained", || async {
         env.unfinished().await == 0
     })
@@ -105,6 +105,10 @@ async fn every_report_is_stored_once_even_when_the_process_is_killed_mid_ingest(
         env.count("live_outbox").await == 0
     })
     .await;
+    eprintln!(
+        "outbox sweep rounds that appended events the killed process had committed but not appended: {}",
+        svc.log_lines("live events left in the outbox appended")
+    );
     let live = live_events_by_call(&env).await;
     for kind in ["call_started", "call_ended"] {
         let once = live
