@@ -1016,21 +1016,15 @@ async fn a_graceful_stop_hands_items_back_and_a_restart_finishes_them() {
     env.cleanup().await;
 }
 
-/// An item that keeps being started without finishing is failed with its last error instead of
-/// being claimed a fourth time; the others are claimed in order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_item_started_three_times_is_failed_not_claimed_again() {
-    use call_insights::analysis::jobs::{JobKind, NewJob, claim, create_job};
-    use sea_orm::ConnectionTrait;
-    let env = spawn(Db::Sqlite, Store::Fs).await;
-    let ids = ingest_small_calls(&env, 2).await;
-    // The only job of this database.
+/// A batch job over `ids`, created as the API does, claimed by nobody yet.
+async fn create_batch_job(env: &TestEnv, ids: &[uuid::Uuid]) {
+    use call_insights::analysis::jobs::{JobKind, NewJob, create_job};
     create_job(
         &env.app.db,
         &NewJob {
             kind: JobKind::Batch,
             tenant: None,
-            sessions: ids.clone(),
+            sessions: ids.to_vec(),
             providers: None,
             language: None,
             filter: None,
@@ -1039,6 +1033,18 @@ async fn an_item_started_three_times_is_failed_not_claimed_again() {
     )
     .await
     .unwrap();
+}
+
+/// An item that keeps being started without finishing is failed with its last error instead of
+/// being claimed a fourth time; the others are claimed in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_started_three_times_is_failed_not_claimed_again() {
+    use call_insights::analysis::jobs::claim;
+    use sea_orm::ConnectionTrait;
+    let env = spawn(Db::Sqlite, Store::Fs).await;
+    let ids = ingest_small_calls(&env, 2).await;
+    // The only job of this database.
+    create_batch_job(&env, &ids).await;
     env.app
         .db
         .execute_unprepared(
@@ -1079,27 +1085,12 @@ async fn an_item_started_three_times_is_failed_not_claimed_again() {
 /// counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_begun_after_its_item_was_taken_over_writes_nothing() {
-    use call_insights::analysis::jobs::{
-        JobKind, NewJob, WorkerSettings, claim, create_job, run_item,
-    };
+    use call_insights::analysis::jobs::{WorkerSettings, claim, run_item};
     use sea_orm::ConnectionTrait;
     use std::sync::atomic::Ordering;
     let env = spawn(Db::Postgres, Store::Fs).await;
     let ids = ingest_small_calls(&env, 1).await;
-    create_job(
-        &env.app.db,
-        &NewJob {
-            kind: JobKind::Batch,
-            tenant: None,
-            sessions: ids.clone(),
-            providers: None,
-            language: None,
-            filter: None,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    create_batch_job(&env, &ids).await;
     let stale = claim(&env.app.db, "stalled", Duration::from_millis(50), 1)
         .await
         .unwrap();

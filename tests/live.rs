@@ -143,22 +143,10 @@ async fn ingest_with(env: &TestEnv, app: &App, report: &Value) {
 }
 
 async fn events_in_stream(env: &TestEnv) -> Vec<(String, String)> {
-    let v: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(call_insights::live::events_stream(env.stream()))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut env.conn().await)
+    env.live_entries()
         .await
-        .unwrap();
-    v.ids
         .into_iter()
-        .map(|e| {
-            let kind = match e.map.get("type") {
-                Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                _ => String::new(),
-            };
-            (e.id, kind)
-        })
+        .map(|(id, kind, _, _)| (id, kind))
         .collect()
 }
 
@@ -508,26 +496,14 @@ async fn events_committed_but_not_appended_are_appended_by_the_outbox_sweep(db: 
     );
     assert_eq!(env.count("live_outbox").await, 0);
 
-    let v: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(call_insights::live::events_stream(env.stream()))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut env.conn().await)
-        .await
-        .unwrap();
-    let swept: Vec<(String, String, String)> = v.ids[before..]
+    let swept: Vec<(String, String, String)> = env.live_entries().await[before..]
         .iter()
-        .map(|e| {
-            let field = |k: &str| match e.map.get(k) {
-                Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                _ => String::new(),
-            };
-            let body: Value = serde_json::from_str(&field("body")).unwrap();
-            assert_eq!(body["type"].as_str(), Some(field("type").as_str()));
+        .map(|(_, kind, tenant, body)| {
+            assert_eq!(body["type"].as_str(), Some(kind.as_str()));
             (
                 body["event_id"].as_str().unwrap().to_string(),
                 body["call_id"].as_str().unwrap().to_string(),
-                field("tenant_id"),
+                tenant.clone(),
             )
         })
         .collect();

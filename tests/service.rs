@@ -124,19 +124,8 @@ async fn every_report_is_stored_once_even_when_the_process_is_killed_mid_ingest(
 async fn live_events_by_call(
     env: &common::TestEnv,
 ) -> std::collections::HashMap<String, std::collections::BTreeSet<(String, String)>> {
-    let v: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(call_insights::live::events_stream(env.stream()))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut env.conn().await)
-        .await
-        .unwrap();
     let mut out: std::collections::HashMap<_, std::collections::BTreeSet<_>> = Default::default();
-    for e in v.ids {
-        let Some(redis::Value::BulkString(b)) = e.map.get("body") else {
-            continue;
-        };
-        let body: serde_json::Value = serde_json::from_slice(b).unwrap();
+    for (_, _, _, body) in env.live_entries().await {
         out.entry(body["call_id"].as_str().unwrap().to_string())
             .or_default()
             .insert((

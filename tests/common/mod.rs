@@ -182,6 +182,28 @@ impl TestEnv {
         self.app.consumer()
     }
 
+    /// Every entry of the live-events stream, oldest first: `(stream id, type, tenant_id, body)`.
+    pub async fn live_entries(&self) -> Vec<(String, String, String, serde_json::Value)> {
+        let v: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(call_insights::live::events_stream(self.stream()))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap();
+        v.ids
+            .into_iter()
+            .map(|e| {
+                let field = |k: &str| match e.map.get(k) {
+                    Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                    _ => String::new(),
+                };
+                let body = serde_json::from_str(&field("body")).unwrap_or(serde_json::Value::Null);
+                (e.id.clone(), field("type"), field("tenant_id"), body)
+            })
+            .collect()
+    }
+
     pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
         self.redis.get_multiplexed_async_connection().await.unwrap()
     }
