@@ -271,13 +271,11 @@ impl Hub {
         if events.is_empty() {
             return;
         }
-        let bodies: Vec<String> = events.iter().map(LiveEvent::body).collect();
         let appended = self
             .append(
                 events
                     .iter()
-                    .zip(&bodies)
-                    .map(|(e, b)| (e.kind, e.tenant_id.as_str(), b.as_str())),
+                    .map(|e| (e.kind, e.tenant_id.as_str(), e.body())),
             )
             .await;
         match appended {

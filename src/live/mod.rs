@@ -39,6 +39,9 @@ pub struct LiveEvent {
     pub at: DateTime<Utc>,
     #[serde(flatten)]
     pub data: serde_json::Map<String, Value>,
+    /// The serialized body, made once (written to the outbox, then appended).
+    #[serde(skip)]
+    body: std::sync::OnceLock<String>,
 }
 
 impl LiveEvent {
@@ -62,12 +65,14 @@ impl LiveEvent {
                 Value::Object(m) => m,
                 _ => serde_json::Map::new(),
             },
+            body: std::sync::OnceLock::new(),
         }
     }
 
-    /// The JSON body clients receive (type included).
-    pub fn body(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+    /// The JSON body clients receive (type included), serialized on first use.
+    pub fn body(&self) -> &str {
+        self.body
+            .get_or_init(|| serde_json::to_string(self).unwrap_or_default())
     }
 }
 

@@ -47,7 +47,7 @@ pub async fn insert(db: &impl ConnectionTrait, events: &[LiveEvent]) -> Result<(
                 e.session_id.into(),
                 e.kind.into(),
                 e.tenant_id.clone().into(),
-                e.body().into(),
+                e.body().to_owned().into(),
                 now.into(),
             ]);
         }
@@ -80,33 +80,43 @@ struct Row {
 }
 
 /// One sweep round: appends up to `limit` rows older than `older_than` that this process is not
-/// publishing itself, deletes them, and returns how many. On PostgreSQL the rows stay locked until
-/// they are deleted, so two replicas never append the same row.
+/// publishing itself, deletes them, and returns how many. On PostgreSQL the round is one
+/// transaction and the rows stay locked until they are deleted, so two replicas never append the
+/// same row. SQLite (one process) runs it without a transaction: a read-then-write transaction
+/// there fails when ingest commits in between, after the append, which would append them again.
 pub async fn sweep(
     db: &DatabaseConnection,
     hub: &Hub,
     older_than: DateTime<Utc>,
     limit: usize,
 ) -> Result<usize, SweepError> {
-    let backend = db.get_database_backend();
-    let lock = if backend == DbBackend::Postgres {
-        " FOR UPDATE SKIP LOCKED"
-    } else {
-        ""
-    };
+    if db.get_database_backend() != DbBackend::Postgres {
+        return sweep_on(db, hub, older_than, limit, "").await;
+    }
     let txn = db.begin().await?;
+    let n = sweep_on(&txn, hub, older_than, limit, " FOR UPDATE SKIP LOCKED").await?;
+    txn.commit().await?;
+    Ok(n)
+}
+
+async fn sweep_on(
+    c: &impl ConnectionTrait,
+    hub: &Hub,
+    older_than: DateTime<Utc>,
+    limit: usize,
+    lock: &str,
+) -> Result<usize, SweepError> {
     let rows = Row::find_by_statement(stmt(
-        backend,
+        c.get_database_backend(),
         &format!(
             "SELECT id, kind, tenant_id, body FROM live_outbox WHERE created_at < ? ORDER BY id LIMIT {limit}{lock}"
         ),
         [older_than.into()],
     ))
-    .all(&txn)
+    .all(c)
     .await?;
     let rows: Vec<Row> = rows.into_iter().filter(|r| !hub.is_pending(r.id)).collect();
     if rows.is_empty() {
-        txn.rollback().await?;
         return Ok(0);
     }
     hub.append(
@@ -116,8 +126,7 @@ pub async fn sweep(
     .await
     .map_err(SweepError::Redis)?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    delete(&txn, &ids).await?;
-    txn.commit().await?;
+    delete(c, &ids).await?;
     Ok(rows.len())
 }
 
