@@ -403,8 +403,8 @@ async fn active_calls_come_with_their_first_partial_and_leave_with_the_final_or_
 
 /// The outbox: a process that dies between its commit and the append (here: the ingestor commits and
 /// its events are never handed to a publisher), and a Redis that refuses the append (a hub on a dead
-/// port), both leave their events in `live_outbox`; one sweep appends them to the stream, oldest
-/// first, each once, with their event ids, and empties the outbox. The normal path leaves it empty.
+/// port), both leave their events in `live_outbox` (one row per call); the sweep appends them to the
+/// stream row by row, oldest first, each event once with its event id, and empties the outbox. The normal path leaves it empty.
 async fn events_committed_but_not_appended_are_appended_by_the_outbox_sweep(db: Db, store: Store) {
     use call_insights::live::{hub::Hub, outbox};
     let env = spawn_with(db, store, |_| {}).await;
@@ -460,7 +460,7 @@ async fn events_committed_but_not_appended_are_appended_by_the_outbox_sweep(db: 
         .map(|e| e.id.to_string())
         .collect();
     assert_eq!(left.len(), 5);
-    assert_eq!(env.count("live_outbox").await, 5);
+    assert_eq!(env.count("live_outbox").await, 2, "one row per call");
     assert_eq!(
         events_in_stream(&env).await.len(),
         before,
@@ -477,16 +477,17 @@ async fn events_committed_but_not_appended_are_appended_by_the_outbox_sweep(db: 
     );
     let now = chrono::Utc::now() + chrono::Duration::seconds(1);
     assert_eq!(
-        outbox::sweep(&env.app.db, &env.app.live, now, 2)
+        outbox::sweep(&env.app.db, &env.app.live, now, 1)
             .await
             .unwrap(),
-        2
+        3,
+        "the oldest row: call-ob-1's three events"
     );
     assert_eq!(
         outbox::sweep(&env.app.db, &env.app.live, now, 500)
             .await
             .unwrap(),
-        3
+        2
     );
     assert_eq!(
         outbox::sweep(&env.app.db, &env.app.live, now, 500)

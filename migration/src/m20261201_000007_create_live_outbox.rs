@@ -1,5 +1,6 @@
-//! The live-events outbox: every live event an ingest commit (or an analytics store) produces is
-//! written in that same transaction, then appended to the events stream and deleted. A process that
+//! The live-events outbox: the live events an ingest commit (or an analytics store) produces are
+//! written in that same transaction, one row per call holding its events in order (a JSON array of
+//! `[type, body]`), then appended to the events stream and deleted. A process that
 //! dies between the commit and the append, or a Redis that refuses it, leaves the rows here, and
 //! any replica's sweep appends them later: a committed fact always reaches the live stream.
 //! Rows go with their session (erasure, retention) by cascade.
@@ -14,9 +15,8 @@ enum LiveOutbox {
     Table,
     Id,
     SessionId,
-    Kind,
     TenantId,
-    Body,
+    Events,
     CreatedAt,
 }
 
@@ -42,9 +42,8 @@ impl MigrationTrait for Migration {
                             .primary_key(),
                     )
                     .col(ColumnDef::new(LiveOutbox::SessionId).uuid().not_null())
-                    .col(ColumnDef::new(LiveOutbox::Kind).string().not_null())
                     .col(ColumnDef::new(LiveOutbox::TenantId).string().not_null())
-                    .col(ColumnDef::new(LiveOutbox::Body).text().not_null())
+                    .col(ColumnDef::new(LiveOutbox::Events).text().not_null())
                     .col(
                         ColumnDef::new(LiveOutbox::CreatedAt)
                             .timestamp_with_time_zone()

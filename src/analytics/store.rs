@@ -306,7 +306,7 @@ pub async fn store(
     call: &CallInput,
     profile: &Profile,
     outcome: Outcome,
-    live: Option<&crate::live::LiveEvent>,
+    live: Option<&mut crate::live::LiveEvent>,
 ) -> Result<bool, DbErr> {
     let s = &call.session;
     let conversation_hash = call.conversation_hash();
@@ -415,7 +415,7 @@ pub async fn store(
     crate::webhooks::enqueue(&txn, &s.tenant_id, Some(s.id), &events).await?;
     count_for_job(&txn, claim.job_id, outcome.status).await?;
     if let Some(e) = live {
-        crate::live::outbox::insert(&txn, std::slice::from_ref(e)).await?;
+        crate::live::outbox::insert(&txn, std::slice::from_mut(e)).await?;
     }
     txn.commit().await?;
     Ok(true)

@@ -274,7 +274,7 @@ async fn process(
         }
     };
     let status = outcome.status;
-    let ready = crate::live::LiveEvent::new(
+    let mut ready = crate::live::LiveEvent::new(
         "analytics_ready",
         call.session.id,
         &call.session.call_id,
@@ -295,7 +295,7 @@ async fn process(
     if let Some(e) = &outcome.error {
         tracing::info!(session_id = %claim.session_id, status, reason = %e, "analytics stored without a result");
     }
-    let live = a.live.get().map(|_| &ready);
+    let live = a.live.get().map(|_| &mut ready);
     let stored = store::store(db, &a.keys, claim, &call, profile, outcome, live).await?;
     if !stored {
         a.metrics.lost.fetch_add(1, Relaxed);

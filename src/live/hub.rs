@@ -150,7 +150,7 @@ pub struct Hub {
     flushed: tokio::sync::Notify,
     /// Where committed events wait until appended (`live_outbox`); set by the service.
     outbox: std::sync::OnceLock<sea_orm::DatabaseConnection>,
-    /// Events this process has queued or is appending: the outbox sweep leaves them alone.
+    /// Outbox rows whose events this process has queued or is appending: the sweep leaves them.
     pending: std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>,
 }
 
@@ -182,7 +182,7 @@ impl Hub {
         let _ = self.outbox.set(db);
     }
 
-    /// This process has the event queued or is appending it.
+    /// This process has the outbox row's events queued or is appending them.
     pub fn is_pending(&self, id: uuid::Uuid) -> bool {
         self.pending
             .lock()
@@ -195,11 +195,11 @@ impl Hub {
             .pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for e in events {
+        for row in events.iter().filter_map(|e| e.outbox_row) {
             if on {
-                p.insert(e.id);
+                p.insert(row);
             } else {
-                p.remove(&e.id);
+                p.remove(&row);
             }
         }
     }
@@ -280,11 +280,12 @@ impl Hub {
             .await;
         match appended {
             Ok(()) => {
-                if let Some(db) = self.outbox.get() {
-                    let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
-                    if let Err(e) = super::outbox::delete(db, &ids).await {
-                        tracing::warn!(error = %e, events = ids.len(), "live events appended but their outbox rows remain: the sweep appends them again (same event_id)");
-                    }
+                let ids = super::outbox::rows_of(events);
+                if let Some(db) = self.outbox.get()
+                    && !ids.is_empty()
+                    && let Err(e) = super::outbox::delete(db, &ids).await
+                {
+                    tracing::warn!(error = %e, rows = ids.len(), "live events appended but their outbox rows remain: the sweep appends them again (same event_id)");
                 }
             }
             Err(e) => {

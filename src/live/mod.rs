@@ -42,6 +42,9 @@ pub struct LiveEvent {
     /// The serialized body, made once (written to the outbox, then appended).
     #[serde(skip)]
     body: std::sync::OnceLock<String>,
+    /// The `live_outbox` row holding this event (one per call per commit), once written there.
+    #[serde(skip)]
+    pub outbox_row: Option<Uuid>,
 }
 
 impl LiveEvent {
@@ -66,6 +69,7 @@ impl LiveEvent {
                 _ => serde_json::Map::new(),
             },
             body: std::sync::OnceLock::new(),
+            outbox_row: None,
         }
     }
 
