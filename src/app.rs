@@ -162,7 +162,6 @@ impl App {
         if api_keys.is_open() {
             warn!("INSIGHTS_API_KEYS is empty: the API is open to anyone who can reach it");
         }
-        let url_signer = UrlSigner::load(config.url_signing_key.as_deref(), &config.data_dir)?;
         let db = db::connect(&config.database_url(), config.pool_settings()).await?;
         if config.db_idle_transaction_timeout_ms == 0
             || config.db_idle_transaction_timeout_ms >= config.claim_idle_ms
@@ -174,6 +173,12 @@ impl App {
             );
         }
         db::migrate(&db).await?;
+        let (signing_key, key_source) =
+            crate::signing_key::load(config.url_signing_key.as_deref(), &db, &config.data_dir)
+                .await
+                .context("cannot load the URL signing key from the database")?;
+        info!(source = ?key_source, "URL signing key ready");
+        let url_signer = UrlSigner::new(signing_key);
         let store = build_store(&config)?;
         let archive = build_archive(&config, &store)?;
         if let Err(e) = store.check().await {

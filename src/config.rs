@@ -172,7 +172,7 @@ pub struct Config {
         hide_env_values = true
     )]
     pub api_keys: String,
-    /// Secret of the service's signed audio URLs [default: generated into <data dir>/url-signing.key].
+    /// Secret of signed audio URLs, UI sessions and live tokens [default: generated once into the database, shared by every replica].
     #[arg(
         long,
         env = "INSIGHTS_URL_SIGNING_KEY",

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod produce;
 pub mod reports;
 pub mod sessions;
+pub mod signing_key;
 pub mod storage;
 pub mod stt;
 pub mod text;

@@ -79,6 +79,7 @@ on_both_stacks!(
     bad_parameters_are_400s_naming_the_parameter_and_unknown_ids_404s,
     a_tenant_key_never_sees_another_tenants_data_on_any_endpoint,
     audio_urls_fetch_the_stored_bytes,
+    replicas_without_a_configured_key_share_one_signing_key,
 );
 
 async fn listing_filters_and_paginates_without_duplicates_or_gaps(db: Db, store: Store) {
@@ -624,5 +625,69 @@ async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
     );
     let health = http.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "health checks are never limited");
+    env.cleanup().await;
+}
+
+/// With `INSIGHTS_URL_SIGNING_KEY` unset, every replica uses one key generated once into the
+/// database: what one replica signs (audio URLs, UI sessions, live tokens) verifies on another with a
+/// data directory of its own. The variable still overrides; a key file of an earlier version is
+/// adopted so its signatures stay valid.
+async fn replicas_without_a_configured_key_share_one_signing_key(db: Db, store: Store) {
+    use call_insights::signing_key::{self, Source};
+    use sea_orm::ConnectionTrait;
+    let env = spawn_with(db, store, |c| c.url_signing_key = None).await;
+    let replica = |key: Option<&str>| {
+        let mut c = env.app.config.clone();
+        c.data_dir = std::env::temp_dir()
+            .join("call-insights-tests")
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        c.consumer_name = Some(format!("{}-b", c.consumer_name.clone().unwrap_or_default()));
+        c.url_signing_key = key.map(str::to_owned);
+        async move { call_insights::app::App::build(c).await.unwrap() }
+    };
+    let b = replica(None).await;
+    let exp = chrono::Utc::now().timestamp() + 60;
+    let now = exp - 60;
+    let sig = env.app.url_signer.sign("monitor:acme", exp);
+    assert_eq!(b.url_signer.verify("monitor:acme", exp, &sig, now), Ok(()));
+    let back = b.url_signer.sign("acme/call-1/full_post_rnnoise.wav", exp);
+    assert_eq!(
+        env.app
+            .url_signer
+            .verify("acme/call-1/full_post_rnnoise.wav", exp, &back, now),
+        Ok(())
+    );
+    assert!(
+        !b.config.data_dir.join(signing_key::LEGACY_FILE).exists(),
+        "no per-replica key file"
+    );
+    // The variable overrides the shared key.
+    let own = replica(Some("an-operator-chosen-secret")).await;
+    assert_eq!(
+        own.url_signer.verify("monitor:acme", exp, &sig, now),
+        Err("invalid signature")
+    );
+    // A key file left by an earlier version becomes the shared key (a fresh database here).
+    let db = &env.app.db;
+    db.execute_unprepared("DELETE FROM service_secrets")
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir()
+        .join("call-insights-tests")
+        .join(uuid::Uuid::new_v4().simple().to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(signing_key::LEGACY_FILE), "the-old-key\n").unwrap();
+    let (key, source) = signing_key::load(None, db, &dir).await.unwrap();
+    assert_eq!(
+        (key.as_slice(), source),
+        (&b"the-old-key"[..], Source::AdoptedFile)
+    );
+    let (key, source) = signing_key::load(None, db, &env.app.config.data_dir)
+        .await
+        .unwrap();
+    assert_eq!(
+        (key.as_slice(), source),
+        (&b"the-old-key"[..], Source::Database)
+    );
     env.cleanup().await;
 }

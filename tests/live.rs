@@ -602,3 +602,94 @@ async fn two_service_processes_serve_one_resumable_stream() {
     assert_eq!(got.iter().filter(|e| e.event == "call_ended").count(), 6);
     env.cleanup().await;
 }
+
+/// Two replicas writing reports of the same calls at the same moment (a call's first partial on one,
+/// its next partial and its final on either): each call gets exactly one `call_started` and one
+/// `call_ended`. Deciding "first report" from a read before the transaction gave a call two
+/// `call_started` (one from each replica) whenever the other replica committed in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_writing_one_calls_reports_at_once_derive_each_event_once() {
+    use std::collections::HashMap;
+    let env = spawn_with(Db::Postgres, Store::S3, |c| {
+        c.analytics.mode = Some(call_insights::analytics::Mode::Off)
+    })
+    .await;
+    let (a, b) = (env.app.ingestor(), second(&env).await.ingestor());
+    fn decode(v: &Value) -> call_insights::ingest::DecodedEntry {
+        let raw = call_insights::ingest::RawEntry {
+            id: "0-1".into(),
+            fields: Some(vec![("payload".into(), serde_json::to_vec(v).unwrap())]),
+            deliveries: 1,
+        };
+        call_insights::ingest::decode_entry(raw, 1 << 20).unwrap()
+    }
+    const CALLS: usize = 40;
+    const ROUNDS: usize = 8;
+    let mut per_call: HashMap<(String, &'static str), usize> = HashMap::new();
+    for round in 0..ROUNDS {
+        let calls: Vec<String> = (0..CALLS).map(|i| format!("race-{round}-{i}")).collect();
+        // One task per report kind, each a batch per call, all started together; the final goes to
+        // the replica that did not write the first partial in odd rounds.
+        let work = [
+            (a.clone(), 0, false),
+            (b.clone(), 1, false),
+            (if round % 2 == 0 { a.clone() } else { b.clone() }, 2, true),
+        ];
+        let tasks: Vec<_> = work
+            .into_iter()
+            .map(|(ingestor, seq, fin)| {
+                let calls = calls.clone();
+                tokio::spawn(async move {
+                    let mut events = Vec::new();
+                    for call in &calls {
+                        let report = if fin {
+                            final_report(call, seq, 3)
+                        } else {
+                            partial(call, seq, 1 + seq as usize, "acme")
+                        };
+                        let summary = ingestor.ingest(&[decode(&report)]).await.unwrap();
+                        events.extend(
+                            summary
+                                .live_events
+                                .into_iter()
+                                .map(|e| (e.call_id.clone(), e.kind)),
+                        );
+                    }
+                    events
+                })
+            })
+            .collect();
+        for t in tasks {
+            for (call, kind) in t.await.unwrap() {
+                *per_call.entry((call, kind)).or_default() += 1;
+            }
+        }
+    }
+    let mut twice: Vec<String> = Vec::new();
+    for round in 0..ROUNDS {
+        for i in 0..CALLS {
+            let call = format!("race-{round}-{i}");
+            for kind in ["call_started", "call_ended"] {
+                let n = per_call.get(&(call.clone(), kind)).copied().unwrap_or(0);
+                if n != 1 {
+                    twice.push(format!("{call}: {n} × {kind}"));
+                }
+            }
+        }
+    }
+    assert!(
+        twice.is_empty(),
+        "{} of {} calls' events not exactly once: {twice:?}",
+        twice.len(),
+        ROUNDS * CALLS
+    );
+    let finals = env
+        .count("call_sessions WHERE is_final AND report_seq = 2")
+        .await;
+    assert_eq!(
+        finals as usize,
+        ROUNDS * CALLS,
+        "every call ends at its final"
+    );
+    env.cleanup().await;
+}

@@ -10,6 +10,7 @@ mod m20261201_000004_create_erasure_audit;
 mod m20261201_000005_index_active_calls;
 mod m20261201_000006_index_active_calls_partial;
 mod m20261201_000007_create_live_outbox;
+mod m20261202_000008_create_service_secrets;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_index_active_calls::Migration),
             Box::new(m20261201_000006_index_active_calls_partial::Migration),
             Box::new(m20261201_000007_create_live_outbox::Migration),
+            Box::new(m20261202_000008_create_service_secrets::Migration),
         ]
     }
 }

@@ -97,6 +97,30 @@ fn tokens(text: &str) -> Vec<Token> {
             digit_word(w).is_some() || w.chars().all(|c| c.is_ascii_digit()) && !w.is_empty()
         })
     };
+    // A spoken group may end in "oh" or begin with "double"/"triple" ("five five five, oh one …").
+    let is_group_edge = |k: usize| {
+        is_digitish(k)
+            || lower
+                .get(k)
+                .is_some_and(|w| matches!(w.as_str(), "oh" | "o" | "double" | "triple"))
+    };
+    // The neighbour of token `k` on one side, stepping over one comma ("five, oh one").
+    let beyond_comma = |k: usize, forward: bool| -> Option<usize> {
+        let n = if forward {
+            k.checked_add(1)?
+        } else {
+            k.checked_sub(1)?
+        };
+        if lower.get(n).is_some_and(|w| w == ",") {
+            if forward {
+                n.checked_add(1)
+            } else {
+                n.checked_sub(1)
+            }
+        } else {
+            Some(n)
+        }
+    };
     let glued = |k: usize| k > 0 && raw[k - 1].1 == raw[k].0;
     let mut out = Vec::with_capacity(raw.len());
     let mut k = 0;
@@ -122,8 +146,15 @@ fn tokens(text: &str) -> Vec<Token> {
         }
         let norm = if let Some(d) = digit_word(w) {
             d.to_string()
-        } else if (w == "oh" || w == "o") && (k > 0 && is_digitish(k - 1) || is_digitish(k + 1)) {
+        } else if (w == "oh" || w == "o")
+            && (beyond_comma(k, false).is_some_and(is_digitish)
+                || beyond_comma(k, true).is_some_and(is_digitish))
+        {
             "0".into()
+        } else if w == "," && k > 0 && is_group_edge(k - 1) && is_group_edge(k + 1) {
+            // Spoken digit groups are written with commas ("four one five, five five five, …"):
+            // between digits a comma separates groups like a dash does.
+            "-".into()
         } else {
             match w {
                 "hyphen" => "dash".into(),
@@ -576,6 +607,58 @@ mod tests {
             red("four one five double five five oh one three four"),
             "[PHONE_1]"
         );
+    }
+
+    #[test]
+    fn spoken_phone_numbers_in_comma_separated_groups_are_recognised() {
+        // The forms speech-to-text writes for a caller reading out a number.
+        for (text, expected) in [
+            (
+                "my number is four one five, five five five, zero one nine eight",
+                "my number is [PHONE_1]",
+            ),
+            (
+                "my number is four one five, five five five, zero one nine eight.",
+                "my number is [PHONE_1].",
+            ),
+            (
+                "it's four one five, five five five, oh one nine eight thanks",
+                "it's [PHONE_1] thanks",
+            ),
+            (
+                "four one five, double five five, oh one nine eight",
+                "[PHONE_1]",
+            ),
+            (
+                "call me on four one five, 555, 0198 please",
+                "call me on [PHONE_1] please",
+            ),
+            (
+                "reach me at 415 five five five 0198",
+                "reach me at [PHONE_1]",
+            ),
+            (
+                "it is four one five five five five, oh, one nine eight",
+                "it is [PHONE_1]",
+            ),
+            (
+                "Four One Five, Five Five Five, Zero One Nine Eight",
+                "[PHONE_1]",
+            ),
+        ] {
+            let mut r = Redactor::new();
+            assert_eq!(r.redact(text), expected, "{text}");
+            assert_eq!(r.values().collect::<Vec<_>>(), ["+14155550198"], "{text}");
+        }
+        // Commas between ordinary numbers stay what they are.
+        for text in [
+            "we need 2, 3 or 4 seats",
+            "on March 3, 2026 at noon",
+            "oh, one more thing",
+            "that's 1,000 dollars",
+        ] {
+            assert_eq!(red(text), text, "{text}");
+        }
     }
 
     #[test]

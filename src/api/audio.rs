@@ -54,36 +54,6 @@ impl UrlSigner {
         UrlSigner { key }
     }
 
-    /// `INSIGHTS_URL_SIGNING_KEY`, else the key stored in `<data dir>/url-signing.key`, created with
-    /// 32 random bytes on first start (mode 0600).
-    pub fn load(configured: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<Self> {
-        use anyhow::Context;
-        if let Some(k) = configured.filter(|k| !k.is_empty()) {
-            return Ok(UrlSigner::new(k.as_bytes().to_vec()));
-        }
-        let path = data_dir.join("url-signing.key");
-        if let Ok(existing) = std::fs::read_to_string(&path) {
-            return Ok(UrlSigner::new(existing.trim().as_bytes().to_vec()));
-        }
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create {}", data_dir.display()))?;
-        let secret = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        std::fs::write(&path, &secret)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .with_context(|| format!("cannot chmod {}", path.display()))?;
-        }
-        tracing::info!(path = %path.display(), "generated the URL signing key");
-        Ok(UrlSigner::new(secret.into_bytes()))
-    }
-
     fn mac(&self, key: &str, expires: i64) -> Hmac<Sha256> {
         // Any key length is valid for HMAC.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)

@@ -345,10 +345,12 @@ fn pg_upsert_sql<C: ColumnTrait>(
         .collect::<Vec<_>>()
         .join(", ");
     let guard = guard_sql(table, update, seq_col, strictly_newer);
-    let ret = if returning.is_empty() {
-        String::new()
-    } else {
-        format!(" RETURNING {}", list(returning))
+    // The session upsert (strictly newer) also says whether it inserted the row (`xmax = 0`: no
+    // earlier version was locked or replaced): "first report of the call" decided by the write itself.
+    let ret = match (returning.is_empty(), strictly_newer) {
+        (true, _) => String::new(),
+        (false, false) => format!(" RETURNING {}", list(returning)),
+        (false, true) => format!(" RETURNING {}, (xmax = 0) AS inserted", list(returning)),
     };
     format!(
         "INSERT INTO \"{table}\" ({cols}) SELECT {cols} FROM json_to_recordset($1::json) AS r({defs}) \
@@ -529,15 +531,27 @@ fn child_rows(
 /// snapshot i's call (from the row cache, or empty for a new call); rows it already holds unchanged
 /// are not sent, and when the knowledge is complete the aggregates are computed here instead of by
 /// a query.
+/// What the caller read of each call before the transaction (`stored_seqs`): the stale/duplicate
+/// decisions, the row cache and "is this the call's first report / its first final" rest on it.
+pub(super) type Expected = HashMap<String, (i64, bool)>;
+
+/// Writes the snapshots in one transaction. `Ok(None)`: another replica committed a report of one of
+/// these calls after `expected` was read, so what this batch derived from it may be wrong; nothing was
+/// written and the caller starts over from a fresh read. On PostgreSQL the stored sessions are locked
+/// first and checked against `expected`, and the upsert reports what it inserted, so each live event
+/// (`call_started`, `call_ended`, …) is derived from what this transaction alone changed. SQLite
+/// serialises writers, and one process consumes each call's partition.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn write_snapshots(
     db: &DatabaseConnection,
+    expected: &Expected,
     snapshots: &[CallSnapshot<'_>],
     segment_rows: Vec<Vec<SegmentRow>>,
     known: &[Option<std::sync::Arc<CallRows>>],
     thresholds: &Thresholds,
     analytics: bool,
     live: Option<LiveDerive<'_>>,
-) -> Result<Written, DbErr> {
+) -> Result<Option<Written>, DbErr> {
     let mut phases = Phases::start();
     // Calls whose stored rows this batch fully knows are diagnosed from memory, before the session
     // upsert; the others after their rows are written, from the database.
@@ -563,6 +577,11 @@ pub(super) async fn write_snapshots(
 
     let txn = db.begin().await?;
     let now = Utc::now();
+    let postgres = txn.get_database_backend() == DbBackend::Postgres;
+    if postgres && !lock_unchanged(&txn, expected, snapshots).await? {
+        txn.rollback().await?;
+        return Ok(None);
+    }
 
     // 1. Sessions: the guarded upsert returns only the calls this batch is newest for.
     let mut ids: HashMap<String, Uuid> = HashMap::with_capacity(snapshots.len());
@@ -593,6 +612,12 @@ pub(super) async fn write_snapshots(
     for row in returned {
         let id: Uuid = row.try_get("", "id")?;
         let call_id: String = row.try_get("", "call_id")?;
+        if postgres && !expected.contains_key(&call_id) && !row.try_get::<bool>("", "inserted")? {
+            // Absent when read, yet another transaction inserted it before this upsert: its report
+            // was the call's first, not ours.
+            txn.rollback().await?;
+            return Ok(None);
+        }
         ids.insert(call_id, id);
     }
     phases.mark("sessions");
@@ -772,7 +797,42 @@ pub(super) async fn write_snapshots(
     txn.commit().await?;
     phases.mark("commit");
     tracing::trace!(phases = %phases, sessions = written.ids.len(), "batch written");
-    Ok(written)
+    Ok(Some(written))
+}
+
+/// Locks the stored sessions of the snapshots' calls (in call-id order, as the upsert takes them) and
+/// tells whether they are still what `expected` says: same calls, same `seq`, same finality.
+async fn lock_unchanged<C: ConnectionTrait>(
+    c: &C,
+    expected: &Expected,
+    snapshots: &[CallSnapshot<'_>],
+) -> Result<bool, DbErr> {
+    let mut calls: Vec<&str> = snapshots.iter().map(|s| s.head.call_id.as_str()).collect();
+    calls.sort_unstable();
+    let mut found = 0usize;
+    for chunk in calls.chunks(5000) {
+        let json = serde_json::to_string(chunk).map_err(|e| DbErr::Custom(e.to_string()))?;
+        let rows = c
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT call_id, report_seq, is_final FROM call_sessions \
+                 WHERE call_id IN (SELECT json_array_elements_text($1::json)) \
+                 ORDER BY call_id FOR UPDATE",
+                [Value::String(Some(json))],
+            ))
+            .await?;
+        for row in rows {
+            let call_id: String = row.try_get("", "call_id")?;
+            let now: (i64, bool) = (row.try_get("", "report_seq")?, row.try_get("", "is_final")?);
+            if expected.get(&call_id) != Some(&now) {
+                return Ok(false);
+            }
+            found += 1;
+        }
+    }
+    // A call read as stored cannot vanish mid-ingest except by erasure: then start over too.
+    let expected_stored = calls.iter().filter(|c| expected.contains_key(**c)).count();
+    Ok(found == expected_stored)
 }
 
 /// (code, turn) of the issues stored for each session.

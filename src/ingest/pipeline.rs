@@ -158,12 +158,34 @@ impl Ingestor {
     /// Ingests a batch in one transaction. On `Err` nothing of the batch is committed (audio objects
     /// may exist: they are content-addressed, so a retry rewrites the same keys).
     pub async fn ingest(&self, batch: &[DecodedEntry]) -> Result<IngestSummary, IngestError> {
+        // Another replica committing a report of one of these calls between our read of the stored
+        // reports and our transaction makes the write start over from a fresh read (PostgreSQL).
+        const ATTEMPTS: u32 = 8;
+        for attempt in 1..=ATTEMPTS {
+            if let Some(summary) = self.try_ingest(batch).await? {
+                return Ok(summary);
+            }
+            tracing::debug!(
+                attempt,
+                "a concurrent replica changed a call of this batch; writing it again"
+            );
+            tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 5)).await;
+        }
+        Err(IngestError::Database(DbErr::Custom(format!(
+            "other replicas kept changing this batch's calls ({ATTEMPTS} attempts); retried later"
+        ))))
+    }
+
+    async fn try_ingest(
+        &self,
+        batch: &[DecodedEntry],
+    ) -> Result<Option<IngestSummary>, IngestError> {
         let mut summary = IngestSummary {
             outcomes: vec![EntryOutcome::Stored; batch.len()],
             ..Default::default()
         };
         if batch.is_empty() {
-            return Ok(summary);
+            return Ok(Some(summary));
         }
         let mut by_call: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (i, e) in batch.iter().enumerate() {
@@ -206,14 +228,15 @@ impl Ingestor {
             });
         }
         if snapshots.is_empty() {
-            return Ok(summary);
+            return Ok(Some(summary));
         }
 
         let segment_rows = self.store_audio(batch, &snapshots, &mut summary).await?;
         let derive = |w: &persist::Written| live_events(&snapshots, w, &stored);
-        let mut written = self
+        let Some(mut written) = self
             .bounded(persist::write_snapshots(
                 &self.db,
+                &stored,
                 &snapshots,
                 segment_rows,
                 &known,
@@ -221,7 +244,10 @@ impl Ingestor {
                 self.analytics,
                 self.live.then_some(&derive as persist::LiveDerive<'_>),
             ))
-            .await?;
+            .await?
+        else {
+            return Ok(None);
+        };
         summary.live_events = std::mem::take(&mut written.live_events);
         for (snap, rows) in snapshots.iter().zip(written.call_rows) {
             match rows {
@@ -240,7 +266,7 @@ impl Ingestor {
         summary.sessions_written = written.sessions;
         summary.session_ids = written.session_ids;
         summary.rows_written = written.rows;
-        Ok(summary)
+        Ok(Some(summary))
     }
 
     /// Resolves, measures and stores every segment's audio; returns the rows per snapshot.
