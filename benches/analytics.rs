@@ -164,6 +164,7 @@ async fn llm_section(a: &Args) -> anyhow::Result<()> {
             concurrency: 1,
             seed: 7,
             call_prefix: "abench".into(),
+            ..Default::default()
         };
         produce::publish(&mut conn, &stream, &opts, None).await?;
         let mut consumer = app.consumer();

@@ -122,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
         concurrency: args.concurrency,
         seed: 1,
         call_prefix: format!("bench-{id}"),
+        ..Default::default()
     };
     let t = Instant::now();
     let (entries, bytes) = produce::publish(&mut conn, &stream, &opts, None).await?;

@@ -144,6 +144,7 @@ async fn run(
         concurrency: 50,
         seed: 11,
         call_prefix: format!("so-{replicas}"),
+        ..Default::default()
     };
     let mut conn = produce::connect(&broker).await?;
     let (entries, _) = produce::publish_partitioned(&mut conn, &p, &opts, None).await?;

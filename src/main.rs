@@ -150,7 +150,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Replay(args) => replay(cli.config, args).await,
         Command::Analyze(args) => analyze(cli.config, args).await,
         Command::Analytics(AnalyticsCommand::Backfill(args)) => backfill(cli.config, args).await,
-        Command::Produce(opts) => {
+        Command::Produce(mut opts) => {
+            if !(0.0..=1.0).contains(&opts.faults) {
+                anyhow::bail!(
+                    "--faults must be between 0 and 1 (the share of calls with a planted fault)"
+                );
+            }
+            opts.until = Some(chrono::Utc::now());
             let client = call_insights::broker::Broker::open(
                 &cli.config.redis_url,
                 cli.config.redis_cluster_urls.as_deref(),

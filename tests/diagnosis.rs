@@ -108,6 +108,7 @@ async fn clean_simulated_calls_with_audio_get_no_warning_or_critical(db: Db, sto
         concurrency: 2,
         seed: 11,
         call_prefix: "clean".into(),
+        ..Default::default()
     };
     produce::publish(&mut env.conn().await, env.stream(), &opts, None)
         .await

@@ -15,6 +15,7 @@ fn sim(calls: usize, audio: bool, prefix: &str) -> ProduceOptions {
         concurrency: 25,
         seed: 9,
         call_prefix: prefix.into(),
+        ..Default::default()
     }
 }
 

@@ -82,6 +82,7 @@ fn clean(seed: u64) -> Call {
         concurrency: 1,
         seed,
         call_prefix: "t".into(),
+        ..Default::default()
     };
     let entry = generate_call(0, &opts).pop().expect("a final report");
     from_report(&decode_report(&entry.payload).expect("valid"), &entry.audio)
@@ -404,6 +405,7 @@ fn rnnoise_over_attenuation_from_real_audio() {
         concurrency: 1,
         seed: 3,
         call_prefix: "t".into(),
+        ..Default::default()
     };
     let mut entry = generate_call(0, &opts).pop().expect("final");
     for (k, v) in entry
@@ -589,4 +591,66 @@ fn every_rule_is_registered_once_with_a_label() {
     codes.dedup();
     assert_eq!(codes.len(), n);
     assert!(codes.iter().all(|c| super::rules::label(c) != "issue"));
+}
+
+/// What `call-insights produce` plants is what diagnosis finds: with every call faulty, each kind of
+/// fault shows as its issue; calls are spread over the last week, over intents and agents.
+#[test]
+fn produced_demo_calls_carry_their_planted_faults_and_spread_over_the_week() {
+    let until = chrono::Utc::now();
+    let opts = ProduceOptions {
+        calls: 60,
+        partials: 0,
+        audio: false,
+        seed: 5,
+        days: 7,
+        faults: 1.0,
+        until: Some(until),
+        ..Default::default()
+    };
+    let mut found = std::collections::BTreeMap::<&str, usize>::new();
+    let (mut agents, mut days) = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    );
+    for n in 0..opts.calls {
+        let entry = generate_call(n, &opts).pop().expect("final");
+        let report = decode_report(&entry.payload).expect("valid");
+        assert!(
+            report.started_at <= until && report.started_at > until - chrono::Duration::days(7)
+        );
+        days.insert(report.started_at.date_naive());
+        agents.insert(report.agent_id.clone().unwrap_or_default());
+        let codes = from_report(&report, &entry.audio).codes();
+        let planted = [
+            "slow_llm_ttft",
+            "pipeline_error",
+            "near_miss_speech",
+            "dropped_utterance",
+        ];
+        let hits: Vec<&str> = planted.into_iter().filter(|c| codes.contains(c)).collect();
+        assert!(!hits.is_empty(), "call {n} has no planted fault: {codes:?}");
+        for h in hits {
+            *found.entry(h).or_default() += 1;
+        }
+    }
+    assert_eq!(found.len(), 4, "every kind of fault planted: {found:?}");
+    assert!(agents.len() >= 4, "{agents:?}");
+    assert!(days.len() >= 5, "{days:?}");
+    // With no faults asked for, none is planted.
+    let clean = ProduceOptions {
+        faults: 0.0,
+        ..opts
+    };
+    for n in 0..20 {
+        let entry = generate_call(n, &clean).pop().expect("final");
+        let codes =
+            from_report(&decode_report(&entry.payload).expect("valid"), &entry.audio).codes();
+        assert!(
+            !codes
+                .iter()
+                .any(|c| matches!(*c, "slow_llm_ttft" | "pipeline_error" | "dropped_utterance")),
+            "{codes:?}"
+        );
+    }
 }
