@@ -34,7 +34,7 @@ run() {
   "$dir/bin/ruff" check --no-cache "$PKG" && "$dir/bin/ruff" format --no-cache --check "$PKG" >/dev/null
   log "$fw: mypy --strict"
   (cd "$PKG" && "$dir/bin/mypy" --strict --no-incremental --cache-dir=/dev/null \
-    $(ls src/call_insights/*.py | grep -v "/$other.py"))
+    $(ls src/call_insights/*.py | grep -v "$other"))
   log "$fw: pytest"
   local tests="tests/test_mapping.py tests/test_publisher.py tests/test_$fw.py"
   [ "$fw" = pipecat ] && tests="tests/test_$fw.py"  # the framework-free suites run once, with LiveKit

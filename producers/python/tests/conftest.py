@@ -99,7 +99,9 @@ class Service:
             if code == 200 and (not final or body["is_final"]):
                 return body  # type: ignore[no-any-return]
             time.sleep(0.2)
-        raise AssertionError(f"no {'final ' if final else ''}session for {call_id}; log: {self.log.read_text()[-3000:]}")
+        raise AssertionError(
+            f"no {'final ' if final else ''}session for {call_id}; log: {self.log.read_text()[-3000:]}"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +114,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Any:
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
     binary = Path(os.environ.get("CALL_INSIGHTS_BIN", target / "debug" / "call-insights"))
     if not binary.exists():
-        raise RuntimeError(f"{binary} not found: build it with `cargo build` first (or set CALL_INSIGHTS_BIN)")
+        raise RuntimeError(
+            f"{binary} not found: build it with `cargo build` first (or set CALL_INSIGHTS_BIN)"
+        )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

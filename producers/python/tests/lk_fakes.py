@@ -90,10 +90,18 @@ class Speech:
 
 
 class ScriptedVAD(VAD):
-    def __init__(self, speeches: list[Speech], silence: float = 0.3) -> None:
+    """Speech as scripted; ``murmurs`` are (start, end, probability) stretches below the threshold."""
+
+    def __init__(
+        self,
+        speeches: list[Speech],
+        silence: float = 0.3,
+        murmurs: list[tuple[float, float, float]] | None = None,
+    ) -> None:
         super().__init__(capabilities=VADCapabilities(update_interval=0.05))
         self.speeches = speeches
         self.silence = silence
+        self.murmurs = murmurs or []
 
     @property
     def model(self) -> str:
@@ -134,6 +142,22 @@ class _VADStream(VADStream):
             if not isinstance(frame, rtc.AudioFrame):
                 continue
             t += frame.duration
+            if not speaking:
+                since_inference += frame.duration
+                if since_inference >= 0.05:
+                    since_inference = 0.0
+                    p = next((m[2] for m in vad.murmurs if m[0] <= t < m[1]), 0.02)
+                    self._event_ch.send_nowait(
+                        VADEvent(
+                            type=VADEventType.INFERENCE_DONE,
+                            samples_index=int(t * 16000),
+                            timestamp=t,
+                            speech_duration=0.0,
+                            silence_duration=0.0,
+                            speaking=False,
+                            probability=p,
+                        )
+                    )
             if idx >= len(vad.speeches):
                 continue
             s = vad.speeches[idx]

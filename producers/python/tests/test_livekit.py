@@ -117,7 +117,7 @@ async def test_a_voice_call_carries_every_per_turn_metric_and_the_recording(redi
     )
     with fake_job_context() as ctx:
         session = AgentSession(
-            vad=ScriptedVAD(speeches),
+            vad=ScriptedVAD(speeches, murmurs=[(2.8, 3.3, 0.35)]),
             stt=ScriptedSTT(speeches),
             llm=llm,
             tts=ToneTTS(ttfb=0.08),
@@ -168,12 +168,20 @@ async def test_a_voice_call_carries_every_per_turn_metric_and_the_recording(redi
     ):
         assert k in kinds, (k, kinds)
     assert [e["at_ms"] for e in final["events"]] == sorted(e["at_ms"] for e in final["events"])
-    [seg] = final["audio_segments"]
-    assert (seg["segment_id"], seg["segment_type"], seg["turn_index"]) == (
-        "full_post_rnnoise",
-        "full_post_rnnoise",
-        None,
-    )
+    misses = [e for e in final["events"] if e["type"] == "near_miss"]
+    assert len(misses) == 1, misses
+    [miss] = misses
+    assert miss["data"]["max_probability"] == 0.35 and 300 <= miss["data"]["duration_ms"] <= 800, miss
+    assert 2500 < miss["at_ms"] < 3600, miss
+    segs = {s["segment_id"]: s for s in final["audio_segments"]}
+    assert set(segs) == {"full_post_rnnoise", "stt_input-0", "stt_input-1"}, segs
+    for i, user_index in enumerate(t["index"] for t in users):
+        clip = segs[f"stt_input-{i}"]
+        assert clip["segment_type"] == "stt_input" and clip["turn_index"] == user_index, clip
+        with wave.open(io.BytesIO(entries[-1].audio(f"stt_input-{i}"))) as w:
+            assert w.getframerate() == 16000 and w.getnframes() > 0.5 * 16000
+    seg = segs["full_post_rnnoise"]
+    assert seg["turn_index"] is None
     wav = entries[-1].audio("full_post_rnnoise")
     with wave.open(io.BytesIO(wav)) as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 16000)
@@ -186,10 +194,12 @@ async def test_a_voice_call_carries_every_per_turn_metric_and_the_recording(redi
 
 async def test_end_to_end_the_service_shows_the_call_and_diagnoses_a_slow_llm(service):
     insights = CallInsights(tenant_id="acme", agent_id="booking-bot", stream=service.stream)
-    llm = ScriptedLLM({
-        "is there a table at nine": Reply("Let me check.", ttft=1.3),
-        "great": Reply("See you then!", ttft=0.05),
-    })
+    llm = ScriptedLLM(
+        {
+            "is there a table at nine": Reply("Let me check.", ttft=1.3),
+            "great": Reply("See you then!", ttft=0.05),
+        }
+    )
     with fake_job_context() as ctx:
         session = AgentSession(llm=llm)
         call = insights.attach(session, ctx)
@@ -201,8 +211,12 @@ async def test_end_to_end_the_service_shows_the_call_and_diagnoses_a_slow_llm(se
     stored = service.session(call.call_id)
     sid = stored["id"]
     _, conv = service.get(f"/api/v1/sessions/{sid}/conversation")
-    assert [t["content"] for t in conv["turns"]] == ["is there a table at nine", "Let me check.", "great",
-                                                   "See you then!"]
+    assert [t["content"] for t in conv["turns"]] == [
+        "is there a table at nine",
+        "Let me check.",
+        "great",
+        "See you then!",
+    ]
     _, diag = service.get(f"/api/v1/sessions/{sid}/diagnosis")
     codes = [i["code"] for i in diag["issues"]]
     assert "slow_llm_ttft" in codes, diag

@@ -201,8 +201,15 @@ async def test_scripted_frames_become_turns_latencies_tool_calls_and_audio(redis
 
 
 async def test_end_to_end_the_service_shows_turns_latency_audio_and_a_slow_llm(service):
-    observer = CallInsightsObserver(tenant_id="acme", agent_id="support-bot", call_id="pc-e2e-1",
-                                    stream=service.stream, stt=STT, llm=LLM, tts=TTS)
+    observer = CallInsightsObserver(
+        tenant_id="acme",
+        agent_id="support-bot",
+        call_id="pc-e2e-1",
+        stream=service.stream,
+        stt=STT,
+        llm=LLM,
+        tts=TTS,
+    )
     frames = [
         SleepFrame(0.3),
         *user_says("where is my order", 0.6),
@@ -210,15 +217,23 @@ async def test_end_to_end_the_service_shows_turns_latency_audio_and_a_slow_llm(s
         *user_says("thank you", 0.4),
         *bot_says("You're welcome.", 0.3, llm_ttft=0.2),
     ]
-    await run_test(observer.audio, frames_to_send=frames, observers=[observer],
-                   pipeline_params=PipelineParams(enable_metrics=True))
+    await run_test(
+        observer.audio,
+        frames_to_send=frames,
+        observers=[observer],
+        pipeline_params=PipelineParams(enable_metrics=True),
+    )
     assert await observer.finish(timeout=10)
     stored = service.session("pc-e2e-1")
     sid = stored["id"]
     assert stored["agent_id"] == "support-bot" and stored["total_user_turns"] == 2
     _, conv = service.get(f"/api/v1/sessions/{sid}/conversation")
-    assert [t["content"] for t in conv["turns"]] == ["where is my order", "It ships tomorrow.", "thank you",
-                                                   "You're welcome."]
+    assert [t["content"] for t in conv["turns"]] == [
+        "where is my order",
+        "It ships tomorrow.",
+        "thank you",
+        "You're welcome.",
+    ]
     slow = conv["turns"][1]
     assert str(2500.0) in json.dumps(slow), slow
     _, diag = service.get(f"/api/v1/sessions/{sid}/diagnosis")
@@ -226,3 +241,39 @@ async def test_end_to_end_the_service_shows_turns_latency_audio_and_a_slow_llm(s
     for seg in ("full_post_rnnoise", "stt_input-0", "stt_input-1"):
         code, body = service.get(f"/api/v1/sessions/{sid}/audio/{seg}")
         assert code == 200 and body["status"] == "stored", (seg, code, body)
+
+
+async def test_the_audio_before_the_input_filter_is_kept_beside_the_filtered_track(redis_url, stream):
+    from pipecat.audio.filters.base_audio_filter import BaseAudioFilter
+
+    class Halve(BaseAudioFilter):
+        async def start(self, sample_rate: int) -> None:
+            self.rate = sample_rate
+
+        async def stop(self) -> None:
+            pass
+
+        async def process_frame(self, frame: object) -> None:
+            pass
+
+        async def filter(self, audio: bytes) -> bytes:
+            import array
+
+            a = array.array("h", audio)
+            return array.array("h", (s // 2 for s in a)).tobytes()
+
+    observer = CallInsightsObserver(tenant_id="acme", call_id="pc-tee-1", redis_url=redis_url, stream=stream)
+    tee = observer.tee_filter(Halve())
+    await tee.start(16000)
+    loud = tone(0.5)
+    quiet = await tee.filter(loud)
+    assert quiet != loud and len(quiet) == len(loud), "the wrapped filter still filters"
+    await tee.stop()
+    assert await observer.finish(timeout=5)
+    [final] = [e for e in await read_entries(stream) if e.payload["report_type"] == "final"]
+    vad = final.payload["pipeline"]["vad"]
+    assert vad["noise_suppression_enabled"] is True and vad["rnnoise_enabled"] is False
+    [pre] = [s for s in final.payload["audio_segments"] if s["segment_type"] == "full_pre_rnnoise"]
+    with wave.open(io.BytesIO(final.audio(pre["segment_id"]))) as w:
+        frames = w.readframes(w.getnframes())
+    assert frames == loud, "the unfiltered audio, byte for byte (16 kHz in, 16 kHz out)"

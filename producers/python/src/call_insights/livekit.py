@@ -110,6 +110,9 @@ class LiveKitCall:
             channel_type=owner.channel_type,
         )
         self._read_pipeline()
+        self._speech_runs: list[tuple[float, bytes, int]] = []
+        self._last_near_miss = self._last_speech_run = float("-inf")
+        self._watch_vad()
         self.tracker = CallTracker(
             self.report,
             owner.publisher,
@@ -165,6 +168,58 @@ class LiveKitCall:
         # LiveKit's noise cancellation is not RNNoise: say so.
         p.rnnoise_enabled = False
 
+    def _watch_vad(self) -> None:
+        """Puts a watcher around the session's VAD (before ``session.start`` reads it): it sees what
+        LiveKit does not report — speech-like audio below the threshold (``near_miss``) and the audio of
+        each run of speech that goes to STT (``stt_input`` per user turn)."""
+        inner = getattr(self._session, "_vad", None)
+        if inner is None or getattr(inner, "_call_insights_watch", False):
+            return
+        try:
+            from ._livekit_vad import WatchedVAD
+
+            self._session._vad = WatchedVAD(inner, self)
+        except Exception:
+            log.exception(
+                "call-insights: cannot watch the VAD; near misses and per-turn STT audio go unreported"
+            )
+
+    def on_near_miss(self, at: float, max_probability: float, duration: float) -> None:
+        """Called by the VAD watcher: speech-like audio that stayed below the activation threshold.
+        The session may run more than one stream of its VAD over the same audio: one report each."""
+        if abs(at - self._last_near_miss) < 0.15:
+            return
+        self._last_near_miss = at
+        self.report.add_event(
+            "near_miss",
+            at,
+            data={"max_probability": round(max_probability, 3), "duration_ms": round(duration * 1000)},
+        )
+
+    def on_speech_run(self, started_at: float, pcm: bytes, sample_rate: int) -> None:
+        """Called by the VAD watcher at the end of each run of speech with the audio it covered."""
+        if abs(started_at - self._last_speech_run) < 0.15:
+            return
+        self._last_speech_run = started_at
+        self._speech_runs.append((started_at, pcm, sample_rate))
+
+    def _attach_stt_input(self, turn: Turn) -> None:
+        runs, self._speech_runs = self._speech_runs, []
+        runs = [r for r in runs if r[2] == runs[-1][2]] if runs else []
+        if not runs:
+            return
+        index = sum(1 for t in self.report.turns if t.role == "user")
+        self.report.add_segment(
+            AudioSegment(
+                segment_id=f"stt_input-{index}",
+                segment_type="stt_input",
+                pcm=b"".join(r[1] for r in runs),
+                sample_rate=runs[0][2],
+                started_at=runs[0][0],
+                turn=turn,
+            )
+        )
+
     def _read_noise_cancellation(self) -> None:
         room_io = getattr(self._session, "_room_io", None)
         opts = getattr(room_io, "_options", None)
@@ -207,6 +262,7 @@ class LiveKitCall:
                 transcription_delay=_metric(m, "transcription_delay"),
                 end_of_turn_delay=_metric(m, "end_of_turn_delay"),
             )
+            self._attach_stt_input(turn)
         else:
             turn = Turn(
                 role="assistant",
