@@ -396,7 +396,8 @@ pub fn generate_call(n: usize, opts: &ProduceOptions) -> Vec<SimEntry> {
         let horizon = if is_final {
             i64::MAX
         } else {
-            call_ms * (seq as i64 + 1) / total as i64
+            // Spread over the call, the first early: the call shows as in progress soon after it starts.
+            call_ms * (2 * seq as i64 + 1) / (2 * total as i64)
         };
         let known_turns: Vec<&SimTurn> = turns.iter().filter(|t| t.end_ms <= horizon).collect();
         let known_events: Vec<&Value> = events
