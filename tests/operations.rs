@@ -68,3 +68,51 @@ async fn alerts_and_the_dashboard_name_only_exposed_metrics() {
     }
     env.cleanup().await;
 }
+
+/// No configured secret reaches a log through `Debug`: the whole `App` (config, STT clients, analytics
+/// settings and clients, signer, store) formatted with `{:?}` holds none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_configured_secret_appears_when_the_app_is_formatted() {
+    use base64::Engine;
+    let enc = format!(
+        "k1:{}",
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+    );
+    let secrets = [
+        "sk-stt-secret-7f3a9c".to_string(),
+        "sk-llm-secret-44e1b2".to_string(),
+        "signing-secret-98d2e1".to_string(),
+        "apikey-secret-5c6d7e".to_string(),
+    ];
+    let (stt_key, llm_key, signing, api_key) = (
+        secrets[0].clone(),
+        secrets[1].clone(),
+        secrets[2].clone(),
+        secrets[3].clone(),
+    );
+    let enc_cfg = enc.clone();
+    let env = common::spawn_with(Db::Postgres, Store::S3, move |c| {
+        c.stt.providers = vec![call_insights::stt::ProviderConfig::new(
+            call_insights::stt::ProviderId::ALL[0],
+            &stt_key,
+            "http://127.0.0.1:9",
+        )];
+        c.analytics.llm.api_key = Some(llm_key.clone());
+        c.analytics.encryption_key = Some(enc_cfg.clone());
+        c.url_signing_key = Some(signing.clone());
+        c.api_keys = format!("{api_key}=acme");
+    })
+    .await;
+    let text = format!("{:?}", env.app);
+    let enc_secret = enc.split_once(':').map(|(_, k)| k.to_string()).unwrap();
+    for s in secrets
+        .iter()
+        .chain([&enc_secret, &env.app.config.s3_secret_key])
+    {
+        assert!(
+            !text.contains(s.as_str()),
+            "{s} appears in App's Debug output"
+        );
+    }
+    env.cleanup().await;
+}

@@ -346,7 +346,7 @@ impl LlmAnalyzer {
                     let what = if e.is_timeout() {
                         format!("no answer within {} ms", self.settings.timeout.as_millis())
                     } else {
-                        format!("connection failed: {}", error_chain(&e))
+                        format!("connection failed: {}", error_chain(&e.without_url()))
                     };
                     if may_retry {
                         retry += 1;

@@ -234,8 +234,9 @@ pub fn build_analyzer(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Anal
     })
 }
 
-/// Settings of analytics, read from `INSIGHTS_ANALYTICS*` and `INSIGHTS_LLM_*`.
-#[derive(Debug, Clone)]
+/// Settings of analytics, read from `INSIGHTS_ANALYTICS*` and `INSIGHTS_LLM_*`. `Debug` leaves the
+/// encryption key out.
+#[derive(Clone)]
 pub struct Settings {
     /// `INSIGHTS_ANALYTICS`: explicit mode; default `llm` when an LLM key or base URL is set, else `offline`.
     pub mode: Option<Mode>,
@@ -254,6 +255,25 @@ pub struct Settings {
     pub poll_ms: u64,
     /// `INSIGHTS_ANALYTICS_MAX_ATTEMPTS` (default 3): starts before an item fails for good.
     pub max_attempts: i32,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("mode", &self.mode)
+            .field("llm", &self.llm)
+            .field("config_path", &self.config_path)
+            .field("review_per_day", &self.review_per_day)
+            .field(
+                "encryption_key",
+                &self.encryption_key.as_ref().map(|_| "***"),
+            )
+            .field("concurrency", &self.concurrency)
+            .field("lease_ms", &self.lease_ms)
+            .field("poll_ms", &self.poll_ms)
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
 }
 
 impl Default for Settings {

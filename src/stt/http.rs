@@ -85,8 +85,8 @@ impl Answer {
     }
 }
 
-/// One provider's endpoint, key and limits.
-#[derive(Debug, Clone)]
+/// One provider's endpoint, key and limits. `Debug` leaves the key out (it reaches `App`'s).
+#[derive(Clone)]
 pub(crate) struct Http {
     pub client: reqwest::Client,
     pub id: ProviderId,
@@ -95,6 +95,18 @@ pub(crate) struct Http {
     pub model: String,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("id", &self.id)
+            .field("api_key", &"***")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Http {
@@ -146,7 +158,7 @@ impl Http {
                         tokio::time::sleep(self.retry.backoff(attempt)).await;
                         continue;
                     }
-                    return Err(fail(SttErrorKind::Network, error_chain(&e)));
+                    return Err(fail(SttErrorKind::Network, error_chain(&e.without_url())));
                 }
             };
             let headers_after = started.elapsed();
@@ -169,7 +181,7 @@ impl Http {
                         tokio::time::sleep(self.retry.backoff(attempt)).await;
                         continue;
                     }
-                    return Err(fail(SttErrorKind::Network, error_chain(&e)));
+                    return Err(fail(SttErrorKind::Network, error_chain(&e.without_url())));
                 }
             };
             let latency = started.elapsed();

@@ -198,7 +198,9 @@ impl Deliverer {
                 let what = if e.is_timeout() {
                     format!("no answer within {} ms", self.settings.timeout.as_millis())
                 } else {
-                    crate::stt::error_chain(&e)
+                    // Without the URL: a capability URL carries its secret in the path, and this
+                    // text is logged and stored.
+                    crate::stt::error_chain(&e.without_url())
                 };
                 self.record(d, None, Some(what), None, ms).await
             }
