@@ -19,6 +19,7 @@ Nothing here ever raises into the agent: a failure is logged and counted, the ca
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -117,7 +118,7 @@ class LiveKitCall:
             self.report,
             owner.publisher,
             partial_interval=owner.partial_interval,
-            before_final=self._collect_audio,
+            before_final=self._before_final,
         )
         self._seen_messages: set[str] = set()
         self._pending_tools: list[ToolCall] = []
@@ -357,7 +358,8 @@ class LiveKitCall:
         """Records a transfer (``ctx.transfer_sip_participant`` emits no event)."""
         self.report.mark_transfer(target)
 
-    async def _collect_audio(self, budget: float) -> None:
+    async def _before_final(self, budget: float) -> None:
+        """Tool calls still pending go to the last assistant turn; the recording is read."""
         if self._pending_tools and self._last_assistant is not None:
             self._last_assistant.tool_calls = (self._last_assistant.tool_calls or []) + self._pending_tools
             self._pending_tools = []
@@ -396,8 +398,6 @@ class LiveKitCall:
 def _json_or_text(value: Any) -> Any:
     if not isinstance(value, str):
         return value
-    import json
-
     try:
         return json.loads(value)
     except ValueError:

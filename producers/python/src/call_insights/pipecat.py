@@ -143,7 +143,7 @@ class CallInsightsObserver(BaseObserver):
         self.report.pipeline.noise_suppression_enabled = False
         self.report.pipeline.rnnoise_enabled = False
         self.tracker = CallTracker(
-            self.report, self.publisher, partial_interval=partial_interval, before_final=self._await_audio
+            self.report, self.publisher, partial_interval=partial_interval, before_final=self._before_final
         )
         self._user: Turn | None = None
         self._last_user: Turn | None = None
@@ -225,12 +225,17 @@ class CallInsightsObserver(BaseObserver):
         self._post.extend(user)
 
     async def _on_user_turn_audio(self, processor: Any, data: Any) -> None:
+        """Turn ``n`` (1-based, the turn tracker's count) is the call's ``n``-th user turn."""
         try:
             n = int(data.turn_number) - 1
-            turn = self._user_turns[n] if 0 <= n < len(self._user_turns) else self._last_user
-            if turn is None or not data.audio:
+            if 0 <= n < len(self._user_turns):
+                index, turn = n, self._user_turns[n]
+            elif self._user_turns:
+                index, turn = len(self._user_turns) - 1, self._user_turns[-1]
+            else:
                 return
-            index = self._user_turns.index(turn) if turn in self._user_turns else n
+            if not data.audio:
+                return
             self.report.add_segment(
                 AudioSegment(
                     segment_id=f"stt_input-{index}",
@@ -245,7 +250,8 @@ class CallInsightsObserver(BaseObserver):
         except Exception:
             log.exception("call-insights: could not keep a user turn's audio")
 
-    async def _await_audio(self, budget: float) -> None:
+    async def _before_final(self, budget: float) -> None:
+        """Waits for the recording to stop, gives pending tool calls a turn, adds the audio."""
         if self._recording:
             try:
                 await asyncio.wait_for(self._recording_stopped.wait(), timeout=min(budget, 3.0))

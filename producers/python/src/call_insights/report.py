@@ -16,9 +16,6 @@ from typing import Any, Literal
 Role = Literal["user", "assistant"]
 SegmentType = Literal["stt_input", "full_pre_rnnoise", "full_post_rnnoise", "near_miss"]
 
-#: Close reasons of the contract (``outcome.close_reason``).
-CLOSE_REASONS = ("user_hangup", "agent_hangup", "transfer", "error", "timeout")
-
 
 def _ms(seconds: float | None) -> float | None:
     """Seconds to milliseconds, rounded to 0.1 ms; ``None`` and negative values (unknown) stay ``None``."""
@@ -49,7 +46,7 @@ class ToolCall:
         }
 
 
-@dataclass
+@dataclass(eq=False)
 class Turn:
     """One user or assistant turn. Times are epoch seconds (converted to offsets in the snapshot)."""
 
@@ -67,7 +64,7 @@ class Turn:
     tool_calls: list[ToolCall] | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class Event:
     type: str
     at: float
