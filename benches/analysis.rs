@@ -39,6 +39,7 @@ fn latency_ms(id: ProviderId) -> u64 {
         ProviderId::Elevenlabs => 100,
         ProviderId::Gladia => 60,
         ProviderId::Openai => 80,
+        ProviderId::Assemblyai => 90,
     }
 }
 

@@ -64,6 +64,8 @@ pub struct App {
     pub live: Arc<crate::live::hub::Hub>,
     /// Per-API-key token buckets (off unless `INSIGHTS_RATE_LIMIT_PER_SECOND` is set).
     pub rate_limiter: crate::api::ratelimit::RateLimiter,
+    /// Recordings: settings, transcription clients, Twilio accounts.
+    pub recordings: Arc<crate::recordings::Recordings>,
 }
 
 /// Where reported clips are archived.
@@ -233,7 +235,21 @@ impl App {
                 "INSIGHTS_WEBHOOK_ALLOW_PRIVATE=true: webhooks may target loopback and private addresses"
             );
         }
+        let twilio = match &config.twilio_accounts_file {
+            Some(path) => crate::recordings::twilio::Accounts::load(path)?,
+            None => crate::recordings::twilio::Accounts::default(),
+        };
+        let recordings = Arc::new(
+            crate::recordings::Recordings::build(
+                crate::recordings::Settings::from_config(&config)?,
+                &config_stt,
+                twilio,
+                config.webhooks.allow_private,
+            )
+            .context("cannot set up recordings")?,
+        );
         Ok(App {
+            recordings,
             config,
             db,
             store,
@@ -265,6 +281,22 @@ impl App {
             concurrency: c.analysis_concurrency,
             lease: Duration::from_millis(c.analysis_lease_ms.max(100)),
             poll: Duration::from_millis(c.analysis_poll_ms.max(10)),
+        }
+    }
+
+    /// The recording pipeline's worker.
+    pub fn recording_worker(&self) -> crate::recordings::pipeline::Worker {
+        crate::recordings::pipeline::Worker {
+            recordings: self.recordings.clone(),
+            db: self.db.clone(),
+            store: self.store.clone(),
+            ingestor: self.ingestor(),
+            row_cache: self.row_cache.clone(),
+            live: self.config.live.then(|| self.live.clone()),
+            broker: self.redis.clone(),
+            updates_channel: crate::ingest::consumer::updates_channel(&self.config.stream),
+            thresholds: self.thresholds.clone(),
+            worker_id: self.config.consumer_name(),
         }
     }
 
@@ -404,6 +436,8 @@ impl Application {
             Duration::from_millis(self.app.config.live_outbox_grace_ms),
             shutdown.clone(),
         ));
+        let recordings =
+            tokio::spawn(Arc::new(self.app.recording_worker()).run_until(shutdown.clone()));
         let retention = tokio::spawn(crate::erasure::run_sweeper(
             self.app.clone(),
             shutdown.clone(),
@@ -428,6 +462,7 @@ impl Application {
             .await
             .context("live-events outbox sweeper panicked")?;
         retention.await.context("retention sweeper panicked")?;
+        recordings.await.context("recording worker panicked")?;
         served
     }
 }

@@ -449,6 +449,76 @@ pub struct Config {
         global = true
     )]
     pub ui_session_hours: u64,
+    /// The provider that transcribes recordings unless a request names another: `deepgram`,
+    /// `assemblyai`, `gladia`, `elevenlabs` or `openai` (its key comes from `INSIGHTS_<PROVIDER>_*`).
+    #[arg(
+        long,
+        env = "INSIGHTS_RECORDING_PROVIDER",
+        default_value = "deepgram",
+        global = true
+    )]
+    pub recording_provider: String,
+    /// Largest recording accepted (upload, URL or Twilio media), in bytes.
+    #[arg(
+        long,
+        env = "INSIGHTS_RECORDING_MAX_BYTES",
+        default_value_t = 512 << 20,
+        global = true
+    )]
+    pub recording_max_bytes: u64,
+    /// Per request to a provider while transcribing a recording (uploads and long files take long).
+    #[arg(
+        long,
+        env = "INSIGHTS_RECORDING_TIMEOUT_MS",
+        default_value_t = 900_000,
+        global = true
+    )]
+    pub recording_timeout_ms: u64,
+    /// Recordings this replica works on at once.
+    #[arg(
+        long,
+        env = "INSIGHTS_RECORDING_CONCURRENCY",
+        default_value_t = 2,
+        global = true
+    )]
+    pub recording_concurrency: usize,
+    /// A recording's work lease; renewed while the work runs, taken over by another replica after it
+    /// runs out (a replica that died mid-transcription).
+    #[arg(
+        long,
+        env = "INSIGHTS_RECORDING_LEASE_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub recording_lease_ms: u64,
+    /// How often an idle replica looks for recordings to work on.
+    #[arg(
+        long,
+        env = "INSIGHTS_RECORDING_POLL_MS",
+        default_value_t = 1_000,
+        global = true
+    )]
+    pub recording_poll_ms: u64,
+    /// TOML file of the Twilio accounts whose recording callbacks are accepted
+    /// (`[[account]] sid, auth_token, tenant_id, channels`).
+    #[arg(long, env = "INSIGHTS_TWILIO_ACCOUNTS_FILE", global = true)]
+    pub twilio_accounts_file: Option<PathBuf>,
+    /// The only origin Twilio media is fetched from (trusted even when private, as in tests).
+    #[arg(
+        long,
+        env = "INSIGHTS_TWILIO_API_BASE_URL",
+        default_value = "https://api.twilio.com",
+        global = true
+    )]
+    pub twilio_api_base_url: String,
+    /// First wait before asking Twilio again for media it does not have yet (404); doubles per try.
+    #[arg(
+        long,
+        env = "INSIGHTS_TWILIO_MEDIA_RETRY_MS",
+        default_value_t = 2_000,
+        global = true
+    )]
+    pub twilio_media_retry_ms: u64,
     /// STT providers (`INSIGHTS_<PROVIDER>_*`, `INSIGHTS_STT_*`): read by `SttConfig::from_process_env`
     /// in `main`, empty in `Config::defaults()` so tests configure their own fakes.
     #[arg(skip)]

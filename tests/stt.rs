@@ -80,6 +80,7 @@ async fn each_client_speaks_its_providers_wire_format() {
             ProviderId::Elevenlabs => vec!["POST /v1/speech-to-text"],
             ProviderId::Openai => vec!["POST /v1/audio/transcriptions"],
             ProviderId::Gladia => vec!["POST /v2/upload", "POST /v2/pre-recorded"],
+            ProviderId::Assemblyai => unreachable!("not a clip replay provider"),
         };
         assert_eq!(&paths[..want.len()], want.as_slice(), "{}", fake.id());
         if fake.id() == ProviderId::Gladia {

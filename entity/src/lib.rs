@@ -12,6 +12,8 @@ pub mod call_sessions;
 pub mod conversation_turns;
 pub mod diagnosis_issues;
 pub mod erasure_audit;
+pub mod recording_transcripts;
+pub mod recordings;
 pub mod session_analyses;
 pub mod session_events;
 pub mod stt_reports;

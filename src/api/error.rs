@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 #[schema(example = json!({"code": "not_found", "message": "session 3f0c… not found"}))]
 pub struct ErrorBody {
     /// Stable machine code: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
-    /// `unavailable`, `internal`.
+    /// `payload_too_large`, `unsupported_media_type`, `unavailable`, `internal`.
     pub code: &'static str,
     /// What went wrong, for a human.
     pub message: String,
@@ -43,6 +43,12 @@ pub enum ApiError {
     /// 503: the service is not set up for this (e.g. no STT provider configured).
     #[error("{0}")]
     Unavailable(String),
+    /// 413: the body is larger than this route takes.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 415: a body of a kind this route does not take.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 429: this key's rate limit (`INSIGHTS_RATE_LIMIT_PER_SECOND`).
     #[error("rate limit exceeded; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
@@ -86,6 +92,12 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                None,
+            ),
             ApiError::RateLimited { retry_after_secs } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",

@@ -12,6 +12,7 @@ pub(crate) mod extract;
 mod health;
 pub mod monitor;
 pub mod ratelimit;
+pub mod recordings;
 pub mod reports;
 pub mod sessions;
 pub mod webhooks;
@@ -195,7 +196,9 @@ impl Modify for ExactlyOne {
     modifiers(&BearerAuth),
     // The signed-file route takes a multi-segment key (axum `{*key}`): registered by hand in
     // `router`, documented here.
-    paths(audio::serve_audio_file),
+    // The recording upload has its own body limit and no request timeout: registered by hand in
+    // `router` too.
+    paths(audio::serve_audio_file, recordings::create_recording),
     tags(
         (name = "sessions", description = "Calls, their timeline, conversation and diagnosis"),
         (name = "audio", description = "Time-limited URLs to a call's audio"),
@@ -204,6 +207,7 @@ impl Modify for ExactlyOne {
         (name = "monitor", description = "Live monitoring: Server-Sent Events of every call as it happens, and the active calls"),
         (name = "webhooks", description = "Signed webhooks (Standard Webhooks) for analytics events"),
         (name = "reports", description = "User-filed STT issues: archived clips analysed against what the user said"),
+        (name = "recordings", description = "Call recordings (upload, URL, Twilio) analysed like reported calls: transcription with speakers, turns, conversation metrics, transcript versions"),
         (name = "operations", description = "Liveness, readiness and metrics"),
     )
 )]
@@ -226,6 +230,17 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(analysis::get_batch))
         .routes(routes!(analysis::cancel_batch))
         .routes(routes!(analysis::run_analysis, analysis::get_analysis))
+        .routes(routes!(recordings::list_recordings))
+        .routes(routes!(recordings::get_recording))
+        .routes(routes!(recordings::get_recording_audio))
+        .routes(routes!(recordings::put_roles))
+        .routes(routes!(
+            recordings::create_transcript,
+            recordings::list_transcripts
+        ))
+        .routes(routes!(recordings::get_transcript))
+        .routes(routes!(recordings::put_transcript_of_record))
+        .routes(routes!(recordings::twilio_recording_status))
         .routes(routes!(reports::create_report, reports::list_reports))
         .routes(routes!(reports::get_report))
         .routes(routes!(reports::get_report_audio))
@@ -354,6 +369,23 @@ pub fn router(app: Arc<App>) -> Router {
                 StatusCode::REQUEST_TIMEOUT,
                 Duration::from_millis(config.http_timeout_ms),
             ));
+    // Uploads: their own body limit (`INSIGHTS_RECORDING_MAX_BYTES`, checked again while streaming)
+    // and no request timeout (a large file takes as long as the client's link needs).
+    let uploads = Router::new()
+        .route(
+            "/api/v1/recordings",
+            axum::routing::post(recordings::create_recording),
+        )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::limit,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), record_http))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            usize::try_from(app.recordings.settings.max_bytes.saturating_add(1 << 20))
+                .unwrap_or(usize::MAX),
+        ));
+    let router = router.merge(uploads);
     let router = match cors(config.cors_origins.as_deref()) {
         Some(c) => router.layer(c),
         None => router,

@@ -27,6 +27,10 @@ pub const ALL: &[(&str, Rule)] = &[
     ("transferred", transferred),
     ("long_silence", long_silence),
     ("frequent_interruptions", frequent_interruptions),
+    ("dead_air", dead_air),
+    ("talk_over", talk_over),
+    ("long_monologue", long_monologue),
+    ("slow_response", slow_response),
 ];
 
 /// Short human label of a code, for summaries.
@@ -52,6 +56,10 @@ pub fn label(code: &str) -> &'static str {
         "transferred" => "transferred",
         "long_silence" => "long silence",
         "frequent_interruptions" => "frequent interruptions",
+        "dead_air" => "dead air",
+        "talk_over" => "talk-over",
+        "long_monologue" => "long monologue",
+        "slow_response" => "slow agent response",
         _ => "issue",
     }
 }
@@ -713,4 +721,97 @@ pub fn frequent_interruptions(s: &Snapshot<'_>, t: &Thresholds) -> Vec<Issue> {
             .detail("Users barging in often suggests answers that are too long or off target.")
             .evidence(json!({"interruptions": n, "interruption_events": events.len(), "interrupted_turns": turns, "threshold": t.frequent_interruptions})),
     ]
+}
+
+/// The call's conversation metrics from its timed turns (`user` is the customer, `assistant` the
+/// agent); dead air listed from `dead_air_ms`.
+fn conversation(s: &Snapshot<'_>, t: &Thresholds) -> crate::conversation::ConversationMetrics {
+    use crate::conversation::{AGENT, CUSTOMER, Input, Span};
+    let input = Input::from_turns(s.turns.iter().filter_map(|turn| {
+        let (start, end) = (turn.start_ms?, turn.end_ms?);
+        let role = if is_user(turn) { CUSTOMER } else { AGENT };
+        Some((
+            role.to_string(),
+            Span {
+                start_ms: start,
+                end_ms: end,
+            },
+            turn.content.split_whitespace().count(),
+        ))
+    }));
+    crate::conversation::compute(&input, t.dead_air_ms.round() as i64)
+}
+
+/// The turn that starts at `at_ms`, if one does.
+fn turn_at(s: &Snapshot<'_>, at_ms: i64) -> Option<i64> {
+    s.turns
+        .iter()
+        .find(|t| t.start_ms == Some(at_ms))
+        .map(|t| t.turn_index)
+}
+
+/// warning: a stretch with nobody speaking (dead air), from the call's timed turns.
+pub fn dead_air(s: &Snapshot<'_>, t: &Thresholds) -> Vec<Issue> {
+    conversation(s, t)
+        .silences
+        .iter()
+        .map(|g| {
+            issue("dead_air", Severity::Warning, format!("{:.1} s of dead air at {}", g.len() as f64 / 1000.0, clock(g.start_ms)))
+                .at(Some(g.start_ms), turn_at(s, g.end_ms))
+                .detail("Nobody spoke: a caller on a silent line often thinks the call dropped.")
+                .evidence(json!({"silence_ms": g.len(), "from_ms": g.start_ms, "to_ms": g.end_ms, "threshold_ms": t.dead_air_ms}))
+        })
+        .collect()
+}
+
+/// warning: one party spoke over the other for a while.
+pub fn talk_over(s: &Snapshot<'_>, t: &Thresholds) -> Vec<Issue> {
+    conversation(s, t)
+        .overlaps
+        .iter()
+        .filter(|o| (o.end_ms - o.start_ms) as f64 >= t.talk_over_ms)
+        .map(|o| {
+            let ms = o.end_ms - o.start_ms;
+            issue("talk_over", Severity::Warning, format!("{} talked over the {} for {:.1} s at {}", o.by, o.over, ms as f64 / 1000.0, clock(o.start_ms)))
+                .at(Some(o.start_ms), turn_at(s, o.start_ms))
+                .evidence(json!({"overlap_ms": ms, "by": o.by, "over": o.over, "from_ms": o.start_ms, "to_ms": o.end_ms, "threshold_ms": t.talk_over_ms}))
+        })
+        .collect()
+}
+
+/// info: one party spoke unbroken for a long time.
+pub fn long_monologue(s: &Snapshot<'_>, t: &Thresholds) -> Vec<Issue> {
+    let mut out = Vec::new();
+    for turn in s.turns {
+        let (Some(start), Some(end)) = (turn.start_ms, turn.end_ms) else {
+            continue;
+        };
+        let ms = end - start;
+        if (ms as f64) < t.long_monologue_ms {
+            continue;
+        }
+        let who = if is_user(turn) { "customer" } else { "agent" };
+        out.push(
+            issue("long_monologue", Severity::Info, format!("the {who} spoke for {:.0} s without a break", ms as f64 / 1000.0))
+                .at(Some(start), Some(turn.turn_index))
+                .detail("Long monologues lose the listener; Gong's benchmark for a good call is under a minute.")
+                .evidence(json!({"monologue_ms": ms, "role": who, "from_ms": start, "to_ms": end, "threshold_ms": t.long_monologue_ms})),
+        );
+    }
+    out
+}
+
+/// warning: the agent took long to start answering the customer.
+pub fn slow_response(s: &Snapshot<'_>, t: &Thresholds) -> Vec<Issue> {
+    conversation(s, t)
+        .response_gaps
+        .iter()
+        .filter(|g| (g.end_ms - g.start_ms) as f64 >= t.slow_response_ms)
+        .map(|g| {
+            let ms = g.end_ms - g.start_ms;
+            issue("slow_response", Severity::Warning, format!("the agent took {:.1} s to answer at {}", ms as f64 / 1000.0, clock(g.start_ms)))
+                .at(Some(g.start_ms), turn_at(s, g.end_ms))
+                .evidence(json!({"response_gap_ms": ms, "customer_end_ms": g.start_ms, "agent_start_ms": g.end_ms, "threshold_ms": t.slow_response_ms}))
+        })
+        .collect()
 }

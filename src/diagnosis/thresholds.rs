@@ -33,6 +33,15 @@ pub struct Thresholds {
     pub long_silence_ms: f64,
     /// frequent_interruptions: at least this many barge-ins in one call.
     pub frequent_interruptions: u32,
+    /// dead_air: a stretch with nobody speaking at least this long (also the shortest silence a
+    /// recording's conversation metrics list).
+    pub dead_air_ms: f64,
+    /// talk_over: one party speaking over the other for at least this long.
+    pub talk_over_ms: f64,
+    /// long_monologue: one party speaking unbroken for at least this long.
+    pub long_monologue_ms: f64,
+    /// slow_response: the agent starting to answer at least this long after the customer stopped.
+    pub slow_response_ms: f64,
 }
 
 impl Default for Thresholds {
@@ -53,6 +62,10 @@ impl Default for Thresholds {
             low_confidence: 0.6,
             long_silence_ms: 8000.0,
             frequent_interruptions: 3,
+            dead_air_ms: 10_000.0,
+            talk_over_ms: 1_000.0,
+            long_monologue_ms: 60_000.0,
+            slow_response_ms: 3_000.0,
         }
     }
 }

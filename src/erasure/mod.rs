@@ -175,6 +175,18 @@ pub async fn erase(
             audio_objects += 1;
         }
     }
+    // The call's recordings: the original bytes, then (below) every transcript version and raw
+    // provider answer with their rows.
+    let recordings = entity::recordings::Entity::find()
+        .filter(entity::recordings::Column::SessionId.eq(s.id))
+        .all(db)
+        .await?;
+    for r in &recordings {
+        if let Some(k) = &r.object_key {
+            app.store.delete(k).await.map_err(unavailable)?;
+            audio_objects += 1;
+        }
+    }
     let mut report_clips = 0u64;
     for r in &reports {
         if let Some(k) = &r.source_s3_key {
@@ -217,6 +229,11 @@ pub async fn erase(
             0
         }
     };
+    let recordings_removed = entity::recordings::Entity::delete_many()
+        .filter(entity::recordings::Column::SessionId.eq(s.id))
+        .exec(&tx)
+        .await?
+        .rows_affected;
     let sessions = cs::Entity::delete_by_id(s.id)
         .exec(&tx)
         .await?
@@ -228,6 +245,7 @@ pub async fn erase(
     removed.insert("stt_reports".into(), json!(reports_removed));
     removed.insert("report_clips".into(), json!(report_clips));
     removed.insert("webhook_deliveries".into(), json!(deliveries));
+    removed.insert("recordings".into(), json!(recordings_removed));
     let row = audit::ActiveModel {
         id: Set(Uuid::now_v7()),
         reason: Set(reason.as_str().into()),

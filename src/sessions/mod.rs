@@ -364,6 +364,11 @@ pub struct SessionDetail {
     pub pipeline: Pipeline,
     pub outcome: Outcome,
     pub latency: LatencySummary,
+    /// Talk time and ratio, interruptions, silences, response gaps …: from the recording's words for
+    /// a recorded call, else from the turns' times (absent when no turn has both).
+    pub conversation_metrics: Option<crate::conversation::ConversationMetrics>,
+    /// The call's recording, when one was analysed or attached.
+    pub recording_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -416,15 +421,49 @@ pub fn detail(s: &cs::Model, turns: &[ct::Model]) -> SessionDetail {
             tts_ttfb_ms: stats(|t| t.tts_ttfb_ms),
             e2e_latency_ms: stats(|t| t.e2e_latency_ms),
         },
+        conversation_metrics: metrics_of_turns(turns),
+        recording_id: None,
         created_at: s.created_at,
         updated_at: s.updated_at,
     }
 }
 
-/// The detail of a session (its turns read for the latency summary).
+/// Conversation metrics from timed turns (`user` = customer, `assistant` = agent), dead air from
+/// the default threshold.
+pub fn metrics_of_turns(turns: &[ct::Model]) -> Option<crate::conversation::ConversationMetrics> {
+    use crate::conversation::{AGENT, CUSTOMER, Input, Span};
+    let input = Input::from_turns(turns.iter().filter_map(|t| {
+        let role = if t.role == "user" { CUSTOMER } else { AGENT };
+        Some((
+            role.to_string(),
+            Span {
+                start_ms: t.start_ms?,
+                end_ms: t.end_ms?,
+            },
+            t.content.split_whitespace().count(),
+        ))
+    }));
+    if input.turns.is_empty() {
+        return None;
+    }
+    let threshold = crate::diagnosis::Thresholds::default().dead_air_ms.round() as i64;
+    Some(crate::conversation::compute(&input, threshold))
+}
+
+/// The detail of a session (its turns read for the latency summary; a recording's own metrics).
 pub async fn detail_of(db: &DatabaseConnection, s: &cs::Model) -> Result<SessionDetail, ApiError> {
     let turns = turns_of(db, s.id).await?;
-    Ok(detail(s, &turns))
+    let mut d = detail(s, &turns);
+    if let Some(r) = crate::recordings::store::of_session(db, s.id).await? {
+        d.recording_id = Some(r.id);
+        if let Some(m) = r
+            .conversation_metrics
+            .and_then(|v| serde_json::from_value(v).ok())
+        {
+            d.conversation_metrics = Some(m);
+        }
+    }
+    Ok(d)
 }
 
 /// What a timeline item is.

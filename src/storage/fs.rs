@@ -62,6 +62,28 @@ impl AudioStore for FsStore {
             .map_err(|e| StorageError::Unavailable(format!("write task failed: {e}")))?
     }
 
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        _content_type: &str,
+    ) -> Result<(), StorageError> {
+        let dest = self.path_of(key)?;
+        let src = path.to_path_buf();
+        tokio::task::spawn_blocking(move || copy_durably(&src, &dest))
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("write task failed: {e}")))?
+    }
+
+    async fn get_to_file(&self, key: &str, path: &Path) -> Result<bool, StorageError> {
+        let src = self.path_of(key)?;
+        match tokio::fs::copy(&src, path).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(unavailable("cannot read", &src, e)),
+        }
+    }
+
     async fn get(&self, _bucket: Option<&str>, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let path = self.path_of(key)?;
         match tokio::fs::read(&path).await {
@@ -108,6 +130,23 @@ impl AudioStore for FsStore {
         }
         Ok(())
     }
+}
+
+/// Copies `src` to `dest` the way `write_durably` writes: a temporary name, fsync, rename.
+fn copy_durably(src: &Path, dest: &Path) -> Result<(), StorageError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| unavailable("cannot create", dir, e))?;
+    let tmp = dest.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+    let result = (|| {
+        std::fs::copy(src, &tmp)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, dest)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        unavailable("cannot write", dest, e)
+    })
 }
 
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {

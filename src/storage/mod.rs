@@ -27,6 +27,15 @@ pub trait AudioStore: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> &'static str;
     /// Writes an object durably (fsync'd file, or an S3 PUT that answered 200).
     async fn put(&self, key: &str, bytes: &[u8], content_type: &str) -> Result<(), StorageError>;
+    /// Writes the file at `path` as an object, streamed (a long recording is never held in memory).
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        content_type: &str,
+    ) -> Result<(), StorageError>;
+    /// Copies an object into the file at `path`, streamed; `Ok(false)` when it does not exist.
+    async fn get_to_file(&self, key: &str, path: &std::path::Path) -> Result<bool, StorageError>;
     /// Reads an object; `Ok(None)` when it does not exist. `bucket` names another bucket of the same
     /// S3 endpoint (agent-uploaded audio); the filesystem store ignores it.
     async fn get(&self, bucket: Option<&str>, key: &str) -> Result<Option<Vec<u8>>, StorageError>;

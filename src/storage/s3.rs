@@ -91,6 +91,33 @@ impl AudioStore for S3Store {
             .map_err(|e| s3_error("PUT", key, e))
     }
 
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        let mut file = tokio::fs::File::open(path).await.map_err(|e| {
+            StorageError::Unavailable(format!("cannot read {}: {e}", path.display()))
+        })?;
+        self.bucket
+            .put_object_stream_with_content_type(&mut file, key, content_type)
+            .await
+            .map(|_| ())
+            .map_err(|e| s3_error("PUT", key, e))
+    }
+
+    async fn get_to_file(&self, key: &str, path: &std::path::Path) -> Result<bool, StorageError> {
+        let mut file = tokio::fs::File::create(path).await.map_err(|e| {
+            StorageError::Unavailable(format!("cannot write {}: {e}", path.display()))
+        })?;
+        match self.bucket.get_object_to_writer(key, &mut file).await {
+            Ok(_) => Ok(true),
+            Err(S3Error::HttpFailWithBody(404, _)) => Ok(false),
+            Err(e) => Err(s3_error("GET", key, e)),
+        }
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         match self.bucket.delete_object(key).await {
             Ok(_) | Err(S3Error::HttpFailWithBody(404, _)) => Ok(()),

@@ -99,7 +99,7 @@ impl SttConfig {
         let max_retries = number("INSIGHTS_STT_MAX_RETRIES", u64::from(DEFAULT_MAX_RETRIES))?;
         let poll_ms = number("INSIGHTS_GLADIA_POLL_MS", DEFAULT_POLL_MS)?;
         let mut providers = Vec::new();
-        for id in ProviderId::ALL {
+        for id in ProviderId::CONFIGURABLE {
             let prefix = format!("INSIGHTS_{}_", id.env_prefix());
             let Some(api_key) = get(&format!("{prefix}API_KEY")) else {
                 continue;

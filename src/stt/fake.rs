@@ -392,6 +392,7 @@ fn check_auth(state: &State, headers: &HeaderMap) -> Result<(), Response> {
         ProviderId::Deepgram => ("authorization", format!("Token {}", state.api_key)),
         ProviderId::Elevenlabs => ("xi-api-key", state.api_key.clone()),
         ProviderId::Gladia => ("x-gladia-key", state.api_key.clone()),
+        ProviderId::Assemblyai => ("authorization", state.api_key.clone()),
     };
     if get(header_name) != Some(expected.as_str()) {
         return Err(error(
@@ -432,6 +433,7 @@ fn error(id: ProviderId, status: u16, code: &str, message: &str) -> Response {
         ProviderId::Gladia => {
             json!({"timestamp": "2026-11-21T00:00:00.000Z", "path": "", "request_id": request_id, "statusCode": status, "message": message})
         }
+        ProviderId::Assemblyai => json!({"error": message}),
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, axum::Json(body)).into_response()

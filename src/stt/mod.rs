@@ -9,7 +9,7 @@ mod elevenlabs;
 pub mod fake;
 mod gladia;
 mod groq;
-mod http;
+pub(crate) mod http;
 pub mod language;
 mod limit;
 pub mod normalize;
@@ -47,6 +47,8 @@ pub enum ProviderId {
     Gladia,
     /// OpenAI itself or any OpenAI-compatible server (whisper.cpp, speaches, vLLM).
     Openai,
+    /// AssemblyAI: transcribes recordings (upload, job, poll); not one of the clip replay providers.
+    Assemblyai,
 }
 
 impl ProviderId {
@@ -59,8 +61,20 @@ impl ProviderId {
         Self::Openai,
     ];
 
+    /// Every provider with settings: the replay providers and those only recordings use.
+    pub const CONFIGURABLE: [ProviderId; 7] = [
+        Self::Groq,
+        Self::Deepgram,
+        Self::Cartesia,
+        Self::Elevenlabs,
+        Self::Gladia,
+        Self::Openai,
+        Self::Assemblyai,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Assemblyai => "assemblyai",
             Self::Groq => "groq",
             Self::Deepgram => "deepgram",
             Self::Cartesia => "cartesia",
@@ -73,6 +87,7 @@ impl ProviderId {
     /// `INSIGHTS_<PREFIX>_API_KEY` and friends.
     pub fn env_prefix(self) -> &'static str {
         match self {
+            Self::Assemblyai => "ASSEMBLYAI",
             Self::Groq => "GROQ",
             Self::Deepgram => "DEEPGRAM",
             Self::Cartesia => "CARTESIA",
@@ -84,13 +99,14 @@ impl ProviderId {
 
     pub fn parse(s: &str) -> Option<Self> {
         let s = s.trim().to_ascii_lowercase();
-        Self::ALL
+        Self::CONFIGURABLE
             .into_iter()
             .find(|p| p.as_str() == s || (s == "openai_compat" && *p == Self::Openai))
     }
 
     pub fn default_base_url(self) -> &'static str {
         match self {
+            Self::Assemblyai => "https://api.assemblyai.com",
             Self::Groq => "https://api.groq.com",
             Self::Deepgram => "https://api.deepgram.com",
             Self::Cartesia => "https://api.cartesia.ai",
@@ -103,6 +119,7 @@ impl ProviderId {
     /// Current default model of each provider (override with `INSIGHTS_<PROVIDER>_MODEL`).
     pub fn default_model(self) -> &'static str {
         match self {
+            Self::Assemblyai => "universal",
             Self::Groq => "whisper-large-v3-turbo",
             Self::Deepgram => "nova-3",
             Self::Cartesia => "ink-whisper",
@@ -310,15 +327,15 @@ pub struct SttProviders {
 }
 
 impl SttProviders {
-    /// One client per provider whose API key is set.
+    /// One client per replay provider whose API key is set.
     pub fn from_config(config: &SttConfig) -> anyhow::Result<Self> {
         let client = http::client()?;
         let providers = config
             .providers
             .iter()
-            .map(|p| {
-                let provider: Arc<dyn SttProvider> = build(p, client.clone());
-                BoundedProvider::new(provider, p.concurrency)
+            .filter_map(|p| {
+                let provider: Arc<dyn SttProvider> = build(p, client.clone())?;
+                Some(BoundedProvider::new(provider, p.concurrency))
             })
             .collect();
         Ok(SttProviders { providers })
@@ -341,16 +358,18 @@ impl SttProviders {
     }
 }
 
-fn build(p: &ProviderConfig, client: reqwest::Client) -> Arc<dyn SttProvider> {
+/// The replay client of a provider; `None` for providers only recordings use (AssemblyAI).
+fn build(p: &ProviderConfig, client: reqwest::Client) -> Option<Arc<dyn SttProvider>> {
     let http = http::Http::new(client, p);
-    match p.id {
+    Some(match p.id {
         ProviderId::Groq => Arc::new(groq::Groq::new(http)),
         ProviderId::Deepgram => Arc::new(deepgram::Deepgram::new(http)),
         ProviderId::Cartesia => Arc::new(cartesia::Cartesia::new(http)),
         ProviderId::Elevenlabs => Arc::new(elevenlabs::ElevenLabs::new(http)),
         ProviderId::Gladia => Arc::new(gladia::Gladia::new(http, p.poll_interval)),
         ProviderId::Openai => Arc::new(openai_compat::OpenAiCompatible::new(http)),
-    }
+        ProviderId::Assemblyai => return None,
+    })
 }
 
 /// A `words` array of `{"word", "start", "end"}` objects (Whisper verbose_json, Cartesia).

@@ -23,6 +23,7 @@ pub mod calls;
 pub mod hooks;
 pub mod proxy;
 pub mod queue;
+pub mod recording_fakes;
 
 use call_insights::app::App;
 use call_insights::config::Config;

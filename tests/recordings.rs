@@ -1,0 +1,1165 @@
+//! Recordings end to end: a call synthesised with espeak-ng on two channels with planted timings (a
+//! 15 s silence, a 2 s talk-over, a 65 s agent monologue, a 3.5 s slow answer) uploaded through the API,
+//! transcribed by loopback fakes of each provider (which hear the audio they are sent), turned into a
+//! session with turns, conversation metrics and diagnosis; formats, mono diarization, bad files,
+//! Twilio's callback (signature, redelivery, media not ready, no dual file), re-transcription with
+//! versions, the channel map, provider faults and erasure.
+
+#[macro_use]
+mod common;
+
+use call_insights::recordings::pipeline::RunResult;
+use call_insights::stt::ProviderId;
+use common::recording_fakes::{FakeTranscriber, FakeTwilio, Fault, Utterance};
+use common::{Db, Store};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+const RATE: u32 = 22050;
+const CUSTOMER: usize = 0;
+const AGENT: usize = 1;
+
+/// espeak-ng's voice for `text`, leading and trailing silence trimmed (22050 Hz mono).
+fn say(text: &str) -> Vec<i16> {
+    let dir = std::env::temp_dir().join(format!("say-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("say.wav");
+    let ok = std::process::Command::new("espeak-ng")
+        .args(["-s", "170", "-w"])
+        .arg(&out)
+        .arg(text)
+        .status()
+        .expect("espeak-ng installed (scripts/services.sh installs it)");
+    assert!(ok.success());
+    let mut r = hound::WavReader::open(&out).unwrap();
+    assert_eq!(r.spec().sample_rate, RATE);
+    let s: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    let loud = |v: &i16| v.unsigned_abs() > 600;
+    let first = s.iter().position(loud).unwrap_or(0);
+    let last = s.iter().rposition(loud).unwrap_or(s.len());
+    s[first..=last].to_vec()
+}
+
+fn ms_of(samples: usize) -> i64 {
+    (samples as f64 * 1000.0 / f64::from(RATE)).round() as i64
+}
+
+/// A scripted two-party call: who says what when, and the audio of each channel.
+struct Call {
+    channels: [Vec<i16>; 2],
+    /// (party, start ms, end ms, text), in order of start.
+    lines: Vec<(usize, i64, i64, String)>,
+}
+
+impl Call {
+    fn new() -> Self {
+        Call {
+            channels: [Vec::new(), Vec::new()],
+            lines: Vec::new(),
+        }
+    }
+
+    /// Places `texts` (joined by 250 ms pauses) on `party`'s channel at `at_ms`; returns its end.
+    fn place(&mut self, party: usize, at_ms: i64, texts: &[&str]) -> i64 {
+        let mut audio: Vec<i16> = Vec::new();
+        for (i, t) in texts.iter().enumerate() {
+            if i > 0 {
+                audio.extend(std::iter::repeat_n(0, (RATE / 4) as usize));
+            }
+            audio.extend(say(t));
+        }
+        let start = (at_ms as f64 * f64::from(RATE) / 1000.0).round() as usize;
+        let ch = &mut self.channels[party];
+        if ch.len() < start + audio.len() {
+            ch.resize(start + audio.len(), 0);
+        }
+        ch[start..start + audio.len()].copy_from_slice(&audio);
+        let end = ms_of(start + audio.len());
+        self.lines.push((party, ms_of(start), end, texts.join(" ")));
+        self.lines.sort_by_key(|l| l.1);
+        end
+    }
+
+    fn script(&self) -> Vec<Utterance> {
+        self.lines
+            .iter()
+            .map(|(p, _, _, t)| Utterance {
+                party: *p,
+                text: t.clone(),
+            })
+            .collect()
+    }
+
+    fn line(&self, i: usize) -> (usize, i64, i64) {
+        let l = &self.lines[i];
+        (l.0, l.1, l.2)
+    }
+
+    /// Stereo 16-bit WAV: channel 0 the customer, channel 1 the agent; 500 ms of room at the end.
+    fn stereo_wav(&self, path: &Path) {
+        let n = self.channels.iter().map(Vec::len).max().unwrap_or(0) + (RATE / 2) as usize;
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: RATE,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for i in 0..n {
+            for c in &self.channels {
+                w.write_sample(c.get(i).copied().unwrap_or(0)).unwrap();
+            }
+        }
+        w.finalize().unwrap();
+    }
+
+    fn mono_wav(&self, path: &Path) {
+        let n = self.channels.iter().map(Vec::len).max().unwrap_or(0) + (RATE / 2) as usize;
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: RATE,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for i in 0..n {
+            let s: i32 = self
+                .channels
+                .iter()
+                .map(|c| i32::from(c.get(i).copied().unwrap_or(0)))
+                .sum();
+            w.write_sample(s.clamp(-32768, 32767) as i16).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+}
+
+const MONOLOGUE: [&str; 8] = [
+    "I can see there is an outage affecting several streets in your area, and our engineers were sent out early this morning to replace a damaged cable near the main exchange",
+    "While they work on it your router will keep blinking orange, which is expected, and there is no need to restart it or change any of its settings during the repair",
+    "Once the cable is replaced the connection comes back on its own within a few minutes, and you will get a text message on the number we have on file to confirm it",
+    "If the service is still down an hour after that message, please call us again and mention this reference so that the next agent can see everything we discussed today",
+    "I have also added a credit for the full day to your account, which will show on your next bill, together with a short note explaining the reason for the adjustment",
+    "We are sorry for the trouble this has caused, we know how much people rely on a working connection at home, especially when they work from home like many of our customers",
+    "In the meantime you can use the mobile data on your phone as a hotspot, and I have added twenty gigabytes of free mobile data to your plan for the rest of this week",
+    "You can check the progress of the repair at any time on our status page or in the app, where the estimated time is updated by the engineers as soon as they know more",
+];
+
+/// The scripted call. With `overlap`, the customer talks over the last 2 s of the monologue.
+fn scripted_call(overlap: bool) -> Call {
+    let mut c = Call::new();
+    let a1 = c.place(
+        AGENT,
+        500,
+        &["Thank you for calling Acme support, how can I help you today"],
+    );
+    let c1 = c.place(
+        CUSTOMER,
+        a1 + 700,
+        &["Hi, my internet has been down since this morning"],
+    );
+    let a2 = c.place(
+        AGENT,
+        c1 + 3_500,
+        &["I am sorry to hear that, let me check your line right now"],
+    );
+    let c2 = c.place(CUSTOMER, a2 + 900, &["Okay, thank you"]);
+    let a3 = c.place(AGENT, c2 + 15_000, &MONOLOGUE);
+    assert!(
+        a3 - (c2 + 15_000) >= 62_000,
+        "the planted monologue is over a minute: {} ms",
+        a3 - c2 - 15_000
+    );
+    let c3_at = if overlap { a3 - 2_000 } else { a3 + 700 };
+    let c3 = c.place(
+        CUSTOMER,
+        c3_at,
+        &["Wait, can you just tell me when it will be fixed"],
+    );
+    c.place(
+        AGENT,
+        c3 + 800,
+        &["It should be fixed by five this afternoon"],
+    );
+    c
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rec-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+async fn spawn(
+    db: Db,
+    store: Store,
+    fakes: &[&FakeTranscriber],
+    provider: &str,
+) -> common::TestEnv {
+    let configs: Vec<_> = fakes.iter().map(|f| f.config()).collect();
+    let provider = provider.to_string();
+    common::spawn_with(db, store, move |c| {
+        c.stt.providers = configs;
+        c.recording_provider = provider;
+        c.recording_lease_ms = 2_000;
+    })
+    .await
+}
+
+async fn upload(
+    base: &str,
+    bytes: Vec<u8>,
+    name: &str,
+    mime: &str,
+    metadata: Value,
+) -> (u16, Value) {
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes)
+                .file_name(name.to_string())
+                .mime_str(mime)
+                .unwrap(),
+        )
+        .text("metadata", metadata.to_string());
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/recordings"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(base: &str, path: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("{base}{path}")).await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn send(method: reqwest::Method, base: &str, path: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn work(env: &common::TestEnv) -> Vec<RunResult> {
+    env.app
+        .recording_worker()
+        .process_available()
+        .await
+        .unwrap()
+}
+
+fn near(got: i64, want: i64, what: &str) {
+    assert!(
+        (got - want).abs() <= 100,
+        "{what}: got {got} ms, the script says {want} ms"
+    );
+}
+
+/// Checks every metric against the script of `scripted_call(true)`.
+fn assert_metrics_match(m: &Value, call: &Call) {
+    let (_, _, c2_end) = call.line(3);
+    let (_, a3_start, a3_end) = call.line(4);
+    let (_, c3_start, _) = call.line(5);
+    let talk = |party: usize| -> i64 {
+        call.lines
+            .iter()
+            .filter(|l| l.0 == party)
+            .map(|l| l.2 - l.1)
+            .sum()
+    };
+    near(
+        m["talk_time_ms"]["agent"].as_i64().unwrap(),
+        talk(AGENT),
+        "agent talk time",
+    );
+    near(
+        m["talk_time_ms"]["customer"].as_i64().unwrap(),
+        talk(CUSTOMER),
+        "customer talk time",
+    );
+    let ratio = talk(AGENT) as f64 / (talk(AGENT) + talk(CUSTOMER)) as f64;
+    assert!(
+        (m["talk_ratio"]["agent"].as_f64().unwrap() - ratio).abs() < 0.01,
+        "{m}"
+    );
+    near(
+        m["longest_monologue_ms"]["agent"].as_i64().unwrap(),
+        a3_end - a3_start,
+        "longest agent monologue",
+    );
+    assert_eq!(m["interruptions"]["customer"]["count"], 1, "{m}");
+    near(
+        m["interruptions"]["customer"]["ms"].as_i64().unwrap(),
+        a3_end - c3_start,
+        "talk-over",
+    );
+    assert!(m["interruptions"].get("agent").is_none(), "{m}");
+    let silences = m["silences"].as_array().unwrap();
+    assert_eq!(silences.len(), 1, "one silence of 10 s or more: {m}");
+    near(
+        silences[0]["start_ms"].as_i64().unwrap(),
+        c2_end,
+        "silence start",
+    );
+    near(
+        silences[0]["end_ms"].as_i64().unwrap(),
+        a3_start,
+        "silence end",
+    );
+    near(m["dead_air_ms"].as_i64().unwrap(), 15_000, "dead air");
+    // Customer → agent gaps: 3.5 s, 15 s (the silence), 0.8 s.
+    near(
+        m["response_gap_ms"]["p50"].as_i64().unwrap(),
+        3_500,
+        "response gap p50",
+    );
+    near(
+        m["response_gap_ms"]["max"].as_i64().unwrap(),
+        15_000,
+        "response gap max",
+    );
+    assert_eq!(m["response_gap_ms"]["count"], 3);
+    assert!(
+        m["words_per_minute"]["agent"].as_f64().unwrap() > 100.0,
+        "{m}"
+    );
+    assert_eq!(m["overlap"], "exact");
+}
+
+async fn a_recorded_call_becomes_a_session_with_turns_metrics_and_diagnosis(db: Db, store: Store) {
+    let call = scripted_call(true);
+    let fake = FakeTranscriber::start(ProviderId::Deepgram, call.script()).await;
+    let env = spawn(db, store, &[&fake], "deepgram").await;
+    let base = env.serve_api().await;
+    let path = tmp("call.wav");
+    call.stereo_wav(&path);
+    let bytes = std::fs::read(&path).unwrap();
+    let meta = json!({"call_id": "rec-call-1", "agent_id": "support-line", "started_at": "2026-12-03T09:00:00Z"});
+    let (status, accepted) =
+        upload(&base, bytes.clone(), "call.wav", "audio/wav", meta.clone()).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["status"], "queued");
+    let id = accepted["recording_id"].as_str().unwrap().to_string();
+
+    assert_eq!(work(&env).await, vec![RunResult::Completed]);
+    let (_, r) = get(&base, &format!("/api/v1/recordings/{id}")).await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(
+        (r["channels"].as_i64(), r["sample_rate"].as_i64()),
+        (Some(2), Some(22050))
+    );
+    assert_eq!(r["codec"], "pcm_s16le");
+    use sha2::Digest;
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(r["sha256"], sha);
+    assert_eq!(r["size_bytes"], bytes.len());
+    assert_eq!(r["transcript_version"], 1);
+    assert_eq!(r["transcripts"][0]["provider"], "deepgram");
+    let total = ms_of(call.channels.iter().map(Vec::len).max().unwrap() + (RATE / 2) as usize);
+    assert_eq!(r["duration_ms"].as_i64().unwrap(), total);
+    assert_metrics_match(&r["conversation_metrics"], &call);
+    let session = r["session_id"].as_str().unwrap().to_string();
+
+    // The session: like any call, with the recording's metrics.
+    let (_, s) = get(&base, &format!("/api/v1/sessions/{session}")).await;
+    assert_eq!(s["call_id"], "rec-call-1");
+    assert_eq!(s["channel_type"], "recording");
+    assert_eq!(s["is_final"], true);
+    assert_eq!(s["recording_id"], id);
+    assert_eq!(s["started_at"], "2026-12-03T09:00:00Z");
+    assert_metrics_match(&s["conversation_metrics"], &call);
+    let (_, conv) = get(&base, &format!("/api/v1/sessions/{session}/conversation")).await;
+    let turns = conv["turns"].as_array().unwrap();
+    let roles: Vec<&str> = turns.iter().map(|t| t["role"].as_str().unwrap()).collect();
+    assert_eq!(
+        roles,
+        [
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+            "assistant"
+        ]
+    );
+    for (t, line) in turns.iter().zip(&call.lines) {
+        near(t["start_ms"].as_i64().unwrap(), line.1, "turn start");
+        near(t["end_ms"].as_i64().unwrap(), line.2, "turn end");
+        assert_eq!(t["content"], line.3);
+    }
+    let (_, diag) = get(&base, &format!("/api/v1/sessions/{session}/diagnosis")).await;
+    let codes: Vec<&str> = diag["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    for code in ["dead_air", "talk_over", "long_monologue", "slow_response"] {
+        assert!(codes.contains(&code), "{code} in {codes:?}");
+    }
+    let talk_over = diag["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["code"] == "talk_over")
+        .unwrap();
+    near(
+        talk_over["evidence"]["overlap_ms"].as_i64().unwrap(),
+        2_000,
+        "talk-over evidence",
+    );
+
+    // The original, byte for byte; the same bytes again are the same recording.
+    let audio = reqwest::get(format!("{base}/api/v1/recordings/{id}/audio"))
+        .await
+        .unwrap();
+    let audio = if audio.status().as_u16() == 307 {
+        let to = audio.headers()["location"].to_str().unwrap().to_string();
+        reqwest::get(to).await.unwrap().bytes().await.unwrap()
+    } else {
+        assert_eq!(audio.headers()["content-type"], "audio/wav");
+        audio.bytes().await.unwrap()
+    };
+    assert_eq!(audio.as_ref(), bytes.as_slice());
+    let (status, again) = upload(&base, bytes, "again.wav", "audio/wav", meta).await;
+    assert_eq!(
+        (
+            status,
+            again["recording_id"].as_str(),
+            again["duplicate"].as_bool()
+        ),
+        (200, Some(id.as_str()), Some(true))
+    );
+    let (_, list) = get(&base, "/api/v1/recordings?status=completed").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    env.cleanup().await;
+}
+
+async fn the_same_call_as_mu_law_mp3_and_flac_gives_the_same_turns(db: Db, store: Store) {
+    let call = scripted_call(true);
+    let fake = FakeTranscriber::start(ProviderId::Deepgram, call.script()).await;
+    let env = spawn(db, store, &[&fake], "deepgram").await;
+    let base = env.serve_api().await;
+    let wav = tmp("call.wav");
+    call.stereo_wav(&wav);
+    let mut ids = Vec::new();
+    for (ext, mime, args) in [
+        ("wav", "audio/wav", vec!["-e", "u-law"]),
+        ("mp3", "audio/mpeg", vec!["-C", "128"]),
+        ("flac", "audio/flac", vec![]),
+    ] {
+        let out = wav.with_file_name(format!("call-{ext}.{ext}"));
+        let mut cmd = std::process::Command::new("sox");
+        cmd.arg(&wav).args(&args).arg(&out);
+        assert!(cmd.status().expect("sox installed").success(), "sox {ext}");
+        let (status, a) = upload(
+            &base,
+            std::fs::read(&out).unwrap(),
+            &format!("call.{ext}"),
+            mime,
+            json!({"call_id": format!("fmt-{ext}")}),
+        )
+        .await;
+        assert_eq!(status, 202, "{a}");
+        ids.push((ext, a["recording_id"].as_str().unwrap().to_string()));
+    }
+    let results = work(&env).await;
+    assert!(
+        results.iter().all(|r| *r == RunResult::Completed),
+        "{results:?}"
+    );
+    for (ext, id) in ids {
+        let (_, r) = get(&base, &format!("/api/v1/recordings/{id}")).await;
+        assert_eq!(r["status"], "completed", "{ext}: {r}");
+        let codec = r["codec"].as_str().unwrap();
+        assert_eq!(
+            codec,
+            match ext {
+                "wav" => "pcm_mulaw",
+                e => e,
+            },
+            "{ext}"
+        );
+        assert_metrics_match(&r["conversation_metrics"], &call);
+        let (_, conv) = get(
+            &base,
+            &format!(
+                "/api/v1/sessions/{}/conversation",
+                r["session_id"].as_str().unwrap()
+            ),
+        )
+        .await;
+        let turns = conv["turns"].as_array().unwrap();
+        assert_eq!(turns.len(), call.lines.len(), "{ext}");
+        for (t, line) in turns.iter().zip(&call.lines) {
+            near(
+                t["start_ms"].as_i64().unwrap(),
+                line.1,
+                &format!("{ext} turn start"),
+            );
+            assert_eq!(
+                t["role"],
+                if line.0 == AGENT { "assistant" } else { "user" }
+            );
+        }
+    }
+    env.cleanup().await;
+}
+
+/// Every provider, in its own wire format, gives the same turns; one diarized mono call too.
+async fn every_provider_transcribes_with_speakers(db: Db, store: Store) {
+    let call = scripted_call(true);
+    let quiet = scripted_call(false);
+    let fakes = [
+        FakeTranscriber::start(ProviderId::Deepgram, quiet.script()).await,
+        FakeTranscriber::start(ProviderId::Assemblyai, call.script()).await,
+        FakeTranscriber::start(ProviderId::Gladia, call.script()).await,
+        FakeTranscriber::start(ProviderId::Elevenlabs, call.script()).await,
+        FakeTranscriber::start(ProviderId::Openai, call.script()).await,
+    ];
+    let refs: Vec<&FakeTranscriber> = fakes.iter().collect();
+    let env = spawn(db, store, &refs, "deepgram").await;
+    let base = env.serve_api().await;
+    let stereo = tmp("call.wav");
+    call.stereo_wav(&stereo);
+    let mut ids = Vec::new();
+    for p in ["assemblyai", "gladia", "elevenlabs", "openai"] {
+        // The same bytes under four tenants: four recordings.
+        let bytes = std::fs::read(&stereo).unwrap();
+        let (status, a) = upload(
+            &base,
+            bytes,
+            "call.wav",
+            "audio/wav",
+            json!({"call_id": format!("prov-{p}"), "provider": p, "tenant_id": p}),
+        )
+        .await;
+        assert_eq!(status, 202, "{p}: {a}");
+        ids.push((
+            p,
+            a["recording_id"].as_str().unwrap().to_string(),
+            &call,
+            true,
+        ));
+    }
+    // Mono, diarized by Deepgram: the speaker heard first (the agent) takes the first role.
+    let mono = tmp("mono.wav");
+    quiet.mono_wav(&mono);
+    let (status, a) = upload(
+        &base,
+        std::fs::read(&mono).unwrap(),
+        "mono.wav",
+        "audio/wav",
+        json!({"call_id": "mono", "channels": ["agent", "customer"]}),
+    )
+    .await;
+    assert_eq!(status, 202, "{a}");
+    ids.push((
+        "deepgram-mono",
+        a["recording_id"].as_str().unwrap().to_string(),
+        &quiet,
+        false,
+    ));
+    let results = work(&env).await;
+    assert!(
+        results.iter().all(|r| *r == RunResult::Completed),
+        "{results:?}"
+    );
+    for (p, id, script, stereo) in ids {
+        let (_, r) = get(&base, &format!("/api/v1/recordings/{id}")).await;
+        assert_eq!(r["status"], "completed", "{p}: {r}");
+        let (_, conv) = get(
+            &base,
+            &format!(
+                "/api/v1/sessions/{}/conversation",
+                r["session_id"].as_str().unwrap()
+            ),
+        )
+        .await;
+        let roles: Vec<&str> = conv["turns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["role"].as_str().unwrap())
+            .collect();
+        let want: Vec<&str> = script
+            .lines
+            .iter()
+            .map(|l| if l.0 == AGENT { "assistant" } else { "user" })
+            .collect();
+        assert_eq!(roles, want, "{p}");
+        for (t, line) in conv["turns"].as_array().unwrap().iter().zip(&script.lines) {
+            near(
+                t["start_ms"].as_i64().unwrap(),
+                line.1,
+                &format!("{p} turn start"),
+            );
+        }
+        assert_eq!(
+            r["conversation_metrics"]["overlap"],
+            if stereo { "exact" } else { "indicative" },
+            "{p}"
+        );
+        if stereo {
+            assert_metrics_match(&r["conversation_metrics"], script);
+        }
+    }
+    // OpenAI-compatible servers got one request per channel, each a mono WAV.
+    let openai = fakes[4].requests();
+    assert_eq!(
+        openai
+            .iter()
+            .filter(|r| r.starts_with("POST /v1/audio/transcriptions"))
+            .count(),
+        2,
+        "{openai:?}"
+    );
+    env.cleanup().await;
+}
+
+async fn bad_files_fail_with_a_reason_and_touch_nothing_else(db: Db, store: Store) {
+    let call = scripted_call(false);
+    let fake = FakeTranscriber::start(ProviderId::Deepgram, call.script()).await;
+    let env = spawn(db, store, &[&fake], "deepgram").await;
+    let base = env.serve_api().await;
+    let wav = tmp("call.wav");
+    call.stereo_wav(&wav);
+    let good = std::fs::read(&wav).unwrap();
+    let truncated = good[..good.len() / 3].to_vec();
+    let (_, t) = upload(
+        &base,
+        truncated,
+        "cut.wav",
+        "audio/wav",
+        json!({"call_id": "cut"}),
+    )
+    .await;
+    let (_, x) = upload(
+        &base,
+        b"Meeting notes: call the customer back on Monday.".to_vec(),
+        "notes.wav",
+        "audio/wav",
+        json!({"call_id": "notes"}),
+    )
+    .await;
+    let (_, g) = upload(
+        &base,
+        good,
+        "call.wav",
+        "audio/wav",
+        json!({"call_id": "good"}),
+    )
+    .await;
+    let (status, e) = upload(&base, Vec::new(), "empty.wav", "audio/wav", json!({})).await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("bad_request")),
+        "{e}"
+    );
+    let (status, e) = upload(
+        &base,
+        vec![1, 2, 3],
+        "x.wav",
+        "audio/wav",
+        json!({"provider": "whisperx"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("whisperx"), "{e}");
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/recordings"))
+        .body("x")
+        .header("content-type", "text/plain")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    work(&env).await;
+    let (_, t) = get(
+        &base,
+        &format!("/api/v1/recordings/{}", t["recording_id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(t["status"], "failed");
+    assert!(t["error"].as_str().unwrap().contains("truncated"), "{t}");
+    assert!(t["session_id"].is_null());
+    let (_, x) = get(
+        &base,
+        &format!("/api/v1/recordings/{}", x["recording_id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(x["status"], "failed");
+    assert!(
+        x["error"].as_str().unwrap().contains("not an audio file"),
+        "{x}"
+    );
+    let (_, g) = get(
+        &base,
+        &format!("/api/v1/recordings/{}", g["recording_id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(g["status"], "completed", "{g}");
+    assert_eq!(env.count("call_sessions").await, 1);
+    assert_eq!(fake.transcriptions(), 1, "bad files never reach a provider");
+    env.cleanup().await;
+}
+
+async fn provider_faults_are_retried_or_fail_clearly(db: Db, store: Store) {
+    let call = scripted_call(false);
+    let fake = FakeTranscriber::start(ProviderId::Assemblyai, call.script()).await;
+    let env = spawn(db, store, &[&fake], "assemblyai").await;
+    let base = env.serve_api().await;
+    let wav = tmp("call.wav");
+    call.stereo_wav(&wav);
+    let bytes = std::fs::read(&wav).unwrap();
+    // A 429 and a 503 on the upload are retried inside the run (the STT layer's policy).
+    fake.push_fault(Fault::Status(429));
+    fake.push_fault(Fault::Status(503));
+    let (_, a) = upload(
+        &base,
+        bytes.clone(),
+        "call.wav",
+        "audio/wav",
+        json!({"call_id": "retried"}),
+    )
+    .await;
+    assert_eq!(work(&env).await, vec![RunResult::Completed]);
+    let (_, a) = get(
+        &base,
+        &format!("/api/v1/recordings/{}", a["recording_id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(a["status"], "completed", "{a}");
+    // An answer in the wrong shape fails the transcript, with the reason, and the recording with it.
+    fake.push_fault(Fault::Malformed);
+    let mut other = bytes.clone();
+    other.extend([0, 0, 0, 0]);
+    let (_, b) = upload(
+        &base,
+        other,
+        "call2.wav",
+        "audio/wav",
+        json!({"call_id": "malformed"}),
+    )
+    .await;
+    let results = work(&env).await;
+    assert!(
+        matches!(&results[..], [RunResult::Failed(why)] if why.contains("upload_url")),
+        "{results:?}"
+    );
+    let (_, b) = get(
+        &base,
+        &format!("/api/v1/recordings/{}", b["recording_id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(b["status"], "failed");
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .contains("transcription failed"),
+        "{b}"
+    );
+    assert_eq!(b["transcripts"][0]["status"], "failed");
+    // Server errors past the retries send the recording back for later, not to failure.
+    for _ in 0..8 {
+        fake.push_fault(Fault::Status(500));
+    }
+    let mut third = bytes;
+    third.extend([0, 0, 0, 0, 0, 0, 0, 0]);
+    let (_, c) = upload(
+        &base,
+        third,
+        "call3.wav",
+        "audio/wav",
+        json!({"call_id": "later"}),
+    )
+    .await;
+    let results = work(&env).await;
+    assert!(
+        matches!(&results[..], [RunResult::Retrying(_)]),
+        "{results:?}"
+    );
+    let (_, c) = get(
+        &base,
+        &format!("/api/v1/recordings/{}", c["recording_id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(c["status"], "transcribing");
+    assert!(c["error"].as_str().unwrap().starts_with("retrying:"), "{c}");
+    env.cleanup().await;
+}
+
+async fn retranscription_makes_versions_and_the_record_and_roles_can_change(db: Db, store: Store) {
+    let call = scripted_call(true);
+    let dg = FakeTranscriber::start(ProviderId::Deepgram, call.script()).await;
+    // Gladia hears a different last line: a version that differs from the first.
+    let mut other = call.script();
+    if let Some(last) = other.last_mut() {
+        last.text = "It should be working again by five tonight".into();
+    }
+    let gl = FakeTranscriber::start(ProviderId::Gladia, other).await;
+    let env = spawn(db, store, &[&dg, &gl], "deepgram").await;
+    let base = env.serve_api().await;
+    let wav = tmp("call.wav");
+    call.stereo_wav(&wav);
+    let (_, a) = upload(
+        &base,
+        std::fs::read(&wav).unwrap(),
+        "call.wav",
+        "audio/wav",
+        json!({"call_id": "versions"}),
+    )
+    .await;
+    let id = a["recording_id"].as_str().unwrap().to_string();
+    work(&env).await;
+    let (status, v) = send(
+        reqwest::Method::POST,
+        &base,
+        &format!("/api/v1/recordings/{id}/transcripts"),
+        json!({"provider": "gladia"}),
+    )
+    .await;
+    assert_eq!(
+        (status, v["version"].as_i64(), v["status"].as_str()),
+        (202, Some(2), Some("queued")),
+        "{v}"
+    );
+    let (status, e) = send(
+        reqwest::Method::POST,
+        &base,
+        &format!("/api/v1/recordings/{id}/transcripts"),
+        json!({"provider": "elevenlabs"}),
+    )
+    .await;
+    assert_eq!(status, 503, "no key: {e}");
+    assert_eq!(work(&env).await, vec![RunResult::Completed]);
+    let (_, list) = get(&base, &format!("/api/v1/recordings/{id}/transcripts")).await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        (
+            items[0]["of_record"].as_bool(),
+            items[0]["wer_vs_record"].as_f64()
+        ),
+        (Some(true), Some(0.0))
+    );
+    let wer = items[1]["wer_vs_record"].as_f64().unwrap();
+    assert!(wer > 0.0 && wer < 0.1, "a few words differ: {wer}");
+    assert_eq!(items[1]["provider"], "gladia");
+    // The session still reads version 1 …
+    let (_, r) = get(&base, &format!("/api/v1/recordings/{id}")).await;
+    let session = r["session_id"].as_str().unwrap().to_string();
+    let last_turn = |conv: &Value| {
+        conv["turns"].as_array().unwrap().last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (_, conv) = get(&base, &format!("/api/v1/sessions/{session}/conversation")).await;
+    assert_eq!(
+        last_turn(&conv),
+        "It should be fixed by five this afternoon"
+    );
+    // … until version 2 is made the transcript of record.
+    let (status, _) = send(
+        reqwest::Method::PUT,
+        &base,
+        &format!("/api/v1/recordings/{id}/transcript-of-record"),
+        json!({"version": 2}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(work(&env).await, vec![RunResult::Completed]);
+    let (_, conv) = get(&base, &format!("/api/v1/sessions/{session}/conversation")).await;
+    assert_eq!(
+        last_turn(&conv),
+        "It should be working again by five tonight"
+    );
+    let (_, list) = get(&base, &format!("/api/v1/recordings/{id}/transcripts")).await;
+    assert_eq!(list["transcript_version"], 2);
+    assert_eq!(
+        list["items"][0]["wer_vs_record"].as_f64(),
+        Some(wer),
+        "WER is symmetric here (same length)"
+    );
+    let (_, one) = get(&base, &format!("/api/v1/recordings/{id}/transcripts/2")).await;
+    assert_eq!(one["words"][0]["channel"], 1);
+    assert!(
+        one["raw"]["result"]["transcription"]["utterances"].is_array(),
+        "the provider's raw answer is kept"
+    );
+    // Roles swapped: the same transcript, the other party in each turn; no new transcription.
+    let before = dg.transcriptions() + gl.transcriptions();
+    let (status, _) = send(
+        reqwest::Method::PUT,
+        &base,
+        &format!("/api/v1/recordings/{id}/roles"),
+        json!({"channels": ["agent", "customer"]}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(work(&env).await, vec![RunResult::Completed]);
+    assert_eq!(dg.transcriptions() + gl.transcriptions(), before);
+    let (_, conv) = get(&base, &format!("/api/v1/sessions/{session}/conversation")).await;
+    let roles: Vec<&str> = conv["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user"
+        ]
+    );
+    let (_, r) = get(&base, &format!("/api/v1/recordings/{id}")).await;
+    assert_eq!(
+        r["conversation_metrics"]["interruptions"]["agent"]["count"], 1,
+        "the talk-over is now the agent's"
+    );
+    let (status, e) = send(
+        reqwest::Method::PUT,
+        &base,
+        &format!("/api/v1/recordings/{id}/roles"),
+        json!({"channels": []}),
+    )
+    .await;
+    assert_eq!(status, 400, "{e}");
+    env.cleanup().await;
+}
+
+const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+const TOKEN: &str = "twilio-auth-token-for-tests";
+
+fn twilio_params(recording_sid: &str, status: &str) -> Vec<(String, String)> {
+    [
+        ("AccountSid", ACCOUNT.to_string()),
+        ("CallSid", "CA11112222333344445555666677778888".to_string()),
+        ("RecordingSid", recording_sid.to_string()),
+        (
+            "RecordingUrl",
+            format!(
+                "https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT}/Recordings/{recording_sid}"
+            ),
+        ),
+        ("RecordingStatus", status.to_string()),
+        ("RecordingDuration", "104".to_string()),
+        ("RecordingChannels", "1".to_string()),
+        ("RecordingSource", "DialVerb".to_string()),
+        (
+            "RecordingStartTime",
+            "Thu, 03 Dec 2026 09:00:00 +0000".to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+async fn twilio_post(
+    base: &str,
+    public: &str,
+    params: &[(String, String)],
+    token: Option<&str>,
+) -> (u16, Value) {
+    let url = format!("{public}/api/v1/integrations/twilio/recording-status");
+    let mut req = reqwest::Client::new()
+        .post(format!(
+            "{base}/api/v1/integrations/twilio/recording-status"
+        ))
+        .form(params);
+    if let Some(t) = token {
+        req = req.header(
+            "x-twilio-signature",
+            call_insights::recordings::twilio::signature(t, &url, params),
+        );
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn twilio_callbacks_are_verified_and_fetch_the_media_once(db: Db, store: Store) {
+    let call = scripted_call(false);
+    let mono = tmp("mono.wav");
+    call.mono_wav(&mono);
+    let fake = FakeTranscriber::start(ProviderId::Deepgram, call.script()).await;
+    // Twilio has no dual-channel file (400 to RequestedChannels=2) and its media lags: 404 twice.
+    let twilio = FakeTwilio::start(
+        ACCOUNT,
+        TOKEN,
+        "RE0001",
+        None,
+        std::fs::read(&mono).unwrap(),
+        2,
+    )
+    .await;
+    let accounts = tmp("twilio.toml");
+    std::fs::write(&accounts, format!("[[account]]\nsid = \"{ACCOUNT}\"\nauth_token = \"{TOKEN}\"\ntenant_id = \"acme\"\nchannels = [\"agent\", \"customer\"]\n")).unwrap();
+    let public = "https://insights.example.com";
+    let cfg = fake.config();
+    let twilio_base = twilio.base_url();
+    let env = common::spawn_with(db, store, move |c| {
+        c.stt.providers = vec![cfg];
+        c.twilio_accounts_file = Some(accounts);
+        c.twilio_api_base_url = twilio_base;
+        c.public_base_url = Some(public.into());
+        c.api_keys = "operator-key-123=*".into();
+        c.twilio_media_retry_ms = 50;
+    })
+    .await;
+    let base = env.serve_api().await;
+    let params = twilio_params("RE0001", "completed");
+    // Forged, missing, or signed for another URL: 403 and nothing stored.
+    let (status, e) = twilio_post(&base, public, &params, Some("not-the-token")).await;
+    assert_eq!(status, 403, "{e}");
+    let (status, _) = twilio_post(&base, public, &params, None).await;
+    assert_eq!(status, 403);
+    let (status, _) =
+        twilio_post(&base, "https://elsewhere.example.com", &params, Some(TOKEN)).await;
+    assert_eq!(status, 403);
+    assert_eq!(env.count("recordings").await, 0);
+    // Not completed: acknowledged, nothing to do.
+    let (status, v) = twilio_post(
+        &base,
+        public,
+        &twilio_params("RE0001", "in-progress"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!((status, v["ignored"].as_bool()), (200, Some(true)));
+    // Completed, delivered twice: one recording. No API key needed: the signature is the credential.
+    let (status, a) = twilio_post(&base, public, &params, Some(TOKEN)).await;
+    assert_eq!(status, 202, "{a}");
+    let (status, b) = twilio_post(&base, public, &params, Some(TOKEN)).await;
+    assert_eq!(
+        (status, b["recording_id"].clone(), b["duplicate"].as_bool()),
+        (200, a["recording_id"].clone(), Some(true))
+    );
+    assert_eq!(env.count("recordings").await, 1);
+    let results = work(&env).await;
+    assert_eq!(results, vec![RunResult::Completed]);
+    let reqs = twilio.requests();
+    assert!(reqs[0].contains("RequestedChannels=2"), "{reqs:?}");
+    assert!(
+        reqs.iter().any(|r| !r.contains("RequestedChannels")),
+        "fell back to the file that exists: {reqs:?}"
+    );
+    let key = "Bearer operator-key-123";
+    let r: Value = reqwest::Client::new()
+        .get(format!(
+            "{base}/api/v1/recordings/{}",
+            a["recording_id"].as_str().unwrap()
+        ))
+        .header("authorization", key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(
+        (
+            r["source"].as_str(),
+            r["external_id"].as_str(),
+            r["tenant_id"].as_str()
+        ),
+        (Some("twilio"), Some("RE0001"), Some("acme"))
+    );
+    assert_eq!(r["call_id"], "CA11112222333344445555666677778888");
+    assert_eq!(r["channels"], 1);
+    assert_eq!(r["channel_roles"], json!(["agent", "customer"]));
+    assert_eq!(r["conversation_metrics"]["overlap"], "indicative");
+    assert_eq!(r["started_at"], "2026-12-03T09:00:00Z");
+    env.cleanup().await;
+}
+
+async fn erasing_the_session_erases_the_recording(db: Db, store: Store) {
+    let call = scripted_call(false);
+    let fake = FakeTranscriber::start(ProviderId::Deepgram, call.script()).await;
+    let env = spawn(db, store, &[&fake], "deepgram").await;
+    let base = env.serve_api().await;
+    let wav = tmp("call.wav");
+    call.stereo_wav(&wav);
+    let (_, a) = upload(
+        &base,
+        std::fs::read(&wav).unwrap(),
+        "call.wav",
+        "audio/wav",
+        json!({"call_id": "erase-me"}),
+    )
+    .await;
+    let id = a["recording_id"].as_str().unwrap().to_string();
+    work(&env).await;
+    let (_, r) = get(&base, &format!("/api/v1/recordings/{id}")).await;
+    let session = r["session_id"].as_str().unwrap().to_string();
+    let r = reqwest::Client::new()
+        .delete(format!("{base}/api/v1/sessions/{session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let receipt: Value = r.json().await.unwrap();
+    assert_eq!(receipt["removed"]["recordings"], 1, "{receipt}");
+    assert_eq!(get(&base, &format!("/api/v1/recordings/{id}")).await.0, 404);
+    assert_eq!(
+        get(&base, &format!("/api/v1/recordings/{id}/audio"))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(env.count("recording_transcripts").await, 0);
+    assert!(
+        env.app
+            .store
+            .get(None, &r_key(&env, &id))
+            .await
+            .unwrap()
+            .is_none(),
+        "the original is gone"
+    );
+    env.cleanup().await;
+}
+
+fn r_key(env: &common::TestEnv, id: &str) -> String {
+    call_insights::recordings::intake::object_key(
+        &env.app.config.s3_prefix,
+        "default",
+        uuid::Uuid::parse_str(id).unwrap(),
+        "wav",
+    )
+}
+
+on_both_stacks!(
+    a_recorded_call_becomes_a_session_with_turns_metrics_and_diagnosis,
+    the_same_call_as_mu_law_mp3_and_flac_gives_the_same_turns,
+    every_provider_transcribes_with_speakers,
+    bad_files_fail_with_a_reason_and_touch_nothing_else,
+    provider_faults_are_retried_or_fail_clearly,
+    retranscription_makes_versions_and_the_record_and_roles_can_change,
+    twilio_callbacks_are_verified_and_fetch_the_media_once,
+    erasing_the_session_erases_the_recording,
+);
