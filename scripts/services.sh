@@ -24,6 +24,11 @@ apt_install() {
   apt-get update -qq >&2 && apt-get install -y -qq "$@" >&2
 }
 
+# --- Audio tools for the recording tests: espeak-ng (synthesised calls), sox with MP3 (formats) -----
+if ! have espeak-ng || ! have sox || ! sox -h 2>/dev/null | grep -q "AUDIO FILE FORMATS:.* mp3"; then
+  apt_install espeak-ng sox libsox-fmt-mp3
+fi
+
 # --- PostgreSQL -------------------------------------------------------------------------------------
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then apt_install postgresql; fi

@@ -40,6 +40,35 @@ enum Command {
     /// Post-call analytics from the command line.
     #[command(subcommand)]
     Analytics(AnalyticsCommand),
+    /// Call recordings from the command line.
+    #[command(subcommand)]
+    Recordings(RecordingsCommand),
+}
+
+#[derive(Subcommand)]
+enum RecordingsCommand {
+    /// Analyse recording files here (stored, transcribed, turned into sessions like uploads through
+    /// the API), with a progress bar; prints each recording's id and status.
+    Import(ImportArgs),
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// Audio files (WAV, MP3, FLAC, Ogg/Vorbis).
+    #[arg(required = true)]
+    files: Vec<std::path::PathBuf>,
+    #[arg(long)]
+    tenant_id: Option<String>,
+    #[arg(long)]
+    agent_id: Option<String>,
+    /// Channel → role, comma-separated [default: customer,agent].
+    #[arg(long, value_delimiter = ',')]
+    channels: Vec<String>,
+    /// deepgram, assemblyai, gladia, elevenlabs or openai [default: INSIGHTS_RECORDING_PROVIDER].
+    #[arg(long)]
+    provider: Option<String>,
+    #[arg(long)]
+    language: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -150,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Replay(args) => replay(cli.config, args).await,
         Command::Analyze(args) => analyze(cli.config, args).await,
         Command::Analytics(AnalyticsCommand::Backfill(args)) => backfill(cli.config, args).await,
+        Command::Recordings(RecordingsCommand::Import(args)) => import(cli.config, args).await,
         Command::Produce(mut opts) => {
             if !(0.0..=1.0).contains(&opts.faults) {
                 anyhow::bail!(
@@ -448,6 +478,116 @@ async fn backfill(config: Config, args: BackfillArgs) -> anyhow::Result<()> {
     );
     if view.failed > 0 || view.cancelled > 0 {
         std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn import(config: Config, args: ImportArgs) -> anyhow::Result<()> {
+    use call_insights::recordings::{intake, spool::Spool, store};
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+    let app = Arc::new(app::App::build(config).await?);
+    let settings = &app.recordings.settings;
+    let meta = intake::Metadata {
+        tenant_id: args.tenant_id.clone(),
+        agent_id: args.agent_id.clone(),
+        channels: (!args.channels.is_empty()).then(|| args.channels.clone()),
+        provider: args.provider.clone(),
+        language: args.language.clone(),
+        ..Default::default()
+    };
+    let style = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let bar = indicatif::ProgressBar::new(args.files.len() as u64).with_style(style);
+    let mut accepted = Vec::new();
+    for path in &args.files {
+        bar.set_message(format!("storing {}", path.display()));
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut spool = Spool::create(&settings.spool_dir, settings.max_bytes).await?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            spool.write(&buf[..n]).await?;
+        }
+        let spooled = spool.finish().await?;
+        let name = path.file_name().map(|n| n.to_string_lossy().to_string());
+        let ext = intake::extension_of(None, name.as_deref());
+        let a = intake::accept_upload(
+            &app.recordings,
+            &app.db,
+            &app.store,
+            None,
+            &meta,
+            spooled,
+            name,
+            Some(intake::content_type_of(&ext).to_string()),
+        )
+        .await
+        .with_context(|| format!("{} was not accepted", path.display()))?;
+        accepted.push((path.clone(), a.recording_id));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let bar = indicatif::ProgressBar::new(accepted.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} analysed {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(Arc::new(app.recording_worker()).run_until(shutdown.clone()));
+    loop {
+        let mut done = 0;
+        let mut stages = std::collections::BTreeMap::<String, usize>::new();
+        for (_, id) in &accepted {
+            let r = store::load(&app.db, None, *id).await?;
+            if r.work.is_none() {
+                done += 1;
+            } else {
+                *stages.entry(r.status).or_default() += 1;
+            }
+        }
+        bar.set_position(done);
+        bar.set_message(
+            stages
+                .iter()
+                .map(|(s, n)| format!("{n} {s}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        if done as usize == accepted.len() {
+            break;
+        }
+        tokio::select! {
+            _ = app::shutdown_signal() => {
+                eprintln!("interrupted: the recordings not finished are queued and resume on the next import or server start");
+                break;
+            }
+            _ = tokio::time::sleep(std::time::Duration::from_millis(300)) => {}
+        }
+    }
+    bar.finish_and_clear();
+    shutdown.cancel();
+    worker.await.context("recording worker panicked")?;
+    let mut failed = 0;
+    for (path, id) in &accepted {
+        let r = store::load(&app.db, None, *id).await?;
+        if r.status == "failed" {
+            failed += 1;
+        }
+        println!(
+            "{id}\t{}\t{}{}{}",
+            r.status,
+            path.display(),
+            r.session_id.map(|s| format!("\tsession {s}")).unwrap_or_default(),
+            r.error.map(|e| format!("\t{e}")).unwrap_or_default()
+        );
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} recordings failed", accepted.len());
     }
     Ok(())
 }

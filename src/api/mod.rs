@@ -376,6 +376,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/recordings",
             axum::routing::post(recordings::create_recording),
         )
+        .merge(crate::ui::upload_router(state.clone()))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             ratelimit::limit,

@@ -113,10 +113,38 @@ pub async fn create_recording(
             "send multipart/form-data (part `file`, optional part `metadata`) or application/json with a `url`".into(),
         ));
     }
-    let mut multipart = Multipart::from_request(request, &state)
+    let multipart = Multipart::from_request(request, &state)
         .await
         .map_err(|e| ApiError::bad_request("body", e.body_text()))?;
-    let settings = &app.recordings.settings;
+    let upload = receive_upload(multipart, &app.recordings.settings).await?;
+    let a = intake::accept_upload(
+        &app.recordings,
+        &app.db,
+        &app.store,
+        scope.tenant(),
+        &upload.metadata,
+        upload.file,
+        upload.file_name,
+        upload.content_type,
+    )
+    .await?;
+    Ok(created(a))
+}
+
+/// An upload as received: the `file` part spooled to disk, the `metadata` part parsed.
+pub struct Upload {
+    pub metadata: Metadata,
+    pub file: crate::recordings::spool::Spooled,
+    pub file_name: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// Streams a multipart upload's `file` part to disk (never whole in memory, refused past the limit)
+/// and reads its `metadata` part; the UI's upload goes through it too.
+pub async fn receive_upload(
+    mut multipart: Multipart,
+    settings: &crate::recordings::Settings,
+) -> Result<Upload, ApiError> {
     let mut meta: Option<Metadata> = None;
     let mut file = None;
     let mut file_name = None;
@@ -132,9 +160,11 @@ pub async fn create_recording(
                     .text()
                     .await
                     .map_err(|e| ApiError::bad_request("metadata", e.body_text()))?;
-                meta = Some(serde_json::from_str(&text).map_err(|e| {
-                    ApiError::bad_request("metadata", format!("metadata is not valid JSON: {e}"))
-                })?);
+                if !text.trim().is_empty() {
+                    meta = Some(serde_json::from_str(&text).map_err(|e| {
+                        ApiError::bad_request("metadata", format!("metadata is not valid JSON: {e}"))
+                    })?);
+                }
             }
             Some("file") => {
                 file_name = field.file_name().map(str::to_string);
@@ -153,24 +183,14 @@ pub async fn create_recording(
         }
     }
     let file = file.ok_or_else(|| {
-        ApiError::bad_request(
-            "file",
-            "no `file` part: send the audio as multipart part `file`",
-        )
+        ApiError::bad_request("file", "no `file` part: send the audio as multipart part `file`")
     })?;
-    let meta = meta.unwrap_or_default();
-    let a = intake::accept_upload(
-        &app.recordings,
-        &app.db,
-        &app.store,
-        scope.tenant(),
-        &meta,
+    Ok(Upload {
+        metadata: meta.unwrap_or_default(),
         file,
         file_name,
-        file_type,
-    )
-    .await?;
-    Ok(created(a))
+        content_type: file_type,
+    })
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError, limit: u64) -> ApiError {
@@ -223,6 +243,7 @@ pub async fn get_recording(
     params(("recording_id" = uuid::Uuid, Path, description = "Recording id")),
     security(("api_key" = [])),
     responses(
+        (status = 400, description = "A bad id or field", body = ErrorBody),
         (status = 200, description = "The original bytes", content_type = "audio/wav"),
         (status = 307, description = "A time-limited URL to the object (S3)"),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
@@ -237,6 +258,17 @@ pub async fn get_recording_audio(
     let app = &state.0;
     let id = parse_uuid("recording_id", &raw)?;
     let m = store::load(&app.db, scope.tenant(), id).await?;
+    serve_original(app, &m, request).await
+}
+
+/// The original bytes of a recording: the file (filesystem store, with ranges) or a redirect to a
+/// time-limited URL (S3). The UI's player uses it too.
+pub async fn serve_original(
+    app: &crate::app::App,
+    m: &entity::recordings::Model,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let id = m.id;
     let key = m
         .object_key
         .clone()
@@ -294,6 +326,7 @@ pub struct RolesRequest {
     params(("recording_id" = uuid::Uuid, Path, description = "Recording id")),
     request_body = RolesRequest, security(("api_key" = [])),
     responses(
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 202, description = "Derivation queued", body = RecordingView),
         (status = 400, description = "A bad map", body = ErrorBody),
         (status = 404, description = "No such recording", body = ErrorBody),
@@ -367,6 +400,7 @@ pub struct TranscriptList {
     params(("recording_id" = uuid::Uuid, Path, description = "Recording id")),
     request_body = TranscriptRequest, security(("api_key" = [])),
     responses(
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 202, description = "The new version, queued", body = TranscriptVersion),
         (status = 400, description = "Unknown provider", body = ErrorBody),
         (status = 404, description = "No such recording", body = ErrorBody),
@@ -442,6 +476,8 @@ pub async fn create_transcript(
     params(("recording_id" = uuid::Uuid, Path, description = "Recording id")),
     security(("api_key" = [])),
     responses(
+        (status = 400, description = "A bad id or field", body = ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 200, description = "Versions, oldest first", body = TranscriptList),
         (status = 404, description = "No such recording", body = ErrorBody),
     ))]
@@ -475,6 +511,8 @@ pub struct TranscriptDetail {
     params(("recording_id" = uuid::Uuid, Path, description = "Recording id"), ("version" = i32, Path, description = "Version")),
     security(("api_key" = [])),
     responses(
+        (status = 400, description = "A bad id or field", body = ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 200, description = "The version", body = TranscriptDetail),
         (status = 404, description = "No such recording or version", body = ErrorBody),
     ))]
@@ -519,6 +557,8 @@ pub struct RecordRequest {
     params(("recording_id" = uuid::Uuid, Path, description = "Recording id")),
     request_body = RecordRequest, security(("api_key" = [])),
     responses(
+        (status = 400, description = "A bad id or field", body = ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 202, description = "Derivation queued", body = RecordingView),
         (status = 404, description = "No such recording or version", body = ErrorBody),
         (status = 409, description = "The version is not completed", body = ErrorBody),
@@ -582,6 +622,7 @@ pub async fn put_transcript_of_record(
         (status = 200, description = "Already queued, or not completed (nothing to do)"),
         (status = 400, description = "A field is missing", body = ErrorBody),
         (status = 403, description = "Unknown account or a signature that does not verify", body = ErrorBody),
+        (status = 503, description = "INSIGHTS_PUBLIC_BASE_URL is not set (the signature covers the public URL)", body = ErrorBody),
     ))]
 pub async fn twilio_recording_status(
     State(state): State<AppState>,

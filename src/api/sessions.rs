@@ -39,6 +39,9 @@ pub struct ListParams {
     pub started_after: Option<DateTime<Utc>>,
     /// RFC 3339; sessions that started before.
     pub started_before: Option<DateTime<Utc>>,
+    /// `recording` (analysed from a call recording) or `agent` (reported by an agent).
+    #[param(inline)]
+    pub source: Option<crate::sessions::SessionSource>,
     /// Page size, 1–200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
@@ -70,6 +73,7 @@ pub async fn list_sessions(
         severity: p.severity,
         started_after: p.started_after,
         started_before: p.started_before,
+        source: p.source,
     };
     let list = domain::list(&state.0.db, &scope, &filter, p.limit, p.cursor.as_deref()).await?;
     Ok(Json(list))

@@ -28,6 +28,16 @@ pub enum SeverityFilter {
     Info,
 }
 
+/// Where a session came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionSource {
+    /// Turned from a call recording (`channel_type` `recording`).
+    Recording,
+    /// Reported by an agent on the stream.
+    Agent,
+}
+
 /// A session in a list.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionSummary {
@@ -110,6 +120,9 @@ pub struct SessionFilter {
     pub started_after: Option<DateTime<Utc>>,
     /// RFC 3339; sessions that started before.
     pub started_before: Option<DateTime<Utc>>,
+    /// `recording` (analysed from a call recording) or `agent` (reported by an agent).
+    #[serde(default)]
+    pub source: Option<SessionSource>,
 }
 
 /// The sessions `filter` selects within `scope`; `None` when it can match nothing stored.
@@ -154,6 +167,17 @@ pub fn filter_sessions(scope: &Scope, f: &SessionFilter) -> Option<sea_orm::Sele
     }
     if let Some(b) = f.started_before {
         q = q.filter(cs::Column::StartedAt.lt(b));
+    }
+    match f.source {
+        Some(SessionSource::Recording) => q = q.filter(cs::Column::ChannelType.eq("recording")),
+        Some(SessionSource::Agent) => {
+            q = q.filter(
+                Condition::any()
+                    .add(cs::Column::ChannelType.is_null())
+                    .add(cs::Column::ChannelType.ne("recording")),
+            )
+        }
+        None => {}
     }
     Some(q)
 }

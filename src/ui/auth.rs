@@ -199,14 +199,21 @@ pub async fn layer(State(AppState(app)): State<AppState>, req: Request, next: Ne
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let (parts, body) = req.into_parts();
-        let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
-            return super::error_page(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Form too large",
-                &format!("The UI accepts forms up to {} KiB.", MAX_FORM_BYTES / 1024),
-            );
+        // A token in the header leaves the body unread (a recording upload streams through); a
+        // form's token is in its body, which is small.
+        let (token, body) = match header_token {
+            Some(t) => (Some(t), body),
+            None => {
+                let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
+                    return super::error_page(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "Form too large",
+                        &format!("The UI accepts forms up to {} KiB.", MAX_FORM_BYTES / 1024),
+                    );
+                };
+                (form_token(&bytes), Body::from(bytes))
+            }
         };
-        let token = header_token.or_else(|| form_token(&bytes));
         if fresh || !token.is_some_and(|t| session.csrf_ok(&app, &t, now)) {
             tracing::warn!(path = %parts.uri.path(), "UI form refused: missing or stale CSRF token");
             return super::error_page(
@@ -215,7 +222,7 @@ pub async fn layer(State(AppState(app)): State<AppState>, req: Request, next: Ne
                 "The form's security token is missing, expired, or the form came from another site. Reload the page and try again.",
             );
         }
-        req = Request::from_parts(parts, Body::from(bytes));
+        req = Request::from_parts(parts, body);
     }
     let scope = session.scope(&app);
     let path = req.uri().path();

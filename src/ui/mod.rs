@@ -10,6 +10,7 @@ pub mod auth;
 mod insights;
 mod jobs;
 mod live;
+mod recordings;
 mod sessions;
 pub mod waterfall;
 
@@ -40,6 +41,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/batches", get(jobs::list).post(jobs::create))
         .route("/batches/{id}", get(jobs::show))
         .route("/batches/{id}/cancel", post(jobs::cancel))
+        .route("/recordings", get(recordings::list))
+        .route("/recordings/{id}", get(recordings::show))
+        .route("/recordings/{id}/audio", get(recordings::audio))
+        .route("/recordings/{id}/roles", post(recordings::roles))
+        .route("/recordings/{id}/transcripts", post(recordings::transcribe))
+        .route("/recordings/{id}/record", post(recordings::record))
         .route("/reports", get(jobs::reports))
         .route("/reports/{id}/analyze", post(jobs::analyze_report))
         .route(
@@ -51,6 +58,14 @@ pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/ui/assets/{*file}", get(assets::serve))
         .merge(pages)
+}
+
+/// The UI's recording upload: outside the API's 1 MiB body limit and request timeout (merged where
+/// the API's own upload is), behind the same session and CSRF layer (the token in a header).
+pub fn upload_router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/recordings/upload", post(recordings::upload))
+        .layer(axum::middleware::from_fn_with_state(state, auth::layer))
 }
 
 fn env() -> &'static Environment<'static> {
@@ -112,6 +127,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("batches.html", include_str!("templates/batches.html")),
     ("batch.html", include_str!("templates/batch.html")),
     ("reports.html", include_str!("templates/reports.html")),
+    ("recordings.html", include_str!("templates/recordings.html")),
+    ("recording.html", include_str!("templates/recording.html")),
 ];
 
 /// Renders `name` with `data` and the context every page has (CSRF token, sign-in state, nav).

@@ -43,6 +43,9 @@ pub struct ListQuery {
     /// A date (inclusive) or an RFC 3339 time (exclusive).
     #[serde(default)]
     pub to: String,
+    /// `recording`, `agent` or empty.
+    #[serde(default)]
+    pub source: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cursor: String,
 }
@@ -108,6 +111,17 @@ impl ListQuery {
             severity,
             started_after: bound("from", &self.from, false)?,
             started_before: bound("to", &self.to, true)?,
+            source: match self.source.trim() {
+                "" => None,
+                "recording" => Some(domain::SessionSource::Recording),
+                "agent" => Some(domain::SessionSource::Agent),
+                other => {
+                    return Err(ApiError::bad_request(
+                        "source",
+                        format!("source must be recording or agent, got {other:?}"),
+                    ));
+                }
+            },
         })
     }
 
@@ -407,11 +421,18 @@ pub async fn page(
             .max()
             .map(|d| d as f64)
     });
+    let recording = super::recordings::panel(&state, s.id).await?;
+    let missing_renditions = if recording.is_some() {
+        Vec::new()
+    } else {
+        missing_renditions
+    };
     render(
         "session.html",
         &ctx,
         "sessions",
         serde_json::json!({
+            "recording": recording,
             "s": detail,
             "turns": turns,
             "issues": diagnosis.issues.iter().map(|i| {

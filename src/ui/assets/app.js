@@ -422,4 +422,44 @@
     tick();
     setInterval(tick, 1000);
   }
+
+  // Recording upload: the file streams to /recordings/upload with its metadata as JSON; a bar shows
+  // the bytes sent; then the recording's page (which follows its progress).
+  const upload = document.querySelector("form[data-upload]");
+  if (upload) {
+    upload.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const f = upload.elements;
+      const file = f.file.files[0];
+      if (!file) return;
+      const meta = {};
+      for (const k of ["call_id", "tenant_id", "agent_id", "provider"]) if (f[k] && f[k].value.trim()) meta[k] = f[k].value.trim();
+      meta.channels = [f.channel_0.value, f.channel_1.value];
+      const body = new FormData();
+      body.append("metadata", JSON.stringify(meta));
+      body.append("file", file, file.name);
+      const bar = upload.querySelector("[data-upload-progress]");
+      const status = upload.querySelector("[data-upload-status]");
+      const button = upload.querySelector("button[type=submit]");
+      bar.hidden = false; bar.value = 0; button.disabled = true; status.textContent = "Uploading…";
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", upload.action);
+      xhr.setRequestHeader("X-CSRF-Token", document.querySelector('meta[name="csrf-token"]').content);
+      xhr.upload.onprogress = (e) => { if (e.lengthComputable) { bar.value = (100 * e.loaded) / e.total; status.textContent = `Uploading… ${Math.round(bar.value)} %`; } };
+      xhr.onload = () => {
+        let r = {};
+        try { r = JSON.parse(xhr.responseText); } catch { /* an HTML error page */ }
+        if (xhr.status >= 200 && xhr.status < 300 && r.location) {
+          status.textContent = r.duplicate ? "Already here: opening it…" : "Uploaded: analysing…";
+          location.href = r.location;
+        } else {
+          button.disabled = false; bar.hidden = true;
+          status.textContent = r.message || `Upload failed (HTTP ${xhr.status}).`;
+          status.classList.add("err");
+        }
+      };
+      xhr.onerror = () => { button.disabled = false; bar.hidden = true; status.textContent = "Upload failed: the connection dropped."; status.classList.add("err"); };
+      xhr.send(body);
+    });
+  }
 })();
