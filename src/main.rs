@@ -582,7 +582,9 @@ async fn import(config: Config, args: ImportArgs) -> anyhow::Result<()> {
             "{id}\t{}\t{}{}{}",
             r.status,
             path.display(),
-            r.session_id.map(|s| format!("\tsession {s}")).unwrap_or_default(),
+            r.session_id
+                .map(|s| format!("\tsession {s}"))
+                .unwrap_or_default(),
             r.error.map(|e| format!("\t{e}")).unwrap_or_default()
         );
     }

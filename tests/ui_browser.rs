@@ -169,3 +169,64 @@ async fn the_ui_in_chromium() {
     drop(fakes);
     env.cleanup().await;
 }
+
+/// Recordings: upload through the page, follow it to its session, read the recorded call's page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_in_chromium() {
+    use common::recorded_call::scripted_call;
+    use common::recording_fakes::FakeTranscriber;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run scripts/browser-deps.sh (scripts/test.sh does)"
+    );
+    let call = scripted_call(true);
+    let fake =
+        FakeTranscriber::start(call_insights::stt::ProviderId::Deepgram, call.script()).await;
+    let cfg = fake.config();
+    let env = common::spawn_with(Db::Sqlite, Store::Fs, move |c| {
+        c.stt.providers = vec![cfg];
+        c.recording_poll_ms = 100;
+    })
+    .await;
+    let stop = CancellationToken::new();
+    tokio::spawn(std::sync::Arc::new(env.app.recording_worker()).run_until(stop.clone()));
+    let base = env.serve_api().await;
+    let wav = env.app.config.data_dir.join("browser-call.wav");
+    call.stereo_wav(&wav);
+    let shots = screenshots_dir();
+    let status = tokio::time::timeout(
+        std::time::Duration::from_secs(180),
+        tokio::process::Command::new("node")
+            .arg("recordings.spec.mjs")
+            .current_dir(&dir)
+            .env("BASE", &base)
+            .env("RECORDING_FILE", &wav)
+            .env("TURNS", call.lines.len().to_string())
+            .env("SHOTS", &shots)
+            .kill_on_drop(true)
+            .status(),
+    )
+    .await
+    .expect("the browser run finished within 3 minutes")
+    .expect("node runs");
+    stop.cancel();
+    assert!(
+        status.success(),
+        "browser checks failed (see BROWSER_FAIL above); screenshots in {}",
+        shots.display()
+    );
+    for page in [
+        "recordings-upload",
+        "recording-session",
+        "recording-panel",
+        "recordings",
+    ] {
+        assert!(
+            shots.join(format!("{page}.png")).exists(),
+            "screenshot {page}"
+        );
+    }
+    drop(fake);
+    env.cleanup().await;
+}

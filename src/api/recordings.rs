@@ -162,7 +162,10 @@ pub async fn receive_upload(
                     .map_err(|e| ApiError::bad_request("metadata", e.body_text()))?;
                 if !text.trim().is_empty() {
                     meta = Some(serde_json::from_str(&text).map_err(|e| {
-                        ApiError::bad_request("metadata", format!("metadata is not valid JSON: {e}"))
+                        ApiError::bad_request(
+                            "metadata",
+                            format!("metadata is not valid JSON: {e}"),
+                        )
                     })?);
                 }
             }
@@ -183,7 +186,10 @@ pub async fn receive_upload(
         }
     }
     let file = file.ok_or_else(|| {
-        ApiError::bad_request("file", "no `file` part: send the audio as multipart part `file`")
+        ApiError::bad_request(
+            "file",
+            "no `file` part: send the audio as multipart part `file`",
+        )
     })?;
     Ok(Upload {
         metadata: meta.unwrap_or_default(),

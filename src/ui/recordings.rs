@@ -378,7 +378,9 @@ pub fn waveform_svg(
         for col in 0..cols {
             let a = col * n / cols;
             let b = ((col + 1) * n / cols).max(a + 1).min(n);
-            let p = peaks.get(a..b).map_or(0.0, |s| s.iter().copied().fold(0.0f32, f32::max));
+            let p = peaks
+                .get(a..b)
+                .map_or(0.0, |s| s.iter().copied().fold(0.0f32, f32::max));
             if p <= 0.0 {
                 continue;
             }
@@ -419,10 +421,7 @@ mod tests {
 
     #[test]
     fn the_waveform_picture_marks_silences_and_talk_over_on_one_axis() {
-        let metrics = crate::conversation::compute(
-            &crate::conversation::Input::default(),
-            10_000,
-        );
+        let metrics = crate::conversation::compute(&crate::conversation::Input::default(), 10_000);
         let mut m = metrics;
         m.silences = vec![Span {
             start_ms: 10_000,
@@ -435,7 +434,12 @@ mod tests {
             end_ms: 52_000,
         }];
         let wave = vec![vec![0.5; 600], vec![0.0; 600]];
-        let svg = waveform_svg(&wave, &["customer".into(), "agent".into()], 60_000, Some(&m));
+        let svg = waveform_svg(
+            &wave,
+            &["customer".into(), "agent".into()],
+            60_000,
+            Some(&m),
+        );
         assert!(svg.contains(r#"class="silence" x="241.7""#), "{svg}");
         assert!(svg.contains("customer talked over the agent for 2.0 s"));
         assert!(svg.contains(">customer</text>") && svg.contains(">agent</text>"));

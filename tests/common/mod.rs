@@ -23,6 +23,7 @@ pub mod calls;
 pub mod hooks;
 pub mod proxy;
 pub mod queue;
+pub mod recorded_call;
 pub mod recording_fakes;
 
 use call_insights::app::App;
