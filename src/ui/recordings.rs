@@ -391,10 +391,12 @@ pub fn waveform_svg(
         let _ = write!(out, r#"<path class="ch-wave ch-{c}" d="{d}"/>"#);
     }
     // Axis: a tick every 10 s up to 2 min, then every minute (every 5 past 20 min).
-    let step = match duration_ms {
-        ..=120_000 => 10_000,
-        ..=1_200_000 => 60_000,
-        _ => 300_000,
+    let step = if duration_ms <= 120_000 {
+        10_000
+    } else if duration_ms <= 1_200_000 {
+        60_000
+    } else {
+        300_000
     };
     let base = ROW * rows as f64;
     let mut t = 0;
