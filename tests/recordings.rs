@@ -985,6 +985,117 @@ fn r_key(env: &common::TestEnv, id: &str) -> String {
     )
 }
 
+/// A replica killed (-9) mid-transcription: another takes the recording over after its lease and
+/// finishes it once (one transcript version, one session, one derivation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_transcription_is_taken_over_and_finishes_once() {
+    let call = scripted_call(false);
+    let fake = FakeTranscriber::start(ProviderId::Deepgram, call.script()).await;
+    fake.set_latency(std::time::Duration::from_secs(30));
+    let env = common::spawn(Db::Postgres, Store::S3).await;
+    let base_url = fake.base_url();
+    let key = fake.config().api_key;
+    let extra = |name: &'static str| -> Vec<(&'static str, String)> {
+        vec![
+            ("INSIGHTS_DEEPGRAM_API_KEY", key.clone()),
+            ("INSIGHTS_DEEPGRAM_BASE_URL", base_url.clone()),
+            ("INSIGHTS_RECORDING_LEASE_MS", "1500".into()),
+            ("INSIGHTS_RECORDING_POLL_MS", "100".into()),
+            ("INSIGHTS_CONSUMER_NAME", name.into()),
+        ]
+    };
+    let refs = |v: &Vec<(&'static str, String)>| -> Vec<(&'static str, String)> { v.clone() };
+    let a = refs(&extra("replica-a"));
+    let a: Vec<(&str, &str)> = a.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut first = env.start_service(&a);
+    let wav = tmp("call.wav");
+    call.stereo_wav(&wav);
+    let api = format!("http://{}", first.http_addr);
+    let (status, accepted) = upload(
+        &api,
+        std::fs::read(&wav).unwrap(),
+        "call.wav",
+        "audio/wav",
+        json!({"call_id": "killed"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["recording_id"].as_str().unwrap().to_string();
+    common::eventually(30, "the transcription request in flight", || async {
+        fake.requests()
+            .iter()
+            .any(|r| r.starts_with("POST /v1/listen"))
+    })
+    .await;
+    first.signal("KILL");
+    first.wait_exit().await;
+    assert_eq!(env.count("call_sessions").await, 0);
+    fake.set_latency(std::time::Duration::ZERO);
+    let b = refs(&extra("replica-b"));
+    let b: Vec<(&str, &str)> = b.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let second = env.start_service(&b);
+    let api = format!("http://{}", second.http_addr);
+    common::eventually(
+        60,
+        "the recording completed by the second replica",
+        || async {
+            get(&api, &format!("/api/v1/recordings/{id}")).await.1["status"] == "completed"
+        },
+    )
+    .await;
+    assert_eq!(env.count("recording_transcripts").await, 1);
+    assert_eq!(env.count("call_sessions").await, 1);
+    let rows = env
+        .rows("SELECT derivation_seq, attempts, claimed_by FROM recordings")
+        .await;
+    assert_eq!(rows[0]["derivation_seq"], 1, "{rows:?}");
+    assert_eq!(
+        rows[0]["attempts"], 2,
+        "started by each replica once: {rows:?}"
+    );
+    assert!(second.log_lines("recording analysed") >= 1);
+    drop(second);
+    env.cleanup().await;
+}
+
+/// An upload over `INSIGHTS_RECORDING_MAX_BYTES` is refused with 413 and leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_over_the_limit_is_refused_with_413() {
+    let fake = FakeTranscriber::start(ProviderId::Deepgram, Vec::new()).await;
+    let cfg = fake.config();
+    let env = common::spawn_with(Db::Sqlite, Store::Fs, move |c| {
+        c.stt.providers = vec![cfg];
+        c.recording_max_bytes = 3 << 20;
+    })
+    .await;
+    let base = env.serve_api().await;
+    // Over the API's own 1 MiB body limit, under the recording limit: accepted.
+    let (status, a) = upload(&base, vec![7u8; 2 << 20], "big.wav", "audio/wav", json!({})).await;
+    assert_eq!(status, 202, "{a}");
+    let (status, e) = upload(
+        &base,
+        vec![7u8; 5 << 20],
+        "huge.wav",
+        "audio/wav",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 413, "{e}");
+    assert_eq!(e["code"], "payload_too_large");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("INSIGHTS_RECORDING_MAX_BYTES"),
+        "{e}"
+    );
+    assert_eq!(env.count("recordings").await, 1);
+    let spool = env.app.recordings.settings.spool_dir.clone();
+    let left = std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "no spooled file left in {}", spool.display());
+    env.cleanup().await;
+}
+
 on_both_stacks!(
     a_recorded_call_becomes_a_session_with_turns_metrics_and_diagnosis,
     the_same_call_as_mu_law_mp3_and_flac_gives_the_same_turns,
