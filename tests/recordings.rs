@@ -724,6 +724,15 @@ async fn retranscription_makes_versions_and_the_record_and_roles_can_change(db: 
     );
     let (_, list) = get(&base, &format!("/api/v1/recordings/{id}/transcripts")).await;
     assert_eq!(list["transcript_version"], 2);
+    call_insights::analytics::worker::process_available(&env.app.analytics, &env.app.db, "t", 10)
+        .await
+        .unwrap();
+    let (_, an) = get(&base, &format!("/api/v1/sessions/{session}/analytics")).await;
+    assert_eq!(
+        (an["status"].as_str(), an["transcript_version"].as_i64()),
+        (Some("completed"), Some(2)),
+        "{an}"
+    );
     assert_eq!(
         list["items"][0]["wer_vs_record"].as_f64(),
         Some(wer),

@@ -51,6 +51,9 @@ pub struct Model {
     pub duplicate_of: Option<Uuid>,
     /// The `seq` of the last report derived from this recording.
     pub derivation_seq: i64,
+    /// Each report derived from the recording: `[{seq, transcript_version, channel_roles, at}]`, so
+    /// a session's analytics (made from report `seq`) say which transcript they came from.
+    pub derivations: Option<Json>,
     /// `queued`, `fetching`, `transcribing`, `analysing`, `completed` or `failed`.
     pub status: String,
     pub error: Option<String>,

@@ -66,6 +66,7 @@ const RECORDINGS: &[(&str, K, bool)] = &[
     ("attached", K::Int, true),
     ("duplicate_of", K::Uuid, false),
     ("derivation_seq", K::Big, true),
+    ("derivations", K::Json, false),
     ("status", K::Str, true),
     ("error", K::Text, false),
     ("work", K::Str, false),

@@ -94,6 +94,9 @@ pub struct CallAnalyticsView {
     /// The analyzer's last raw answer when it could not be used.
     pub raw_answer: Option<String>,
     pub analyzed_report_seq: i64,
+    /// A recorded call's transcript version the analysed report was derived from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcript_version: Option<i32>,
     pub analyzed_at: DateTime<Utc>,
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
@@ -167,6 +170,7 @@ impl CallAnalyticsView {
             attempts: m.attempts,
             raw_answer: m.raw_answer.clone(),
             analyzed_report_seq: m.analyzed_report_seq,
+            transcript_version: None,
             analyzed_at: m.analyzed_at,
             started_at: m.started_at,
             ended_at: m.ended_at,

@@ -72,7 +72,14 @@ pub async fn get_session_analytics(
     let session = load_session(&state, &scope, &raw).await?;
     let app = &state.0;
     if let Some(row) = store::find(&app.db, session.id).await? {
-        return Ok(Json(CallAnalyticsView::of(&row, &app.analytics.keys)));
+        let mut view = CallAnalyticsView::of(&row, &app.analytics.keys);
+        view.transcript_version = crate::recordings::store::version_of_report(
+            &app.db,
+            session.id,
+            row.analyzed_report_seq,
+        )
+        .await?;
+        return Ok(Json(view));
     }
     let queued = aq::Entity::find_by_id(session.id).one(&app.db).await?;
     let hint = match (&queued, app.analytics.enabled(), session.is_final) {

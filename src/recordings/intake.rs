@@ -302,6 +302,7 @@ async fn insert(db: &DatabaseConnection, n: NewRow) -> Result<Option<rec::Model>
         attached: Set(i32::from(session.is_some())),
         duplicate_of: Set(None),
         derivation_seq: Set(0),
+        derivations: Set(None),
         status: Set(status::QUEUED.into()),
         error: Set(None),
         work: Set(Some(work::PROCESS.into())),
@@ -368,7 +369,7 @@ pub async fn accept_upload(
         .filter(|t| t.starts_with("audio/") || t == "application/ogg")
         .unwrap_or_else(|| content_type_of(&ext).to_string());
     let key = object_key(&r.settings.key_prefix, &c.tenant, id, &ext);
-    store.put_file(&key, &file.path, &stored_type).await?;
+    super::store_file(store.as_ref(), &key, &file.path, &stored_type).await?;
     let tenant = c.tenant.clone();
     let row = NewRow {
         id,

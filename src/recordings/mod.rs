@@ -42,6 +42,31 @@ pub mod work {
     pub const DERIVE: &str = "derive";
 }
 
+/// Stores a spooled file, retrying a store that failed to answer (a dropped pooled connection) twice
+/// with a short pause before giving up.
+pub async fn store_file(
+    store: &dyn crate::storage::AudioStore,
+    key: &str,
+    path: &std::path::Path,
+    content_type: &str,
+) -> Result<(), crate::storage::StorageError> {
+    let mut last = None;
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+        }
+        match store.put_file(key, path, content_type).await {
+            Ok(()) => return Ok(()),
+            Err(e @ crate::storage::StorageError::Unavailable(_)) => {
+                tracing::warn!(error = %e, attempt, "storing a recording failed; trying again");
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| crate::storage::StorageError::Unavailable("no attempt made".into())))
+}
+
 /// The channel map used when neither the request nor the Twilio account gives one.
 pub fn default_roles() -> Vec<String> {
     vec!["customer".into(), "agent".into()]

@@ -102,11 +102,6 @@ struct ClaimRow {
     attempts: i32,
 }
 
-#[derive(Debug, FromQueryResult)]
-struct SeqRow {
-    derivation_seq: i64,
-}
-
 fn retry_delay(attempts: i32) -> Duration {
     let secs = 2u64.saturating_pow(attempts.clamp(0, 8) as u32).min(300);
     Duration::from_secs(secs).mul_f64(0.75 + 0.5 * fastrand::f64())
@@ -422,7 +417,7 @@ impl Worker {
             .filter(|t| t.starts_with("audio/") || t == "application/ogg")
             .unwrap_or_else(|| intake::content_type_of(&ext).to_string());
         let key = intake::object_key(&r.settings.key_prefix, &m.tenant_id, m.id, &ext);
-        self.store.put_file(&key, &file.path, &ct).await?;
+        super::store_file(self.store.as_ref(), &key, &file.path, &ct).await?;
         // The sha256 is unique per tenant: a concurrent twin makes this update fail; retried, the
         // run then finds the twin above.
         match self
@@ -759,15 +754,19 @@ impl Worker {
                 .await?;
             return Ok(());
         }
-        let seq = SeqRow::find_by_statement(stmt(
-            self.backend(),
-            "UPDATE recordings SET derivation_seq = derivation_seq + 1 WHERE id = ? AND claim_token = ? RETURNING derivation_seq",
-            [m.id.into(), c.token.into()],
-        ))
-        .one(&self.db)
-        .await?
-        .ok_or(Stop::Lost)?
-        .derivation_seq;
+        let seq = m.derivation_seq + 1;
+        let mut derivations = m
+            .derivations
+            .clone()
+            .and_then(|d| d.as_array().cloned())
+            .unwrap_or_default();
+        derivations.push(serde_json::json!({"seq": seq, "transcript_version": version, "channel_roles": roles, "at": Utc::now()}));
+        self.must(
+            c,
+            "derivation_seq = ?, derivations = ?",
+            vec![seq.into(), serde_json::Value::Array(derivations).into()],
+        )
+        .await?;
         if let Some(s) = m.session_id {
             // A re-derivation: the turns of the earlier one go (this one may have fewer).
             self.db

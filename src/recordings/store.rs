@@ -394,3 +394,20 @@ pub async fn clear_scores<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<(), se
     .await?;
     Ok(())
 }
+
+/// The transcript version the report `seq` of a recorded session was derived from.
+pub async fn version_of_report(
+    db: &DatabaseConnection,
+    session_id: Uuid,
+    seq: i64,
+) -> Result<Option<i32>, sea_orm::DbErr> {
+    let Some(r) = of_session(db, session_id).await? else {
+        return Ok(None);
+    };
+    Ok(r.derivations
+        .as_ref()
+        .and_then(|d| d.as_array())
+        .and_then(|d| d.iter().find(|x| x["seq"].as_i64() == Some(seq)))
+        .and_then(|x| x["transcript_version"].as_i64())
+        .and_then(|v| i32::try_from(v).ok()))
+}
