@@ -39,6 +39,10 @@ export INSIGHTS_DATABASE_URL="$DB_URL" INSIGHTS_STREAM="$STREAM" INSIGHTS_DATA_D
 # Webhooks may only target this machine's loopback (generated URLs never reach another host).
 export INSIGHTS_WEBHOOK_ALLOW_PRIVATE=true INSIGHTS_WEBHOOK_ALLOWED_HOSTS=127.0.0.1,localhost
 export INSIGHTS_GROQ_API_KEY=fuzz-groq-key INSIGHTS_GROQ_BASE_URL=http://127.0.0.1:9 INSIGHTS_STT_MAX_RETRIES=0
+# Recordings: Deepgram at the same refusing address (uploads are stored, their transcription fails
+# for a reason), and the public URL Twilio's signatures cover (no accounts: every callback is 403).
+export INSIGHTS_DEEPGRAM_API_KEY=fuzz-deepgram-key INSIGHTS_DEEPGRAM_BASE_URL=http://127.0.0.1:9 \
+  INSIGHTS_PUBLIC_BASE_URL="http://127.0.0.1:$PORT" INSIGHTS_RECORDING_MAX_BYTES=8388608
 "$BIN" > "$DATA/service.log" 2>&1 &
 SVC=$!
 cleanup() {

@@ -491,7 +491,12 @@ async fn import(config: Config, args: ImportArgs) -> anyhow::Result<()> {
     let meta = intake::Metadata {
         tenant_id: args.tenant_id.clone(),
         agent_id: args.agent_id.clone(),
-        channels: (!args.channels.is_empty()).then(|| args.channels.clone()),
+        channels: (!args.channels.is_empty()).then(|| {
+            args.channels
+                .iter()
+                .map(|c| intake::RoleName(c.clone()))
+                .collect()
+        }),
         provider: args.provider.clone(),
         language: args.language.clone(),
         ..Default::default()

@@ -678,7 +678,7 @@ async fn retranscription_makes_versions_and_the_record_and_roles_can_change(db: 
         json!({"provider": "elevenlabs"}),
     )
     .await;
-    assert_eq!(status, 503, "no key: {e}");
+    assert_eq!(status, 409, "no key for that one here: {e}");
     assert_eq!(work(&env).await, vec![RunResult::Completed]);
     let (_, list) = get(&base, &format!("/api/v1/recordings/{id}/transcripts")).await;
     let items = list["items"].as_array().unwrap();

@@ -41,13 +41,14 @@ impl From<Error> for ApiError {
     }
 }
 
-/// Multipart upload: the audio and optional metadata.
-#[derive(ToSchema)]
+/// Multipart upload: the audio and optional metadata (any other part is refused).
+#[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct RecordingUpload {
     /// The recording (WAV with PCM, μ-law or A-law; MP3; FLAC; Ogg/Vorbis), streamed; at most
     /// `INSIGHTS_RECORDING_MAX_BYTES`.
-    #[schema(value_type = String, format = Binary)]
+    #[schema(value_type = String, format = Binary, min_length = 1)]
     file: Vec<u8>,
     /// JSON metadata.
     metadata: Option<Metadata>,
@@ -84,7 +85,8 @@ fn created(a: Accepted) -> Response {
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 413, description = "Larger than INSIGHTS_RECORDING_MAX_BYTES", body = ErrorBody),
         (status = 415, description = "Neither multipart nor JSON", body = ErrorBody),
-        (status = 503, description = "The provider asked for has no API key", body = ErrorBody),
+        (status = 409, description = "The provider asked for has no API key here", body = ErrorBody),
+        (status = 503, description = "No recording provider has an API key", body = ErrorBody),
     ))]
 pub async fn create_recording(
     State(state): State<AppState>,
@@ -149,27 +151,37 @@ pub async fn receive_upload(
     let mut file = None;
     let mut file_name = None;
     let mut file_type = None;
+    let mut seen: Vec<String> = Vec::new();
     while let Some(mut field) = multipart
         .next_field()
         .await
         .map_err(|e| multipart_error(e, settings.max_bytes))?
     {
         match field.name() {
+            Some(name @ ("metadata" | "file")) if seen.contains(&name.to_string()) => {
+                return Err(ApiError::bad_request(
+                    if name == "file" { "file" } else { "metadata" },
+                    format!("more than one `{name}` part: send one"),
+                ));
+            }
             Some("metadata") => {
+                seen.push("metadata".into());
                 let text = field
                     .text()
                     .await
                     .map_err(|e| ApiError::bad_request("metadata", e.body_text()))?;
                 if !text.trim().is_empty() {
-                    meta = Some(serde_json::from_str(&text).map_err(|e| {
+                    let parsed: Option<Metadata> = serde_json::from_str(&text).map_err(|e| {
                         ApiError::bad_request(
                             "metadata",
                             format!("metadata is not valid JSON: {e}"),
                         )
-                    })?);
+                    })?;
+                    meta = parsed;
                 }
             }
             Some("file") => {
+                seen.push("file".into());
                 file_name = field.file_name().map(str::to_string);
                 file_type = field.content_type().map(str::to_string);
                 let mut spool = Spool::create(&settings.spool_dir, settings.max_bytes).await?;
@@ -182,7 +194,15 @@ pub async fn receive_upload(
                 }
                 file = Some(spool.finish().await?);
             }
-            _ => {}
+            other => {
+                return Err(ApiError::bad_request(
+                    "body",
+                    format!(
+                        "unknown part {:?}: send the audio as part `file` and, optionally, JSON as part `metadata`",
+                        other.unwrap_or("")
+                    ),
+                ));
+            }
         }
     }
     let file = file.ok_or_else(|| {
@@ -250,7 +270,8 @@ pub async fn get_recording(
     security(("api_key" = [])),
     responses(
         (status = 400, description = "A bad id or field", body = ErrorBody),
-        (status = 200, description = "The original bytes", content_type = "audio/wav"),
+        (status = 200, description = "The original bytes, with the content type they were stored with", content(
+            ("audio/wav"), ("audio/mpeg"), ("audio/flac"), ("audio/ogg"), ("application/octet-stream"))),
         (status = 307, description = "A time-limited URL to the object (S3)"),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 404, description = "No such recording, or its audio is not stored yet", body = ErrorBody),
@@ -323,7 +344,8 @@ pub async fn serve_original(
 #[schema(example = json!({"channels": ["agent", "customer"]}))]
 pub struct RolesRequest {
     /// Channel (or diarized speaker, in order of first appearance) → role.
-    pub channels: Vec<String>,
+    #[schema(min_items = 1, max_items = 8)]
+    pub channels: Vec<intake::RoleName>,
 }
 
 /// Correct the channel → role map: turns, metrics, diagnosis and analytics are derived again from the
@@ -349,7 +371,7 @@ pub async fn put_roles(
     let app = &state.0;
     let m = store::load(&app.db, scope.tenant(), id).await?;
     reworkable(&m)?;
-    let roles = intake::check_roles(&req.channels)?;
+    let roles = intake::check_roles(&req.channels.iter().map(|r| r.0.clone()).collect::<Vec<_>>())?;
     let txn = app.db.begin().await?;
     let mut am: entity::recordings::ActiveModel = m.into();
     am.channel_roles = Set(serde_json::json!(roles));
@@ -390,7 +412,9 @@ fn reworkable(m: &entity::recordings::Model) -> Result<(), ApiError> {
 #[schema(example = json!({"provider": "assemblyai"}))]
 pub struct TranscriptRequest {
     /// `deepgram`, `assemblyai`, `gladia`, `elevenlabs` or `openai`.
+    #[schema(pattern = r"^(deepgram|assemblyai|gladia|elevenlabs|openai)$")]
     pub provider: String,
+    #[schema(max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub model: Option<String>,
 }
 
@@ -411,7 +435,8 @@ pub struct TranscriptList {
         (status = 400, description = "Unknown provider", body = ErrorBody),
         (status = 404, description = "No such recording", body = ErrorBody),
         (status = 409, description = "No stored audio to transcribe", body = ErrorBody),
-        (status = 503, description = "The provider has no API key", body = ErrorBody),
+        (status = 409, description = "The provider has no API key here", body = ErrorBody),
+        (status = 503, description = "No recording provider has an API key", body = ErrorBody),
     ))]
 pub async fn create_transcript(
     State(state): State<AppState>,
@@ -555,7 +580,9 @@ pub async fn get_transcript(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordRequest {
-    pub version: i32,
+    #[serde(deserialize_with = "super::extract::json_i64")]
+    #[schema(minimum = 1, value_type = i64)]
+    pub version: i64,
 }
 
 /// Switch the session's turns, metrics, diagnosis and analytics to another transcript version.
@@ -583,13 +610,14 @@ pub async fn put_transcript_of_record(
     let rows = store::transcripts(&app.db, id).await?;
     let row = rows
         .iter()
-        .find(|r| r.version == req.version)
+        .find(|r| i64::from(r.version) == req.version)
         .ok_or_else(|| {
             ApiError::NotFound(format!(
                 "transcript version {} of recording {id}",
                 req.version
             ))
         })?;
+    let version = row.version;
     if row.status != "completed" {
         return Err(ApiError::Conflict(format!(
             "transcript version {} is {}{}",
@@ -603,7 +631,7 @@ pub async fn put_transcript_of_record(
     }
     let txn = app.db.begin().await?;
     let mut am: entity::recordings::ActiveModel = m.into();
-    am.transcript_version = Set(Some(req.version));
+    am.transcript_version = Set(Some(version));
     am.update(&txn).await?;
     store::clear_scores(&txn, id).await?;
     store::request_work(&txn, id, work::DERIVE, status::ANALYSING).await?;

@@ -15,6 +15,27 @@ use tracing::info;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+/// No control characters.
+pub const NOCTL: &str = r"^[^\x00-\x1f\x7f-\x9f]*$";
+/// An ISO-639 language code, or empty.
+pub const LANG: &str = r"^$|^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$";
+/// A recording provider, or empty for the default.
+pub const PROVIDER: &str = r"^$|^(deepgram|assemblyai|gladia|elevenlabs|openai)$";
+/// An http(s) URL with a host name.
+pub const URL: &str = r"^https?://[A-Za-z]([A-Za-z0-9-]{0,20}[A-Za-z0-9])?(\.[A-Za-z]([A-Za-z0-9-]{0,20}[A-Za-z0-9])?)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~%-]*)*$";
+
+/// A role in the channel map (`customer`, `agent`, or a name of your own).
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, min_length = 1, max_length = 32, pattern = r"^[A-Za-z][A-Za-z0-9_-]{0,31}$", example = "customer")]
+pub struct RoleName(pub String);
+
+fn role_names(v: &Option<Vec<RoleName>>) -> Option<Vec<String>> {
+    v.as_ref()
+        .filter(|r| !r.is_empty())
+        .map(|r| r.iter().map(|n| n.0.clone()).collect())
+}
+
 /// What the caller says about a recording (the `metadata` part of an upload, or beside `url`).
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -23,19 +44,26 @@ use uuid::Uuid;
 pub struct Metadata {
     /// The call's id (a session with this id gets the recording as its full-call audio); generated
     /// when absent.
+    #[schema(max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub call_id: Option<String>,
     /// Defaults to the API key's tenant (`default` for an every-tenant key).
+    #[schema(max_length = 64, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub tenant_id: Option<String>,
+    #[schema(max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub agent_id: Option<String>,
     /// When the call started (default: when the recording arrived).
     pub started_at: Option<DateTime<Utc>>,
     /// Channel → role, e.g. `["customer","agent"]` (default). On a one-channel file, the roles of the
     /// speakers in the order they are first heard.
-    pub channels: Option<Vec<String>>,
+    #[schema(max_items = 8)]
+    pub channels: Option<Vec<RoleName>>,
     /// ISO-639-1 hint (`en`); absent lets the provider detect it.
+    #[schema(pattern = r"^$|^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
     pub language: Option<String>,
     /// `deepgram`, `assemblyai`, `gladia`, `elevenlabs` or `openai` (default `INSIGHTS_RECORDING_PROVIDER`).
+    #[schema(pattern = r"^$|^(deepgram|assemblyai|gladia|elevenlabs|openai)$")]
     pub provider: Option<String>,
+    #[schema(max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub model: Option<String>,
 }
 
@@ -45,14 +73,25 @@ pub struct Metadata {
 #[schema(example = json!({"url": "https://recordings.example.com/2026/12/03/call-0042.wav", "tenant_id": "acme", "channels": ["agent", "customer"]}))]
 pub struct UrlImport {
     /// `https://…` (or `http://`): fetched behind the SSRF guard, at most `INSIGHTS_RECORDING_MAX_BYTES`.
+    #[schema(
+        max_length = 2048,
+        pattern = r"^https?://[A-Za-z]([A-Za-z0-9-]{0,20}[A-Za-z0-9])?(\.[A-Za-z]([A-Za-z0-9-]{0,20}[A-Za-z0-9])?)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~%-]*)*$"
+    )]
     pub url: String,
+    #[schema(max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub call_id: Option<String>,
+    #[schema(max_length = 64, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub tenant_id: Option<String>,
+    #[schema(max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub agent_id: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
-    pub channels: Option<Vec<String>>,
+    #[schema(max_items = 8)]
+    pub channels: Option<Vec<RoleName>>,
+    #[schema(pattern = r"^$|^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
     pub language: Option<String>,
+    #[schema(pattern = r"^$|^(deepgram|assemblyai|gladia|elevenlabs|openai)$")]
     pub provider: Option<String>,
+    #[schema(max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub model: Option<String>,
 }
 
@@ -114,7 +153,7 @@ fn check_text(
 ) -> Result<Option<String>, Error> {
     match v.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
-        Some(s) if s.len() > max => Err(Error::invalid(
+        Some(s) if s.chars().count() > max => Err(Error::invalid(
             param,
             format!("{param} is longer than {max} characters"),
         )),
@@ -138,10 +177,13 @@ pub fn check_roles(roles: &[String]) -> Result<Vec<String>, Error> {
         .iter()
         .map(|r| {
             let r = r.trim();
-            if r.is_empty() || r.len() > 32 || r.chars().any(char::is_control) {
+            let ok = r.len() <= 32
+                && r.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !ok {
                 Err(Error::invalid(
                     "channels",
-                    format!("role {r:?} must be 1–32 printable characters"),
+                    format!("role {r:?} must be a letter then up to 31 letters, digits, _ or - (customer, agent …)"),
                 ))
             } else {
                 Ok(r.to_ascii_lowercase())
@@ -174,12 +216,20 @@ fn check(
     m: &Metadata,
     default_roles: Option<&[String]>,
 ) -> Result<Checked, Error> {
-    let roles = match (&m.channels, default_roles) {
+    let roles = match (&role_names(&m.channels), default_roles) {
         (Some(c), _) => check_roles(c)?,
         (None, Some(d)) => check_roles(d)?,
         (None, None) => super::default_roles(),
     };
     let language = check_text("language", &m.language, 16)?.map(|l| l.to_ascii_lowercase());
+    if let Some(l) = &language
+        && !(l.len() >= 2 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        return Err(Error::invalid(
+            "language",
+            format!("language {l:?} is not a language code such as en or pt-BR"),
+        ));
+    }
     Ok(Checked {
         tenant: tenant_for(key_tenant, m.tenant_id.as_deref())?,
         call_id: check_text("call_id", &m.call_id, 128)?,

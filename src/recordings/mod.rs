@@ -243,10 +243,17 @@ impl Recordings {
                     )
                 })?,
         };
+        if self.transcribers.is_empty() {
+            return Err(Error::Unavailable(
+                "no recording provider has an API key: set INSIGHTS_DEEPGRAM_API_KEY (or ASSEMBLYAI, GLADIA, ELEVENLABS, OPENAI)".into(),
+            ));
+        }
         if !self.transcribers.contains_key(&p) {
-            return Err(Error::Unavailable(format!(
-                "{p} has no API key: set INSIGHTS_{}_API_KEY to transcribe recordings with it",
-                p.env_prefix()
+            let configured: Vec<&str> = self.configured().iter().map(|p| p.as_str()).collect();
+            return Err(Error::Conflict(format!(
+                "{p} has no API key here (set INSIGHTS_{}_API_KEY); configured: {}",
+                p.env_prefix(),
+                configured.join(", ")
             )));
         }
         Ok(p)

@@ -78,7 +78,8 @@ pub struct TranscriptVersion {
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
-    pub words: Option<usize>,
+    /// Words in the version.
+    pub word_count: Option<usize>,
     /// True for the transcript of record.
     pub of_record: bool,
     /// Word error rate of this version against the transcript of record (0 for itself).
@@ -195,7 +196,7 @@ pub fn versions(
             error: r.error.clone(),
             created_at: r.created_at,
             completed_at: r.completed_at,
-            words: r.words.as_ref().and_then(|w| w.as_array().map(Vec::len)),
+            word_count: r.words.as_ref().and_then(|w| w.as_array().map(Vec::len)),
             of_record: Some(r.version) == of_record,
             wer_vs_record: if Some(r.version) == of_record && r.status == "completed" {
                 Some(0.0)
@@ -245,8 +246,10 @@ pub struct Filter {
     /// Only this tenant (a tenant key is always limited to its own).
     pub tenant_id: Option<String>,
     /// `queued`, `fetching`, `transcribing`, `analysing`, `completed` or `failed`.
+    #[param(pattern = r"^$|^(queued|fetching|transcribing|analysing|completed|failed)$")]
     pub status: Option<String>,
     /// `upload`, `url` or `twilio`.
+    #[param(pattern = r"^$|^(upload|url|twilio)$")]
     pub source: Option<String>,
     pub call_id: Option<String>,
     pub session_id: Option<Uuid>,
@@ -285,6 +288,15 @@ pub async fn list(
         None => 50,
         Some(n @ 1..=200) => n,
         Some(_) => return Err(Error::invalid("limit", "limit must be 1–200")),
+    };
+    let f = &Filter {
+        tenant_id: f.tenant_id.clone().filter(|v| !v.is_empty()),
+        status: f.status.clone().filter(|v| !v.is_empty()),
+        source: f.source.clone().filter(|v| !v.is_empty()),
+        call_id: f.call_id.clone().filter(|v| !v.is_empty()),
+        session_id: f.session_id,
+        limit: f.limit,
+        cursor: f.cursor.clone(),
     };
     if let Some(s) = &f.status
         && !status::ALL.contains(&s.as_str())
