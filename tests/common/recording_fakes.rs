@@ -257,6 +257,11 @@ fn authorised(id: ProviderId, key: &str, h: &HeaderMap) -> bool {
 }
 
 async fn handle(state: Arc<Mutex<State>>, req: Request) -> Response {
+    // The whole body first, as a real server does before it answers: a fault answered while the
+    // client is still sending would break the connection instead of delivering the fault.
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let req = Request::from_parts(parts, axum::body::Body::from(body));
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let method = req.method().clone();
