@@ -24,9 +24,9 @@ apt_install() {
   apt-get update -qq >&2 && apt-get install -y -qq "$@" >&2
 }
 
-# --- Audio tools for the recording tests: espeak-ng (synthesised calls), sox with MP3 (formats) -----
-if ! have espeak-ng || ! have sox || ! sox -h 2>/dev/null | grep -q "AUDIO FILE FORMATS:.* mp3"; then
-  apt_install espeak-ng sox libsox-fmt-mp3
+# --- Audio tools for the recording tests: espeak-ng (synthesised calls), sox with MP3 and opusenc ---
+if ! have espeak-ng || ! have opusenc || ! have sox || ! sox -h 2>/dev/null | grep -q "AUDIO FILE FORMATS:.* mp3"; then
+  apt_install espeak-ng sox libsox-fmt-mp3 opus-tools
 fi
 
 # --- PostgreSQL -------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ enum RecordingsCommand {
 
 #[derive(clap::Args)]
 struct ImportArgs {
-    /// Audio files (WAV, MP3, FLAC, Ogg/Vorbis).
+    /// Audio files (WAV, MP3, FLAC, Ogg/Vorbis, Ogg/Opus).
     #[arg(required = true)]
     files: Vec<std::path::PathBuf>,
     #[arg(long)]

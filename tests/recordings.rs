@@ -281,7 +281,10 @@ async fn a_recorded_call_becomes_a_session_with_turns_metrics_and_diagnosis(db: 
     env.cleanup().await;
 }
 
-async fn the_same_call_as_mu_law_mp3_and_flac_gives_the_same_turns(db: Db, store: Store) {
+/// Decoding does not depend on the database or the store: one stack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_call_as_mu_law_mp3_flac_and_opus_gives_the_same_turns() {
+    let (db, store) = (Db::Sqlite, Store::Fs);
     let call = scripted_call(true);
     let fake = FakeTranscriber::start(ProviderId::Deepgram, call.script()).await;
     let env = spawn(db, store, &[&fake], "deepgram").await;
@@ -293,11 +296,23 @@ async fn the_same_call_as_mu_law_mp3_and_flac_gives_the_same_turns(db: Db, store
         ("wav", "audio/wav", vec!["-e", "u-law"]),
         ("mp3", "audio/mpeg", vec!["-C", "128"]),
         ("flac", "audio/flac", vec![]),
+        // Ogg/Opus, as LiveKit's recorder writes it (opus-tools' encoder).
+        ("opus", "audio/ogg", vec!["--bitrate", "32"]),
     ] {
         let out = wav.with_file_name(format!("call-{ext}.{ext}"));
-        let mut cmd = std::process::Command::new("sox");
-        cmd.arg(&wav).args(&args).arg(&out);
-        assert!(cmd.status().expect("sox installed").success(), "sox {ext}");
+        let mut cmd = if ext == "opus" {
+            let mut c = std::process::Command::new("opusenc");
+            c.arg("--quiet").args(&args).arg(&wav).arg(&out);
+            c
+        } else {
+            let mut c = std::process::Command::new("sox");
+            c.arg(&wav).args(&args).arg(&out);
+            c
+        };
+        assert!(
+            cmd.status().expect("sox and opusenc installed").success(),
+            "encode {ext}"
+        );
         let (status, a) = upload(
             &base,
             std::fs::read(&out).unwrap(),
@@ -1107,7 +1122,6 @@ async fn an_upload_over_the_limit_is_refused_with_413() {
 
 on_both_stacks!(
     a_recorded_call_becomes_a_session_with_turns_metrics_and_diagnosis,
-    the_same_call_as_mu_law_mp3_and_flac_gives_the_same_turns,
     every_provider_transcribes_with_speakers,
     bad_files_fail_with_a_reason_and_touch_nothing_else,
     provider_faults_are_retried_or_fail_clearly,

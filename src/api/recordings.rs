@@ -46,7 +46,7 @@ impl From<Error> for ApiError {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct RecordingUpload {
-    /// The recording (WAV with PCM, μ-law or A-law; MP3; FLAC; Ogg/Vorbis), streamed; at most
+    /// The recording (WAV with PCM, μ-law or A-law; MP3; FLAC; Ogg/Vorbis; Ogg/Opus), streamed; at most
     /// `INSIGHTS_RECORDING_MAX_BYTES`.
     #[schema(value_type = String, format = Binary, min_length = 1)]
     file: Vec<u8>,

@@ -1,4 +1,5 @@
-//! Decoding a stored recording (WAV with PCM, μ-law or A-law; MP3; FLAC; Ogg/Vorbis) with symphonia,
+//! Decoding a stored recording (WAV with PCM, μ-law or A-law; MP3; FLAC; Ogg/Vorbis; Ogg/Opus, the
+//! format LiveKit's recorder writes, through the pure-Rust `opus-decoder`) with symphonia's demuxers,
 //! streamed from its file: what it is (codec, channels, native rate, duration), a level envelope per
 //! channel (for the waveforms and the checks), and per-channel WAVs for providers that take one channel
 //! at a time. Nothing is resampled and the whole file is never held in memory.
@@ -6,7 +7,7 @@
 use std::fs::File;
 use std::path::Path;
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
+use symphonia::core::codecs::{CODEC_TYPE_NULL, CODEC_TYPE_OPUS, DecoderOptions};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::FormatOptions;
 use symphonia::core::io::MediaSourceStream;
@@ -23,7 +24,7 @@ pub const MAX_CHANNELS: usize = 8;
 /// Why a file could not be read as audio, worded for the person who uploaded it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecodeError {
-    #[error("not an audio file this service reads (WAV, MP3, FLAC, Ogg/Vorbis): {0}")]
+    #[error("not an audio file this service reads (WAV, MP3, FLAC, Ogg/Vorbis, Ogg/Opus): {0}")]
     Unsupported(String),
     #[error("the audio is damaged: {0}")]
     Corrupt(String),
@@ -54,9 +55,10 @@ pub struct AudioFacts {
     pub waveform: Vec<Vec<f32>>,
 }
 
-/// Streams the decoded samples of `path` to `sink` as interleaved f32 blocks. Returns codec name,
-/// channels, rate and the frame count the container promised (when it says).
-fn decode_with(
+/// Streams the decoded samples of `path` to `sink` as interleaved f32 blocks `(samples, channels,
+/// rate)`. Returns codec name, channels, rate, the frame count the container promised (when it says)
+/// and the frames decoded.
+pub fn decode_with(
     path: &Path,
     extension: Option<&str>,
     mut sink: impl FnMut(&[f32], usize, u32) -> Result<(), DecodeError>,
@@ -83,6 +85,9 @@ fn decode_with(
         .ok_or(DecodeError::Empty)?;
     let track_id = track.id;
     let params = track.codec_params.clone();
+    if params.codec == CODEC_TYPE_OPUS {
+        return decode_opus(format, track_id, &params, sink);
+    }
     let codec = symphonia::default::get_codecs()
         .get_codec(params.codec)
         .map(|d| d.short_name.to_string())
@@ -145,6 +150,61 @@ fn decode_with(
         return Err(DecodeError::Empty);
     }
     Ok((codec, channels, rate, params.n_frames, frames))
+}
+
+/// Ogg/Opus: symphonia demuxes the packets, `opus-decoder` decodes them at 48 kHz (Opus's own rate);
+/// the encoder's pre-skip is dropped from the start.
+fn decode_opus(
+    mut format: Box<dyn symphonia::core::formats::FormatReader>,
+    track_id: u32,
+    params: &symphonia::core::codecs::CodecParameters,
+    mut sink: impl FnMut(&[f32], usize, u32) -> Result<(), DecodeError>,
+) -> Result<(String, usize, u32, Option<u64>, u64), DecodeError> {
+    const RATE: u32 = 48_000;
+    let channels = params.channels.map(|c| c.count()).unwrap_or(1);
+    if !(1..=2).contains(&channels) {
+        return Err(DecodeError::Unsupported(format!(
+            "Opus with {channels} channels (multistream); 1 or 2 are read"
+        )));
+    }
+    let mut decoder = opus_decoder::OpusDecoder::new(RATE, channels)
+        .map_err(|e| DecodeError::Unsupported(format!("Opus: {e}")))?;
+    let mut pcm = vec![0.0f32; opus_decoder::OpusDecoder::MAX_FRAME_SIZE_48K * channels];
+    let mut skip = params.delay.unwrap_or(0) as usize;
+    let mut frames = 0u64;
+    let mut bad_packets = 0u32;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(p) => p,
+            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(SymError::ResetRequired) => break,
+            Err(e) => return Err(DecodeError::Corrupt(describe(&e))),
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        let n = match decoder.decode_float(&packet.data, &mut pcm, false) {
+            Ok(n) => n,
+            Err(e) => {
+                bad_packets += 1;
+                if bad_packets > 50 {
+                    return Err(DecodeError::Corrupt(format!("Opus: {e}")));
+                }
+                continue;
+            }
+        };
+        let dropped = skip.min(n);
+        skip -= dropped;
+        let samples = &pcm[dropped * channels..n * channels];
+        if !samples.is_empty() {
+            frames += (n - dropped) as u64;
+            sink(samples, channels, RATE)?;
+        }
+    }
+    if frames == 0 {
+        return Err(DecodeError::Empty);
+    }
+    Ok(("opus".into(), channels, RATE, None, frames))
 }
 
 fn describe(e: &SymError) -> String {

@@ -62,34 +62,45 @@ fn lock(s: &Arc<Mutex<State>>) -> std::sync::MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Speech regions of one channel at sample resolution: samples louder than 600 (of 32767), joined
-/// across gaps under 600 ms, each at least 150 ms. Milliseconds.
-fn regions(path: &std::path::Path, channel: usize, dir: &std::path::Path) -> Vec<(i64, i64)> {
-    let out = dir.join(format!("ch{channel}.wav"));
-    if decode::extract_channel(path, None, channel, &out).is_err() {
+/// Speech regions of every channel at sample resolution, in one decoding pass: samples louder than
+/// 600 (of 32767), joined across gaps under 600 ms, each at least 150 ms. Milliseconds.
+fn all_regions(path: &std::path::Path) -> Vec<Vec<(i64, i64)>> {
+    let mut spans: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut rate = 0u32;
+    let mut frame = 0usize;
+    let r = decode::decode_with(path, None, |block, ch, r| {
+        rate = r;
+        if spans.len() != ch {
+            spans = vec![Vec::new(); ch];
+        }
+        let join = (f64::from(r) * 0.6) as usize;
+        for f in block.chunks_exact(ch) {
+            for (c, v) in f.iter().enumerate() {
+                if (v.abs() * 32767.0) <= 600.0 {
+                    continue;
+                }
+                match spans[c].last_mut() {
+                    Some(last) if frame - last.1 < join => last.1 = frame + 1,
+                    _ => spans[c].push((frame, frame + 1)),
+                }
+            }
+            frame += 1;
+        }
+        Ok(())
+    });
+    if r.is_err() || rate == 0 {
         return Vec::new();
     }
-    let Ok(mut r) = hound::WavReader::open(&out) else {
-        return Vec::new();
-    };
-    let rate = f64::from(r.spec().sample_rate);
-    let ms = |i: usize| (i as f64 * 1000.0 / rate).round() as i64;
-    let join = (rate * 0.6) as usize;
-    let min = (rate * 0.15) as usize;
-    let mut spans: Vec<(usize, usize)> = Vec::new();
-    for (i, v) in r.samples::<i16>().map(|s| s.unwrap_or(0)).enumerate() {
-        if v.unsigned_abs() <= 600 {
-            continue;
-        }
-        match spans.last_mut() {
-            Some(last) if i - last.1 < join => last.1 = i + 1,
-            _ => spans.push((i, i + 1)),
-        }
-    }
+    let ms = |i: usize| (i as f64 * 1000.0 / f64::from(rate)).round() as i64;
+    let min = (f64::from(rate) * 0.15) as usize;
     spans
         .into_iter()
-        .filter(|(a, b)| b - a >= min)
-        .map(|(a, b)| (ms(a), ms(b)))
+        .map(|c| {
+            c.into_iter()
+                .filter(|(a, b)| b - a >= min)
+                .map(|(a, b)| (ms(a), ms(b)))
+                .collect()
+        })
         .collect()
 }
 
@@ -104,10 +115,12 @@ pub fn hear(
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("audio");
     std::fs::write(&path, audio).unwrap();
-    let Ok(facts) = decode::inspect(&path, None) else {
+    let regions = all_regions(&path);
+    let channels = regions.len();
+    if channels == 0 {
         let _ = std::fs::remove_dir_all(&dir);
         return (Vec::new(), 0);
-    };
+    }
     let mut words = Vec::new();
     let lay = |region: (i64, i64), u: &Utterance, words: &mut Vec<Word>| {
         let ws: Vec<&str> = u.text.split_whitespace().collect();
@@ -122,28 +135,28 @@ pub fn hear(
             });
         }
     };
-    if per_channel && facts.channels > 1 {
-        for c in 0..facts.channels {
+    if per_channel && channels > 1 {
+        for c in 0..channels {
             let mine: Vec<&Utterance> = script.iter().filter(|u| u.party == c).collect();
-            for (r, u) in regions(&path, c, &dir).into_iter().zip(mine) {
+            for (r, u) in regions[c].clone().into_iter().zip(mine) {
                 lay(r, u, &mut words);
             }
         }
     } else if let Some(c) = only_channel {
         let mine: Vec<&Utterance> = script.iter().filter(|u| u.party == c).collect();
-        for (r, u) in regions(&path, 0, &dir).into_iter().zip(mine) {
+        for (r, u) in regions[0].clone().into_iter().zip(mine) {
             let mut u = u.clone();
             u.party = c;
             lay(r, &u, &mut words);
         }
     } else {
-        for (r, u) in regions(&path, 0, &dir).into_iter().zip(script) {
+        for (r, u) in regions[0].clone().into_iter().zip(script) {
             lay(r, u, &mut words);
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
     words.sort_by(|a, b| a.start.total_cmp(&b.start));
-    (words, facts.channels)
+    (words, channels)
 }
 
 fn r3(x: f64) -> f64 {
@@ -260,7 +273,9 @@ async fn handle(state: Arc<Mutex<State>>, req: Request) -> Response {
     // The whole body first, as a real server does before it answers: a fault answered while the
     // client is still sending would break the connection instead of delivering the fault.
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     let req = Request::from_parts(parts, axum::body::Body::from(body));
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
