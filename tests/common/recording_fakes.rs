@@ -136,9 +136,9 @@ pub fn hear(
         }
     };
     if per_channel && channels > 1 {
-        for c in 0..channels {
+        for (c, heard) in regions.iter().enumerate() {
             let mine: Vec<&Utterance> = script.iter().filter(|u| u.party == c).collect();
-            for (r, u) in regions[c].clone().into_iter().zip(mine) {
+            for (r, u) in heard.iter().copied().zip(mine) {
                 lay(r, u, &mut words);
             }
         }
