@@ -296,6 +296,7 @@ async fn the_same_call_as_mu_law_mp3_flac_and_opus_gives_the_same_turns() {
         ("wav", "audio/wav", vec!["-e", "u-law"]),
         ("mp3", "audio/mpeg", vec!["-C", "128"]),
         ("flac", "audio/flac", vec![]),
+        ("ogg", "audio/ogg", vec![]),
         // Ogg/Opus, as LiveKit's recorder writes it (opus-tools' encoder).
         ("opus", "audio/ogg", vec!["--bitrate", "32"]),
     ] {
@@ -337,6 +338,7 @@ async fn the_same_call_as_mu_law_mp3_flac_and_opus_gives_the_same_turns() {
             codec,
             match ext {
                 "wav" => "pcm_mulaw",
+                "ogg" => "vorbis",
                 e => e,
             },
             "{ext}"
@@ -1120,7 +1122,239 @@ async fn an_upload_over_the_limit_is_refused_with_413() {
     env.cleanup().await;
 }
 
+async fn imports_attachments_and_tenants(db: Db, store: Store) {
+    let call = scripted_call(false);
+    let fake = FakeTranscriber::start(ProviderId::Deepgram, call.script()).await;
+    let cfg = fake.config();
+    let env = common::spawn_with(db, store, move |c| {
+        c.stt.providers = vec![cfg];
+        c.api_keys = "acme-key-1234=acme,globex-key-1234=globex,operator-key-1234=*".into();
+    })
+    .await;
+    let base = env.serve_api().await;
+    let wav = tmp("call.wav");
+    call.stereo_wav(&wav);
+    let bytes = std::fs::read(&wav).unwrap();
+    let client = reqwest::Client::new();
+    let post = |key: &'static str, form: reqwest::multipart::Form| {
+        client
+            .post(format!("{base}/api/v1/recordings"))
+            .header("authorization", format!("Bearer {key}"))
+            .multipart(form)
+            .send()
+    };
+    let form = |bytes: Vec<u8>, meta: Value| {
+        reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name("call.wav"),
+            )
+            .text("metadata", meta.to_string())
+    };
+    // An agent already reported this call: the recording attaches to its session as its full-call
+    // audio; the agent's turns stay, the recording's metrics are kept.
+    env.publish_json(&common::report("agent-call-1", 1, true, 4))
+        .await;
+    env.drain(&mut env.consumer()).await;
+    let agent_session = env.session("agent-call-1").await.unwrap();
+    let r = post(
+        "acme-key-1234",
+        form(bytes.clone(), json!({"call_id": "agent-call-1"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let a: Value = r.json().await.unwrap();
+    assert_eq!(
+        a["session_id"],
+        agent_session.id.to_string(),
+        "attached at once"
+    );
+    // A tenant key writes its own tenant only, and sees only its own recordings.
+    let r = post(
+        "acme-key-1234",
+        form(bytes.clone(), json!({"tenant_id": "globex"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let mut other = bytes.clone();
+    other.extend([0, 0]);
+    let r = post("globex-key-1234", form(other, json!({})))
+        .await
+        .unwrap();
+    let g: Value = r.json().await.unwrap();
+    assert_eq!(
+        work(&env).await,
+        vec![RunResult::Completed, RunResult::Completed]
+    );
+    let get_as = |key: &'static str, path: String| {
+        let c = client.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let r = c
+                .get(url)
+                .header("authorization", format!("Bearer {key}"))
+                .send()
+                .await
+                .unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let id = a["recording_id"].as_str().unwrap();
+    let (_, rec) = get_as("acme-key-1234", format!("/api/v1/recordings/{id}")).await;
+    assert_eq!(
+        (rec["attached"].as_bool(), rec["status"].as_str()),
+        (Some(true), Some("completed")),
+        "{rec}"
+    );
+    let (_, conv) = get_as(
+        "acme-key-1234",
+        format!("/api/v1/sessions/{}/conversation", agent_session.id),
+    )
+    .await;
+    assert_eq!(
+        conv["turns"].as_array().unwrap().len(),
+        4,
+        "the agent's turns stay"
+    );
+    let (_, s) = get_as(
+        "acme-key-1234",
+        format!("/api/v1/sessions/{}", agent_session.id),
+    )
+    .await;
+    assert_eq!(s["recording_id"], id);
+    assert_eq!(s["conversation_metrics"]["overlap"], "exact");
+    assert_eq!(
+        env.count("call_sessions").await,
+        2,
+        "no second session for the attached call"
+    );
+    let (status, _) = get_as("globex-key-1234", format!("/api/v1/recordings/{id}")).await;
+    assert_eq!(status, 404, "another tenant's recording is not there");
+    let (_, list) = get_as("globex-key-1234", "/api/v1/recordings".into()).await;
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["recording_id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![g["recording_id"].as_str().unwrap()]);
+    let (_, all) = get_as("operator-key-1234", "/api/v1/recordings".into()).await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
+    // A URL import to a private address is refused by the SSRF guard, with the reason; nothing is queued.
+    for url in [
+        "http://127.0.0.1:9/call.wav",
+        "http://localhost/call.wav",
+        "http://169.254.169.254/latest/meta-data",
+    ] {
+        let r = client
+            .post(format!("{base}/api/v1/recordings"))
+            .header("authorization", "Bearer operator-key-1234")
+            .json(&json!({"url": url, "tenant_id": "acme"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{url}");
+        let e: Value = r.json().await.unwrap();
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("recording URLs must be public"),
+            "{e}"
+        );
+    }
+    assert_eq!(env.count("recordings").await, 2);
+    env.cleanup().await;
+}
+
+/// A URL import from a server the guard allows (private targets allowed, as webhooks are in tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_import_is_fetched_stored_and_analysed() {
+    let call = scripted_call(false);
+    let fake = FakeTranscriber::start(ProviderId::Deepgram, call.script()).await;
+    let cfg = fake.config();
+    let env = common::spawn_with(Db::Postgres, Store::S3, move |c| {
+        c.stt.providers = vec![cfg];
+        c.webhooks.allow_private = true;
+    })
+    .await;
+    let base = env.serve_api().await;
+    let wav = tmp("call.wav");
+    call.stereo_wav(&wav);
+    let bytes = std::fs::read(&wav).unwrap();
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let served = bytes.clone();
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/calls/call.wav",
+            axum::routing::get(move || {
+                let b = served.clone();
+                async move { ([("content-type", "audio/wav")], b) }
+            }),
+        );
+        let _ = axum::serve(server, app).await;
+    });
+    let (status, a) = send(
+        reqwest::Method::POST,
+        &base,
+        "/api/v1/recordings",
+        json!({"url": format!("http://{addr}/calls/call.wav"), "call_id": "from-url"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{a}");
+    assert_eq!(work(&env).await, vec![RunResult::Completed]);
+    let (_, r) = get(
+        &base,
+        &format!("/api/v1/recordings/{}", a["recording_id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(
+        (
+            r["status"].as_str(),
+            r["source"].as_str(),
+            r["file_name"].as_str()
+        ),
+        (Some("completed"), Some("url"), Some("call.wav")),
+        "{r}"
+    );
+    use sha2::Digest;
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(r["sha256"], sha);
+    assert_eq!(r["size_bytes"], bytes.len());
+    assert_metrics_match_quiet(&r["conversation_metrics"], &call);
+    env.cleanup().await;
+}
+
+fn assert_metrics_match_quiet(m: &Value, call: &Call) {
+    let talk = |party: usize| -> i64 {
+        call.lines
+            .iter()
+            .filter(|l| l.0 == party)
+            .map(|l| l.2 - l.1)
+            .sum()
+    };
+    near(
+        m["talk_time_ms"]["agent"].as_i64().unwrap(),
+        talk(AGENT),
+        "agent talk time",
+    );
+    near(
+        m["talk_time_ms"]["customer"].as_i64().unwrap(),
+        talk(CUSTOMER),
+        "customer talk time",
+    );
+    near(m["dead_air_ms"].as_i64().unwrap(), 15_000, "dead air");
+}
+
 on_both_stacks!(
+    imports_attachments_and_tenants,
     a_recorded_call_becomes_a_session_with_turns_metrics_and_diagnosis,
     every_provider_transcribes_with_speakers,
     bad_files_fail_with_a_reason_and_touch_nothing_else,

@@ -469,6 +469,9 @@ pub async fn accept_url(
     if url.len() > 2048 {
         return Err(Error::invalid("url", "url is longer than 2048 characters"));
     }
+    r.check_url_target(&parsed)
+        .await
+        .map_err(|e| Error::invalid("url", e))?;
     let file_name = parsed
         .path_segments()
         .and_then(|mut s| s.next_back().map(str::to_string))

@@ -178,6 +178,8 @@ pub struct Recordings {
     pub(crate) media_client: reqwest::Client,
     /// URL imports, behind the same SSRF guard as webhooks.
     pub(crate) url_client: reqwest::Client,
+    /// `INSIGHTS_WEBHOOK_ALLOW_PRIVATE`: URL imports may target private addresses too.
+    pub(crate) allow_private_urls: bool,
 }
 
 impl Recordings {
@@ -215,7 +217,23 @@ impl Recordings {
             twilio,
             media_client,
             url_client,
+            allow_private_urls,
         })
+    }
+
+    /// Refuses a URL whose host is (or resolves to) a private, loopback, link-local or metadata
+    /// address, unless private targets are allowed. The client's resolver checks names again at
+    /// connect time; an address written in the URL is only checked here.
+    pub async fn check_url_target(&self, url: &reqwest::Url) -> Result<(), String> {
+        if self.allow_private_urls {
+            return Ok(());
+        }
+        let host = url.host_str().ok_or("the URL has no host")?;
+        let port = url.port_or_known_default().unwrap_or(443);
+        crate::webhooks::ssrf::check_host(host, port)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string().replace("webhook targets", "recording URLs"))
     }
 
     pub fn transcriber(&self, p: ProviderId) -> Option<&transcribe::Transcriber> {
