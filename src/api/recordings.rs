@@ -6,17 +6,15 @@ use super::AppState;
 use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, parse_uuid};
+use crate::recordings::Error;
 use crate::recordings::intake::{self, Accepted, Metadata, TwilioOutcome, UrlImport};
 use crate::recordings::spool::Spool;
 use crate::recordings::store::{self, Filter, RecordingList, RecordingView, TranscriptVersion};
-use crate::recordings::{Error, status, work};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use entity::recording_transcripts as rt;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, TransactionTrait};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 use utoipa::ToSchema;
@@ -370,40 +368,13 @@ pub async fn put_roles(
     let id = parse_uuid("recording_id", &raw)?;
     let app = &state.0;
     let m = store::load(&app.db, scope.tenant(), id).await?;
-    reworkable(&m)?;
-    let roles = intake::check_roles(&req.channels.iter().map(|r| r.0.clone()).collect::<Vec<_>>())?;
-    let txn = app.db.begin().await?;
-    let mut am: entity::recordings::ActiveModel = m.into();
-    am.channel_roles = Set(serde_json::json!(roles));
-    am.update(&txn).await?;
-    store::request_work(&txn, id, work::DERIVE, status::ANALYSING).await?;
-    txn.commit().await?;
+    let roles: Vec<String> = req.channels.iter().map(|r| r.0.clone()).collect();
+    store::set_roles(&app.db, &m, &roles).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(store::detail(&app.db, scope.tenant(), id).await?),
     )
         .into_response())
-}
-
-fn reworkable(m: &entity::recordings::Model) -> Result<(), ApiError> {
-    if let Some(d) = m.duplicate_of {
-        return Err(ApiError::Conflict(format!(
-            "recording {} is a duplicate of {d}: change that one",
-            m.id
-        )));
-    }
-    if m.object_key.is_none() || m.channels.is_none() {
-        return Err(ApiError::Conflict(format!(
-            "recording {} has no decoded audio yet (status {}{})",
-            m.id,
-            m.status,
-            m.error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        )));
-    }
-    Ok(())
 }
 
 /// A re-transcription.
@@ -448,52 +419,9 @@ pub async fn create_transcript(
     let id = parse_uuid("recording_id", &raw)?;
     let app = &state.0;
     let m = store::load(&app.db, scope.tenant(), id).await?;
-    reworkable(&m)?;
+    store::check_reworkable(&m)?;
     let provider = app.recordings.pick_provider(Some(&req.provider))?;
-    let model = req
-        .model
-        .map(|m| m.trim().to_string())
-        .filter(|m| !m.is_empty());
-    if model.as_ref().is_some_and(|m| m.len() > 128) {
-        return Err(ApiError::bad_request(
-            "model",
-            "model is longer than 128 characters",
-        ));
-    }
-    let txn = app.db.begin().await?;
-    let next = store::transcripts(&app.db, id)
-        .await?
-        .iter()
-        .map(|t| t.version)
-        .max()
-        .unwrap_or(0)
-        + 1;
-    let now = chrono::Utc::now();
-    rt::Entity::insert(rt::ActiveModel {
-        recording_id: Set(id),
-        version: Set(next),
-        provider: Set(provider.as_str().into()),
-        model: Set(model),
-        language: Set(None),
-        status: Set("queued".into()),
-        error: Set(None),
-        transcript: Set(None),
-        words: Set(None),
-        raw: Set(None),
-        request_id: Set(None),
-        wer_vs_record: Set(None),
-        created_at: Set(now),
-        completed_at: Set(None),
-    })
-    .exec_without_returning(&txn)
-    .await
-    .map_err(|_| {
-        ApiError::Conflict(
-            "another re-transcription was asked for at the same moment; retry".into(),
-        )
-    })?;
-    store::request_work(&txn, id, work::TRANSCRIBE, status::TRANSCRIBING).await?;
-    txn.commit().await?;
+    let next = store::queue_transcript(&app.db, &m, provider, req.model).await?;
     let rows = store::transcripts(&app.db, id).await?;
     let v = store::versions(&rows, m.transcript_version, false)
         .into_iter()
@@ -606,36 +534,7 @@ pub async fn put_transcript_of_record(
     let id = parse_uuid("recording_id", &raw)?;
     let app = &state.0;
     let m = store::load(&app.db, scope.tenant(), id).await?;
-    reworkable(&m)?;
-    let rows = store::transcripts(&app.db, id).await?;
-    let row = rows
-        .iter()
-        .find(|r| i64::from(r.version) == req.version)
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "transcript version {} of recording {id}",
-                req.version
-            ))
-        })?;
-    let version = row.version;
-    if row.status != "completed" {
-        return Err(ApiError::Conflict(format!(
-            "transcript version {} is {}{}",
-            req.version,
-            row.status,
-            row.error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        )));
-    }
-    let txn = app.db.begin().await?;
-    let mut am: entity::recordings::ActiveModel = m.into();
-    am.transcript_version = Set(Some(version));
-    am.update(&txn).await?;
-    store::clear_scores(&txn, id).await?;
-    store::request_work(&txn, id, work::DERIVE, status::ANALYSING).await?;
-    txn.commit().await?;
+    store::set_transcript_of_record(&app.db, &m, req.version).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(store::detail(&app.db, scope.tenant(), id).await?),

@@ -423,3 +423,134 @@ pub async fn version_of_report(
         .and_then(|x| x["transcript_version"].as_i64())
         .and_then(|v| i32::try_from(v).ok()))
 }
+
+/// Why a recording cannot be worked on again: a duplicate, or no decoded audio yet.
+pub fn check_reworkable(m: &rec::Model) -> Result<(), Error> {
+    if let Some(d) = m.duplicate_of {
+        return Err(Error::Conflict(format!(
+            "recording {} is a duplicate of {d}: change that one",
+            m.id
+        )));
+    }
+    if m.object_key.is_none() || m.channels.is_none() {
+        return Err(Error::Conflict(format!(
+            "recording {} has no decoded audio yet (status {}{})",
+            m.id,
+            m.status,
+            m.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// A new channel map: stored, and turns, metrics, diagnosis and analytics derived again.
+pub async fn set_roles(
+    db: &DatabaseConnection,
+    m: &rec::Model,
+    roles: &[String],
+) -> Result<(), Error> {
+    use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+    check_reworkable(m)?;
+    let roles = super::intake::check_roles(roles)?;
+    let txn = db.begin().await?;
+    let mut am: rec::ActiveModel = m.clone().into();
+    am.channel_roles = Set(serde_json::json!(roles));
+    am.update(&txn).await?;
+    request_work(&txn, m.id, work::DERIVE, status::ANALYSING).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Queues a new transcript version of the stored original through `provider`; its number.
+pub async fn queue_transcript(
+    db: &DatabaseConnection,
+    m: &rec::Model,
+    provider: crate::stt::ProviderId,
+    model: Option<String>,
+) -> Result<i32, Error> {
+    use sea_orm::{Set, TransactionTrait};
+    check_reworkable(m)?;
+    let model = model
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty());
+    if model.as_ref().is_some_and(|m| m.chars().count() > 128) {
+        return Err(Error::invalid(
+            "model",
+            "model is longer than 128 characters",
+        ));
+    }
+    let txn = db.begin().await?;
+    let next = transcripts(db, m.id)
+        .await?
+        .iter()
+        .map(|t| t.version)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    rt::Entity::insert(rt::ActiveModel {
+        recording_id: Set(m.id),
+        version: Set(next),
+        provider: Set(provider.as_str().into()),
+        model: Set(model),
+        language: Set(None),
+        status: Set("queued".into()),
+        error: Set(None),
+        transcript: Set(None),
+        words: Set(None),
+        raw: Set(None),
+        request_id: Set(None),
+        wer_vs_record: Set(None),
+        created_at: Set(Utc::now()),
+        completed_at: Set(None),
+    })
+    .exec_without_returning(&txn)
+    .await
+    .map_err(|_| {
+        Error::Conflict("another re-transcription was asked for at the same moment; retry".into())
+    })?;
+    request_work(&txn, m.id, work::TRANSCRIBE, status::TRANSCRIBING).await?;
+    txn.commit().await?;
+    Ok(next)
+}
+
+/// Makes `version` the transcript of record: the session's turns, metrics, diagnosis and analytics
+/// are derived from it again.
+pub async fn set_transcript_of_record(
+    db: &DatabaseConnection,
+    m: &rec::Model,
+    version: i64,
+) -> Result<(), Error> {
+    use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+    check_reworkable(m)?;
+    let rows = transcripts(db, m.id).await?;
+    let row = rows
+        .iter()
+        .find(|r| i64::from(r.version) == version)
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "transcript version {version} of recording {}",
+                m.id
+            ))
+        })?;
+    if row.status != "completed" {
+        return Err(Error::Conflict(format!(
+            "transcript version {version} is {}{}",
+            row.status,
+            row.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        )));
+    }
+    let txn = db.begin().await?;
+    let mut am: rec::ActiveModel = m.clone().into();
+    am.transcript_version = Set(Some(row.version));
+    am.update(&txn).await?;
+    clear_scores(&txn, m.id).await?;
+    request_work(&txn, m.id, work::DERIVE, status::ANALYSING).await?;
+    txn.commit().await?;
+    Ok(())
+}

@@ -8,13 +8,11 @@ use super::{UiError, render};
 use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::conversation::ConversationMetrics;
+use crate::recordings::{intake, status};
 use crate::recordings::store::{self, Filter, RecordingView};
-use crate::recordings::{intake, status, work};
 use axum::Extension;
 use axum::extract::{Form, FromRequest, Multipart, Path, Query, Request, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use entity::recording_transcripts as rt;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, TransactionTrait};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
@@ -137,16 +135,9 @@ async fn editable(
     raw: &str,
 ) -> Result<entity::recordings::Model, UiError> {
     let id = parse_id(raw)?;
-    let m = store::load(&state.0.db, ctx.scope.tenant(), id)
+    Ok(store::load(&state.0.db, ctx.scope.tenant(), id)
         .await
-        .map_err(ApiError::from)?;
-    if m.duplicate_of.is_some() || m.channels.is_none() {
-        return Err(ApiError::Conflict(format!(
-            "recording {id} has no decoded audio of its own to work on"
-        ))
-        .into());
-    }
-    Ok(m)
+        .map_err(ApiError::from)?)
 }
 
 fn back(m: &entity::recordings::Model) -> Response {
@@ -166,15 +157,10 @@ pub async fn roles(
         .filter_map(|(k, v)| Some((k.strip_prefix("channel_")?.parse().ok()?, v.clone())))
         .collect();
     roles.sort();
-    let roles = intake::check_roles(&roles.into_iter().map(|(_, r)| r).collect::<Vec<_>>())
+    let roles: Vec<String> = roles.into_iter().map(|(_, r)| r).collect();
+    store::set_roles(&state.0.db, &m, &roles)
+        .await
         .map_err(ApiError::from)?;
-    let db = &state.0.db;
-    let txn = db.begin().await?;
-    let mut am: entity::recordings::ActiveModel = m.clone().into();
-    am.channel_roles = Set(json!(roles));
-    am.update(&txn).await?;
-    store::request_work(&txn, m.id, work::DERIVE, status::ANALYSING).await?;
-    txn.commit().await?;
     Ok(back(&m))
 }
 
@@ -195,35 +181,9 @@ pub async fn transcribe(
         .recordings
         .pick_provider(Some(&form.provider))
         .map_err(ApiError::from)?;
-    let txn = app.db.begin().await?;
-    let next = store::transcripts(&app.db, m.id)
+    store::queue_transcript(&app.db, &m, provider, None)
         .await
-        .map_err(ApiError::from)?
-        .iter()
-        .map(|t| t.version)
-        .max()
-        .unwrap_or(0)
-        + 1;
-    rt::Entity::insert(rt::ActiveModel {
-        recording_id: Set(m.id),
-        version: Set(next),
-        provider: Set(provider.as_str().into()),
-        model: Set(None),
-        language: Set(None),
-        status: Set("queued".into()),
-        error: Set(None),
-        transcript: Set(None),
-        words: Set(None),
-        raw: Set(None),
-        request_id: Set(None),
-        wer_vs_record: Set(None),
-        created_at: Set(chrono::Utc::now()),
-        completed_at: Set(None),
-    })
-    .exec_without_returning(&txn)
-    .await?;
-    store::request_work(&txn, m.id, work::TRANSCRIBE, status::TRANSCRIBING).await?;
-    txn.commit().await?;
+        .map_err(ApiError::from)?;
     Ok(back(&m))
 }
 
@@ -239,26 +199,9 @@ pub async fn record(
     Form(form): Form<RecordForm>,
 ) -> Result<Response, UiError> {
     let m = editable(&state, &ctx, &raw).await?;
-    let db = &state.0.db;
-    let ok = store::transcripts(db, m.id)
+    store::set_transcript_of_record(&state.0.db, &m, i64::from(form.version))
         .await
-        .map_err(ApiError::from)?
-        .iter()
-        .any(|t| t.version == form.version && t.status == "completed");
-    if !ok {
-        return Err(ApiError::Conflict(format!(
-            "transcript version {} is not a completed version of this recording",
-            form.version
-        ))
-        .into());
-    }
-    let txn = db.begin().await?;
-    let mut am: entity::recordings::ActiveModel = m.clone().into();
-    am.transcript_version = Set(Some(form.version));
-    am.update(&txn).await?;
-    store::clear_scores(&txn, m.id).await?;
-    store::request_work(&txn, m.id, work::DERIVE, status::ANALYSING).await?;
-    txn.commit().await?;
+        .map_err(ApiError::from)?;
     Ok(back(&m))
 }
 
