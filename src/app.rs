@@ -297,6 +297,7 @@ impl App {
             updates_channel: crate::ingest::consumer::updates_channel(&self.config.stream),
             thresholds: self.thresholds.clone(),
             worker_id: self.config.consumer_name(),
+            stt: self.stt.clone(),
         }
     }
 

@@ -51,6 +51,9 @@ pub struct Worker {
     pub updates_channel: String,
     pub thresholds: Arc<Thresholds>,
     pub worker_id: String,
+    /// The replay providers: a recording's transcription takes a slot of the same provider's
+    /// process-wide concurrency bound (`INSIGHTS_<P>_CONCURRENCY`), at batch priority.
+    pub stt: crate::stt::SttProviders,
 }
 
 /// A claimed recording.
@@ -634,6 +637,10 @@ impl Worker {
                 continue;
             };
             info!(recording_id = %m.id, version = v.version, provider = %provider, "transcribing recording");
+            let _slot = match self.stt.get(provider) {
+                Some(bounded) => Some(bounded.acquire(crate::stt::Priority::Batch).await),
+                None => None,
+            };
             match t.transcribe(&audio, v.model.as_deref()).await {
                 Ok(tr) => self.transcript_done(c, m, v.version, tr).await?,
                 Err(e) => match e.kind {

@@ -18,7 +18,7 @@ pub mod wer;
 
 pub use config::{ProviderConfig, SttConfig};
 pub use http::{RetryPolicy, error_chain, retry_after};
-pub use limit::Priority;
+pub use limit::{Permit, Priority};
 
 use serde::Serialize;
 use std::sync::Arc;
@@ -312,6 +312,12 @@ impl BoundedProvider {
     ) -> Result<Transcription, SttError> {
         let _permit = self.limit.acquire(priority).await;
         self.provider.transcribe(request).await
+    }
+
+    /// Waits for a slot of this provider's process-wide bound at `priority` and holds it until the
+    /// permit is dropped (a recording's whole transcription counts as one call).
+    pub async fn acquire(&self, priority: Priority) -> Permit {
+        self.limit.acquire(priority).await
     }
 
     /// Free slots and waiting callers (interactive, batch).
