@@ -1353,6 +1353,76 @@ fn assert_metrics_match_quiet(m: &Value, call: &Call) {
     near(m["dead_air_ms"].as_i64().unwrap(), 15_000, "dead air");
 }
 
+/// Every provider's fake: a 429 then a 500 are retried to a transcript; an answer in the wrong shape
+/// fails the recording with a reason naming what was missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_provider_retries_transient_faults_and_names_a_malformed_answer() {
+    let call = scripted_call(false);
+    let ids = [
+        ProviderId::Deepgram,
+        ProviderId::Assemblyai,
+        ProviderId::Gladia,
+        ProviderId::Elevenlabs,
+        ProviderId::Openai,
+    ];
+    let mut fakes = Vec::new();
+    for id in ids {
+        fakes.push(FakeTranscriber::start(id, call.script()).await);
+    }
+    let refs: Vec<&FakeTranscriber> = fakes.iter().collect();
+    let env = spawn(Db::Sqlite, Store::Fs, &refs, "deepgram").await;
+    let base = env.serve_api().await;
+    let wav = tmp("call.wav");
+    call.stereo_wav(&wav);
+    let bytes = std::fs::read(&wav).unwrap();
+    for (i, (id, fake)) in ids.iter().zip(&fakes).enumerate() {
+        fake.push_fault(Fault::Status(429));
+        fake.push_fault(Fault::Status(500));
+        let mut ok = bytes.clone();
+        ok.extend(vec![0u8; 2 * i + 2]);
+        let (status, a) = upload(
+            &base,
+            ok,
+            "call.wav",
+            "audio/wav",
+            json!({"provider": id.as_str()}),
+        )
+        .await;
+        assert_eq!(status, 202, "{id}: {a}");
+        assert_eq!(work(&env).await, vec![RunResult::Completed], "{id}");
+        fake.push_fault(Fault::Malformed);
+        let mut bad = bytes.clone();
+        bad.extend(vec![0u8; 2 * i + 12]);
+        let (_, b) = upload(
+            &base,
+            bad,
+            "call.wav",
+            "audio/wav",
+            json!({"provider": id.as_str()}),
+        )
+        .await;
+        let results = work(&env).await;
+        assert!(
+            matches!(&results[..], [RunResult::Failed(why)] if why.contains("transcription failed")),
+            "{id}: {results:?}"
+        );
+        let (_, b) = get(
+            &base,
+            &format!("/api/v1/recordings/{}", b["recording_id"].as_str().unwrap()),
+        )
+        .await;
+        let why = b["transcripts"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            why.contains("Malformed") || why.contains("no "),
+            "{id}: a reason: {why}"
+        );
+    }
+    env.cleanup().await;
+}
+
 on_both_stacks!(
     imports_attachments_and_tenants,
     a_recorded_call_becomes_a_session_with_turns_metrics_and_diagnosis,
