@@ -69,21 +69,23 @@ impl Spool {
         self.size
     }
 
-    pub async fn finish(mut self) -> Result<Spooled, Error> {
-        self.file
-            .flush()
+    pub async fn finish(self) -> Result<Spooled, Error> {
+        let Spool {
+            mut file,
+            hasher,
+            size,
+            mut guard,
+            ..
+        } = self;
+        file.flush()
             .await
             .map_err(|e| Error::Io(format!("cannot spool the recording: {e}")))?;
-        let digest = self.hasher.finalize();
-        let mut done = self.guard;
-        done.sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
-        done.size = self.size;
-        // Move out without running the old guard's drop on the same path twice.
-        let out = Spooled {
-            path: std::mem::take(&mut done.path),
-            sha256: std::mem::take(&mut done.sha256),
-            size: done.size,
-        };
-        Ok(out)
+        guard.sha256 = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        guard.size = size;
+        Ok(guard)
     }
 }

@@ -225,30 +225,47 @@ impl Transcriber {
         ))
     }
 
-    /// Polls `url` until `done(status)` says finished; `Err` on the provider's own error status.
-    async fn poll(
+    /// Creates a job (`POST create_path` with `body`), then polls `{poll_prefix}{id}` until its
+    /// `status` is `finished` (the answer and the job id) or `error` (`Err`, with the provider's
+    /// message). AssemblyAI and Gladia share this shape.
+    async fn run_job(
         &self,
-        url: &str,
+        create_path: &str,
+        poll_prefix: &str,
+        body: &Value,
         auth: (&str, &str),
-        status_of: impl Fn(&Value) -> Option<String>,
-        finished: &[&str],
-        failed: &[&str],
-        job: &str,
-    ) -> Result<(Value, Answer), SttError> {
+        also_retry: &[u16],
+        finished: &str,
+    ) -> Result<(Value, String), SttError> {
+        let created = self
+            .http
+            .send(also_retry, |c| {
+                c.post(self.http.url(create_path))
+                    .header(auth.0, auth.1)
+                    .json(body)
+            })
+            .await?;
+        let job = self
+            .json(&created)?
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| malformed(self.http.id, &created, "create answer has no job `id`"))?;
+        let url = self.http.url(&format!("{poll_prefix}{job}"));
         let deadline = Instant::now() + self.http.timeout;
         let mut polls = 0u32;
         loop {
             let answer = self
                 .http
-                .send(&[], |c| c.get(url).header(auth.0, auth.1))
+                .send(also_retry, |c| c.get(&url).header(auth.0, auth.1))
                 .await?;
             polls += 1;
             let v = self.json(&answer)?;
-            let status = status_of(&v).unwrap_or_default();
-            if finished.contains(&status.as_str()) {
-                return Ok((v, answer));
+            let status = v["status"].as_str().unwrap_or_default();
+            if status == finished {
+                return Ok((v, job));
             }
-            if failed.contains(&status.as_str()) {
+            if status == "error" {
                 let msg = v["error"]
                     .as_str()
                     .or(v["error_message"].as_str())
@@ -258,7 +275,7 @@ impl Transcriber {
                     SttErrorKind::Server,
                     format!("job {job}: {msg}"),
                 );
-                e.request_id = Some(job.to_string());
+                e.request_id = Some(job);
                 return Err(e);
             }
             if status.is_empty() {
@@ -277,7 +294,7 @@ impl Transcriber {
                         self.http.timeout.as_millis()
                     ),
                 );
-                e.request_id = Some(job.to_string());
+                e.request_id = Some(job);
                 return Err(e);
             }
             tokio::time::sleep(self.poll_interval).await;
@@ -313,34 +330,14 @@ impl Transcriber {
             Some(l) => body["language_code"] = json!(l),
             None => body["language_detection"] = json!(true),
         }
-        let created = self
-            .http
-            .send(&[], |c| {
-                c.post(self.http.url("/v2/transcript"))
-                    .header("authorization", key)
-                    .json(&body)
-            })
-            .await?;
-        let job = self.json(&created)?;
-        let id = job["id"]
-            .as_str()
-            .ok_or_else(|| {
-                malformed(
-                    ProviderId::Assemblyai,
-                    &created,
-                    "create answer has no `id`",
-                )
-            })?
-            .to_string();
-        let url = self.http.url(&format!("/v2/transcript/{id}"));
-        let (v, _) = self
-            .poll(
-                &url,
+        let (v, id) = self
+            .run_job(
+                "/v2/transcript",
+                "/v2/transcript/",
+                &body,
                 ("authorization", key),
-                |v| v["status"].as_str().map(str::to_string),
-                &["completed"],
-                &["error"],
-                &id,
+                &[],
+                "completed",
             )
             .await?;
         // Milliseconds; channels are 1-based strings; speakers "A", "B" (or "1A" with channels).
@@ -400,34 +397,14 @@ impl Transcriber {
         if let Some(l) = &audio.language {
             body["language_config"] = json!({ "languages": [l] });
         }
-        let created = self
-            .http
-            .send(&[408, 413], |c| {
-                c.post(self.http.url("/v2/pre-recorded"))
-                    .header("x-gladia-key", key)
-                    .json(&body)
-            })
-            .await?;
-        let job = self.json(&created)?;
-        let id = job["id"]
-            .as_str()
-            .ok_or_else(|| {
-                malformed(
-                    ProviderId::Gladia,
-                    &created,
-                    "create answer has no job `id`",
-                )
-            })?
-            .to_string();
-        let url = self.http.url(&format!("/v2/pre-recorded/{id}"));
-        let (v, _) = self
-            .poll(
-                &url,
+        let (v, id) = self
+            .run_job(
+                "/v2/pre-recorded",
+                "/v2/pre-recorded/",
+                &body,
                 ("x-gladia-key", key),
-                |v| v["status"].as_str().map(str::to_string),
-                &["done"],
-                &["error"],
-                &id,
+                &[408, 413],
+                "done",
             )
             .await?;
         let utterances = v["result"]["transcription"]["utterances"]
