@@ -173,7 +173,7 @@ async fn main() -> anyhow::Result<()> {
     // Reset the peak (Linux: `5` to clear_refs) so the analysis phase is measured on its own.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let stop = CancellationToken::new();
-    let worker = tokio::spawn(run_worker(app.clone(), app.worker_settings(), stop.clone()));
+    let worker = tokio::spawn(run_worker(app.analysis_runner(), stop.clone()));
     let started = Instant::now();
     let (job, _) = create_job(
         &app.db,

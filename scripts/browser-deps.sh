@@ -7,12 +7,12 @@ log() { echo "browser-deps: $*" >&2; }
 if [ ! -x /usr/bin/chromium ]; then
   log "installing chromium (apt)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2 && apt-get install -y -qq chromium >&2
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 && apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >&2
 fi
 if ! command -v node >/dev/null 2>&1; then
   log "installing nodejs and npm (apt)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2 && apt-get install -y -qq nodejs npm >&2
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 && apt-get -o DPkg::Lock::Timeout=600 install -y -qq nodejs npm >&2
 fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   log "installing playwright-core (npm ci)"

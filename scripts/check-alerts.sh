@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 if ! command -v promtool >/dev/null 2>&1; then
   echo "check-alerts: installing prometheus (apt) for promtool" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends prometheus >&2
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 && apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends prometheus >&2
   # The package may start a server; this script only needs the tool.
   pkill -x prometheus 2>/dev/null || true
 fi

@@ -21,7 +21,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 apt_install() {
   log "installing $* (apt)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2 && apt-get install -y -qq "$@" >&2
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 && apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" >&2
 }
 
 # --- Audio tools for the recording tests: espeak-ng (synthesised calls), sox with MP3 and opusenc ---

@@ -2,7 +2,6 @@
 //! HTTP listener and runs the API and the stream consumer until shutdown.
 
 use crate::api;
-use crate::api::audio::UrlSigner;
 use crate::api::auth::ApiKeys;
 use crate::api::cache::{ResponseCache, SessionVersions, follow_updates};
 use crate::config::Config;
@@ -11,6 +10,7 @@ use crate::diagnosis::Thresholds;
 use crate::ingest::row_cache::RowCache;
 use crate::ingest::{ConsumerSettings, Ingestor, InsightsStreamConsumer};
 use crate::metrics::{HttpMetrics, IngestMetrics, PartitionMetrics};
+use crate::signing_key::Signer;
 use crate::storage::{AudioStore, FsStore, S3Settings, S3Store};
 use anyhow::Context;
 use sea_orm::DatabaseConnection;
@@ -43,7 +43,7 @@ pub struct App {
     /// API keys and the tenant each may see.
     pub api_keys: ApiKeys,
     /// Signs the service's own audio URLs (filesystem store).
-    pub url_signer: UrlSigner,
+    pub signer: Signer,
     /// HTTP request durations by route and status.
     pub http_metrics: HttpMetrics,
     /// Serialized timelines, each valid for one stored version of its session.
@@ -53,7 +53,7 @@ pub struct App {
     /// STT provider clients (each with its process-wide concurrency bound) for replays.
     pub stt: crate::stt::SttProviders,
     /// This process's running analysis items (cancel and shutdown abort them).
-    pub analysis: crate::analysis::jobs::Registry,
+    pub analysis: Arc<crate::analysis::jobs::Registry>,
     /// Long-term archive of reported clips (a second bucket, or a folder of the audio store).
     pub archive: Archive,
     /// Post-call analytics: the analyzer, profiles, encryption keys and counters.
@@ -68,15 +68,7 @@ pub struct App {
     pub recordings: Arc<crate::recordings::Recordings>,
 }
 
-/// Where reported clips are archived.
-#[derive(Debug, Clone)]
-pub struct Archive {
-    pub store: Arc<dyn AudioStore>,
-    /// Prefix of archive keys.
-    pub prefix: String,
-    /// Bucket name or folder, recorded with each report.
-    pub location: String,
-}
+pub use crate::storage::Archive;
 
 /// Builds the archive the configuration asks for: `INSIGHTS_ARCHIVE_S3_*` (any unset value taken
 /// from the audio store's S3 settings), else a folder of the audio store (`archive/` in its bucket,
@@ -180,7 +172,7 @@ impl App {
                 .await
                 .context("cannot load the URL signing key from the database")?;
         info!(source = ?key_source, "URL signing key ready");
-        let url_signer = UrlSigner::new(signing_key);
+        let signer = Signer::new(signing_key);
         let store = build_store(&config)?;
         let archive = build_archive(&config, &store)?;
         if let Err(e) = store.check().await {
@@ -259,13 +251,13 @@ impl App {
             row_cache,
             thresholds,
             api_keys,
-            url_signer,
+            signer,
             http_metrics: HttpMetrics::default(),
             timeline_cache: Arc::new(ResponseCache::new(1024, 64 << 20)),
             session_versions: Arc::new(SessionVersions::default()),
             stt: crate::stt::SttProviders::from_config(&config_stt)
                 .context("cannot build the STT provider clients")?,
-            analysis: crate::analysis::jobs::Registry::default(),
+            analysis: Arc::default(),
             archive,
             analytics,
             webhooks,
@@ -281,6 +273,56 @@ impl App {
             concurrency: c.analysis_concurrency,
             lease: Duration::from_millis(c.analysis_lease_ms.max(100)),
             poll: Duration::from_millis(c.analysis_poll_ms.max(10)),
+        }
+    }
+
+    /// What analysis runs (batch items, single analyses, cancels) need.
+    pub fn analysis_runner(&self) -> crate::analysis::jobs::Runner {
+        crate::analysis::jobs::Runner {
+            db: self.db.clone(),
+            store: self.store.clone(),
+            stt: self.stt.clone(),
+            language: self.config.stt.language.clone(),
+            registry: self.analysis.clone(),
+            worker: self.worker_settings(),
+        }
+    }
+
+    /// What erasure and the retention sweep need; erased sessions leave the web layer's caches.
+    pub fn eraser(&self) -> crate::erasure::Eraser {
+        let timeline_cache = self.timeline_cache.clone();
+        let session_versions = self.session_versions.clone();
+        let c = &self.config;
+        crate::erasure::Eraser {
+            db: self.db.clone(),
+            store: self.store.clone(),
+            archive: self.archive.clone(),
+            broker: self.redis.clone(),
+            stream: c.stream.clone(),
+            dlqs: c.partitions().dlqs(),
+            row_cache: self.row_cache.clone(),
+            forget_cached: Arc::new(move |id| {
+                timeline_cache.remove(id);
+                session_versions.invalidate([id]);
+            }),
+            retention: crate::erasure::Retention {
+                days: c.retention_days,
+                archive_days: c.archive_retention_days,
+                batch: c.retention_batch,
+                sweep_every: Duration::from_millis(c.retention_sweep_ms.max(1000)),
+            },
+        }
+    }
+
+    /// What STT reports (filing, clips, analyses) need.
+    pub fn reports(&self) -> crate::reports::Reports {
+        crate::reports::Reports {
+            db: self.db.clone(),
+            store: self.store.clone(),
+            prefix: self.config.s3_prefix.clone(),
+            archive: self.archive.clone(),
+            stt: self.stt.clone(),
+            language: self.config.stt.language.clone(),
         }
     }
 
@@ -418,8 +460,7 @@ impl Application {
             .collect();
         let updates = tokio::spawn(self.app.follow_updates(shutdown.clone()));
         let worker = tokio::spawn(crate::analysis::jobs::run_worker(
-            self.app.clone(),
-            self.app.worker_settings(),
+            self.app.analysis_runner(),
             shutdown.clone(),
         ));
         let analytics = tokio::spawn(crate::analytics::worker::run_worker(
@@ -440,7 +481,7 @@ impl Application {
         let recordings =
             tokio::spawn(Arc::new(self.app.recording_worker()).run_until(shutdown.clone()));
         let retention = tokio::spawn(crate::erasure::run_sweeper(
-            self.app.clone(),
+            self.app.eraser(),
             shutdown.clone(),
         ));
         let router = api::router(self.app.clone());

@@ -565,25 +565,7 @@ impl std::fmt::Debug for Config {
             .finish_non_exhaustive()
     }
 }
-
-/// Replaces the password of a URL with `***`.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &creds[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
+pub use crate::text::redact_url;
 
 fn percent_encode(s: &str) -> String {
     crate::text::percent_encode(s, |_, b| crate::text::unreserved(b))

@@ -64,7 +64,7 @@ pub async fn connect(url: &str, pool: PoolSettings) -> anyhow::Result<DatabaseCo
     let db = Database::connect(opts).await.with_context(|| {
         format!(
             "cannot connect to the database {}",
-            crate::config::redact_url(url)
+            crate::text::redact_url(url)
         )
     })?;
     Ok(db)

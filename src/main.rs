@@ -353,10 +353,10 @@ async fn analyze(config: Config, args: AnalyzeArgs) -> anyhow::Result<()> {
     };
     let (job, _) = jobs::create_job(&app.db, &new, None).await?;
     eprintln!("job {} analyses {} sessions", job.id, job.total);
-    let mut settings = app.worker_settings();
-    settings.concurrency = settings.concurrency.max(1);
+    let mut runner = app.analysis_runner();
+    runner.worker.concurrency = runner.worker.concurrency.max(1);
     let stop = CancellationToken::new();
-    let worker = tokio::spawn(jobs::run_worker(app.clone(), settings, stop.clone()));
+    let worker = tokio::spawn(jobs::run_worker(runner.clone(), stop.clone()));
     let bar = indicatif::ProgressBar::new(job.total.max(0) as u64).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sessions {msg} {elapsed}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -382,7 +382,7 @@ async fn analyze(config: Config, args: AnalyzeArgs) -> anyhow::Result<()> {
         tokio::select! {
             () = &mut interrupted => {
                 bar.suspend(|| eprintln!("cancelling job {}", job.id));
-                jobs::cancel_job(&app, job.id).await?;
+                jobs::cancel_job(&runner, job.id).await?;
             }
             () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
         }

@@ -1,4 +1,5 @@
-//! Percent-encoding, shared by the database URL builder, object keys and the API's signed URLs.
+//! Text helpers shared by every layer: percent-encoding (database URLs, object keys, signed URLs) and
+//! redaction of credentials in URLs before they are logged.
 
 /// RFC 3986 unreserved characters: letters, digits, `-`, `.`, `_`, `~`.
 pub fn unreserved(b: u8) -> bool {
@@ -16,4 +17,23 @@ pub fn percent_encode(s: &str, keep: impl Fn(usize, u8) -> bool) -> String {
         }
     }
     out
+}
+
+/// Replaces the password of a URL with `***`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }

@@ -375,9 +375,9 @@ async fn batches_show_progress_and_cancel_stops_provider_calls(db: Db, store: St
 
     // A batch made from a filter; one worker, one session at a time, one call per provider.
     let stop = CancellationToken::new();
-    let mut settings = env.app.worker_settings();
-    settings.concurrency = 1;
-    let worker = tokio::spawn(run_worker(env.app.clone(), settings, stop.clone()));
+    let mut runner = env.app.analysis_runner();
+    runner.worker.concurrency = 1;
+    let worker = tokio::spawn(run_worker(runner, stop.clone()));
     let (status, job) = api
         .post(
             "/api/v1/analysis/batch",
@@ -915,14 +915,10 @@ async fn workers_share_a_batch_and_the_provider_bound_holds_across_jobs() {
     let stop = CancellationToken::new();
     let mut workers = Vec::new();
     for name in ["replica-a", "replica-b"] {
-        let mut settings = env.app.worker_settings();
-        settings.worker_id = name.to_string();
-        settings.concurrency = 2;
-        workers.push(tokio::spawn(run_worker(
-            env.app.clone(),
-            settings,
-            stop.clone(),
-        )));
+        let mut runner = env.app.analysis_runner();
+        runner.worker.worker_id = name.to_string();
+        runner.worker.concurrency = 2;
+        workers.push(tokio::spawn(run_worker(runner, stop.clone())));
     }
     let (status, job) = api
         .post("/api/v1/analysis/batch", Some(json!({"session_ids": ids})))
@@ -1124,7 +1120,7 @@ async fn a_run_begun_after_its_item_was_taken_over_writes_nothing() {
     let lost = env.app.analysis.claims_lost.load(Ordering::Relaxed);
     let (job, it) = stale.into_iter().next().unwrap();
     run_item(
-        env.app.clone(),
+        env.app.analysis_runner(),
         job,
         it,
         WorkerSettings {
@@ -1179,13 +1175,19 @@ async fn a_frozen_analysis_worker_resumed_changes_nothing() {
         "SELECT session_id, status, ran_at, result FROM session_analyses ORDER BY session_id";
     let before = (progress(base2.clone()).await, env.rows(results).await);
     first.signal("CONT");
-    eventually(30, "the resumed worker found its claim lost", || async {
-        first
-            .metrics()
-            .await
-            .contains("call_insights_analysis_claims_lost_total 1")
-    })
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !first
+        .metrics()
+        .await
+        .contains("call_insights_analysis_claims_lost_total 1")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the resumed worker did not report its claim lost; its log ends:\n{}",
+            first.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = (progress(base2.clone()).await, env.rows(results).await);
     assert_eq!(after, before, "the resumed worker changed nothing");

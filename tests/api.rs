@@ -407,7 +407,7 @@ async fn a_signed_audio_url_works_before_expiry_and_fails_after_or_when_tampered
     let past = chrono::Utc::now().timestamp() - 1;
     let expired = format!(
         "{base}/api/v1/audio-files/{key}?expires={past}&sig={}",
-        env.app.url_signer.sign(&key, past)
+        env.app.signer.sign(&key, past)
     );
     let r = reqwest::get(&expired).await.unwrap();
     assert_eq!(r.status(), 403);
@@ -648,12 +648,12 @@ async fn replicas_without_a_configured_key_share_one_signing_key(db: Db, store: 
     let b = replica(None).await;
     let exp = chrono::Utc::now().timestamp() + 60;
     let now = exp - 60;
-    let sig = env.app.url_signer.sign("monitor:acme", exp);
-    assert_eq!(b.url_signer.verify("monitor:acme", exp, &sig, now), Ok(()));
-    let back = b.url_signer.sign("acme/call-1/full_post_rnnoise.wav", exp);
+    let sig = env.app.signer.sign("monitor:acme", exp);
+    assert_eq!(b.signer.verify("monitor:acme", exp, &sig, now), Ok(()));
+    let back = b.signer.sign("acme/call-1/full_post_rnnoise.wav", exp);
     assert_eq!(
         env.app
-            .url_signer
+            .signer
             .verify("acme/call-1/full_post_rnnoise.wav", exp, &back, now),
         Ok(())
     );
@@ -664,7 +664,7 @@ async fn replicas_without_a_configured_key_share_one_signing_key(db: Db, store: 
     // The variable overrides the shared key.
     let own = replica(Some("an-operator-chosen-secret")).await;
     assert_eq!(
-        own.url_signer.verify("monitor:acme", exp, &sig, now),
+        own.signer.verify("monitor:acme", exp, &sig, now),
         Err("invalid signature")
     );
     // A key file left by an earlier version becomes the shared key (a fresh database here).

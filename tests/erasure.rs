@@ -334,7 +334,9 @@ async fn retention_erases_old_calls_and_then_their_archived_clips() {
         "the fixture is old enough"
     );
 
-    let (sessions, clips) = call_insights::erasure::sweep_once(&env.app).await.unwrap();
+    let (sessions, clips) = call_insights::erasure::sweep_once(&env.app.eraser())
+        .await
+        .unwrap();
     assert_eq!((sessions, clips), (1, 0));
     assert!(env.session("old-call").await.is_none());
     assert!(env.session("fresh-call").await.is_some());
@@ -373,7 +375,9 @@ async fn retention_erases_old_calls_and_then_their_archived_clips() {
         ))
         .await
         .unwrap();
-    let (sessions, clips) = call_insights::erasure::sweep_once(&env.app).await.unwrap();
+    let (sessions, clips) = call_insights::erasure::sweep_once(&env.app.eraser())
+        .await
+        .unwrap();
     assert_eq!((sessions, clips), (0, 1));
     assert!(
         env.app
@@ -397,7 +401,9 @@ async fn retention_erases_old_calls_and_then_their_archived_clips() {
     );
     // Nothing is due any more.
     assert_eq!(
-        call_insights::erasure::sweep_once(&env.app).await.unwrap(),
+        call_insights::erasure::sweep_once(&env.app.eraser())
+            .await
+            .unwrap(),
         (0, 0)
     );
     env.cleanup().await;

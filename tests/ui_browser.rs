@@ -54,11 +54,7 @@ async fn the_ui_in_chromium() {
     .await;
     let stop = CancellationToken::new();
     tokio::spawn(env.app.live.clone().run_reader(stop.clone()));
-    tokio::spawn(run_worker(
-        env.app.clone(),
-        env.app.worker_settings(),
-        stop.clone(),
-    ));
+    tokio::spawn(run_worker(env.app.analysis_runner(), stop.clone()));
     // The browser reaches the service through a test-owned TCP proxy, so the live page's
     // connection can be cut and restored.
     let direct = env.serve_api().await;

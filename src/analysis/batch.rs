@@ -3,12 +3,10 @@
 //! themselves live in [`super::jobs`].
 
 use super::jobs::{self, JobKind, MAX_BATCH, NewJob};
-use crate::api::auth::Scope;
-use crate::api::error::ApiError;
-use crate::api::extract::parse_uuid;
-use crate::app::App;
+use crate::error::Error;
 use crate::sessions::{SessionFilter, filter_sessions, page_limit};
 use crate::stt::{ProviderId, SttProviders};
+use crate::tenancy::Scope;
 use chrono::{DateTime, Utc};
 use entity::{
     analysis_job_items as item, analysis_jobs as job, call_sessions as cs, session_analyses as sa,
@@ -26,9 +24,9 @@ use uuid::Uuid;
 pub fn parse_providers(
     stt: &SttProviders,
     raw: Option<&str>,
-) -> Result<Option<Vec<ProviderId>>, ApiError> {
+) -> Result<Option<Vec<ProviderId>>, Error> {
     if stt.is_empty() {
-        return Err(ApiError::Unavailable(
+        return Err(Error::Unavailable(
             "no STT provider is configured (set INSIGHTS_<PROVIDER>_API_KEY)".into(),
         ));
     }
@@ -39,7 +37,7 @@ pub fn parse_providers(
     let mut ids = Vec::new();
     for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let id = ProviderId::parse(name).ok_or_else(|| {
-            ApiError::bad_request(
+            Error::invalid(
                 "providers",
                 format!(
                     "unknown provider {name:?}; configured: {}",
@@ -48,7 +46,7 @@ pub fn parse_providers(
             )
         })?;
         if stt.get(id).is_none() {
-            return Err(ApiError::Conflict(format!(
+            return Err(Error::Conflict(format!(
                 "provider {name} is not configured here (set INSIGHTS_{}_API_KEY); configured: {}",
                 id.env_prefix(),
                 configured.join(", ")
@@ -59,13 +57,13 @@ pub fn parse_providers(
         }
     }
     if ids.is_empty() {
-        return Err(ApiError::bad_request("providers", "no provider named"));
+        return Err(Error::invalid("providers", "no provider named"));
     }
     Ok(Some(ids))
 }
 
 /// A language code such as `en` or `pt-BR` (empty = absent).
-pub fn check_language(raw: Option<&str>) -> Result<Option<String>, ApiError> {
+pub fn check_language(raw: Option<&str>) -> Result<Option<String>, Error> {
     let Some(l) = raw.map(str::trim).filter(|l| !l.is_empty()) else {
         return Ok(None);
     };
@@ -81,7 +79,7 @@ pub fn check_language(raw: Option<&str>) -> Result<Option<String>, ApiError> {
         })
         && l.split('-').count() <= 2;
     if !ok {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             "language",
             format!("language must be a language code such as en or pt-BR, got {l:?}"),
         ));
@@ -103,7 +101,7 @@ pub struct BatchRequest {
     pub filter: Option<SessionFilter>,
     /// With `filter`: take at most this many (1–50) of the newest matching sessions.
     #[schema(minimum = 1, maximum = 50)]
-    #[serde(default, deserialize_with = "crate::api::extract::json_opt_u32")]
+    #[serde(default, deserialize_with = "crate::json_num::json_opt_u32")]
     pub limit: Option<u32>,
     /// Providers (every configured one when absent).
     pub providers: Option<Vec<ProviderId>>,
@@ -271,7 +269,7 @@ pub async fn list_jobs(
     kind: Option<JobKindFilter>,
     limit: Option<u32>,
     cursor: Option<&str>,
-) -> Result<JobList, ApiError> {
+) -> Result<JobList, Error> {
     let limit = page_limit(limit)?;
     let mut q = job::Entity::find();
     if let Some(t) = scope.tenant() {
@@ -343,13 +341,13 @@ pub async fn resolve_batch(
     db: &sea_orm::DatabaseConnection,
     scope: &Scope,
     req: &BatchRequest,
-) -> Result<Vec<Uuid>, ApiError> {
+) -> Result<Vec<Uuid>, Error> {
     match (&req.session_ids, &req.filter) {
-        (Some(_), Some(_)) => Err(ApiError::bad_request(
+        (Some(_), Some(_)) => Err(Error::invalid(
             "session_ids",
             "give session_ids or filter, not both",
         )),
-        (None, None) => Err(ApiError::bad_request(
+        (None, None) => Err(Error::invalid(
             "session_ids",
             "give session_ids (up to 50) or a sessions filter",
         )),
@@ -361,10 +359,10 @@ pub async fn resolve_batch(
                 }
             }
             if unique.is_empty() {
-                return Err(ApiError::bad_request("session_ids", "session_ids is empty"));
+                return Err(Error::invalid("session_ids", "session_ids is empty"));
             }
             if unique.len() > MAX_BATCH {
-                return Err(ApiError::bad_request(
+                return Err(Error::invalid(
                     "session_ids",
                     format!(
                         "at most {MAX_BATCH} sessions per batch, got {}",
@@ -386,10 +384,7 @@ pub async fn resolve_batch(
                 .map(Uuid::to_string)
                 .collect();
             if !missing.is_empty() {
-                return Err(ApiError::NotFound(format!(
-                    "sessions {}",
-                    missing.join(", ")
-                )));
+                return Err(Error::NotFound(format!("sessions {}", missing.join(", "))));
             }
             Ok(unique)
         }
@@ -397,12 +392,12 @@ pub async fn resolve_batch(
             if let Some(l) = req.limit
                 && !(1..=MAX_BATCH as u32).contains(&l)
             {
-                return Err(ApiError::bad_request(
+                return Err(Error::invalid(
                     "limit",
                     format!("limit must be between 1 and {MAX_BATCH}, got {l}"),
                 ));
             }
-            let no_match = || ApiError::NotFound("session matching the filter".into());
+            let no_match = || Error::NotFound("session matching the filter".into());
             let Some(q) = filter_sessions(scope, filter) else {
                 return Err(no_match());
             };
@@ -411,7 +406,7 @@ pub async fn resolve_batch(
                 return Err(no_match());
             }
             if req.limit.is_none() && matched > MAX_BATCH as u64 {
-                return Err(ApiError::bad_request(
+                return Err(Error::invalid(
                     "filter",
                     format!(
                         "the filter matches {matched} sessions; at most {MAX_BATCH} per batch: narrow it or set limit"
@@ -433,12 +428,12 @@ pub async fn resolve_batch(
 
 /// Enqueue a batch of the sessions `req` names; `providers` and `language` already checked.
 pub async fn create(
-    app: &App,
+    app: &jobs::Runner,
     scope: &Scope,
     req: &BatchRequest,
     providers: Option<Vec<ProviderId>>,
     language: Option<String>,
-) -> Result<BatchView, ApiError> {
+) -> Result<BatchView, Error> {
     let sessions = resolve_batch(&app.db, scope, req).await?;
     let new = NewJob {
         kind: JobKind::Batch,
@@ -452,7 +447,7 @@ pub async fn create(
             .and_then(|f| serde_json::to_value(f).ok()),
     };
     let (job_row, _) = jobs::create_job(&app.db, &new, None).await?;
-    app.analysis.wake.notify_one();
+    app.registry.wake.notify_one();
     tracing::info!(job = %job_row.id, sessions = job_row.total, "batch analysis enqueued");
     Ok(batch_view(&app.db, job_row).await?)
 }
@@ -461,20 +456,19 @@ pub async fn create(
 pub async fn load_job(
     db: &DatabaseConnection,
     scope: &Scope,
-    raw: &str,
-) -> Result<job::Model, ApiError> {
-    let id = parse_uuid("job_id", raw)?;
+    id: Uuid,
+) -> Result<job::Model, Error> {
     match job::Entity::find_by_id(id).one(db).await? {
         Some(j) if scope.tenant().is_none() || j.tenant_id.as_deref() == scope.tenant() => Ok(j),
-        _ => Err(ApiError::NotFound(format!("analysis job {id}"))),
+        _ => Err(Error::NotFound(format!("analysis job {id}"))),
     }
 }
 
 /// Cancel a job (also when it already was); 409 when it completed.
-pub async fn cancel(app: &App, scope: &Scope, raw: &str) -> Result<BatchView, ApiError> {
-    let j = load_job(&app.db, scope, raw).await?;
+pub async fn cancel(app: &jobs::Runner, scope: &Scope, id: Uuid) -> Result<BatchView, Error> {
+    let j = load_job(&app.db, scope, id).await?;
     if j.status == "completed" {
-        return Err(ApiError::Conflict(format!(
+        return Err(Error::Conflict(format!(
             "analysis job {} already completed",
             j.id
         )));
@@ -482,18 +476,18 @@ pub async fn cancel(app: &App, scope: &Scope, raw: &str) -> Result<BatchView, Ap
     if jobs::cancel_job(app, j.id).await? {
         tracing::info!(job = %j.id, "analysis job cancelled");
     }
-    let j = load_job(&app.db, scope, raw).await?;
+    let j = load_job(&app.db, scope, id).await?;
     Ok(batch_view(&app.db, j).await?)
 }
 
 /// Run (or join the running) full-call analysis of one session now, on this process.
 pub async fn start_single(
-    app: &std::sync::Arc<App>,
+    app: &jobs::Runner,
     scope: &Scope,
     session_id: Uuid,
     providers: Option<Vec<ProviderId>>,
     language: Option<String>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let existing = sa::Entity::find_by_id(session_id).one(&app.db).await?;
     let mut joined = false;
     if let Some(row) = &existing
@@ -507,7 +501,7 @@ pub async fn start_single(
         joined = live;
     }
     if !joined {
-        let settings = app.worker_settings();
+        let settings = app.worker.clone();
         let new = NewJob {
             kind: JobKind::Single,
             tenant: scope.tenant().map(str::to_string),
@@ -527,7 +521,7 @@ pub async fn start_single(
                 job_row.clone(),
                 it,
                 settings.clone(),
-                app.analysis.shutdown.clone(),
+                app.registry.shutdown.clone(),
                 Some(marked_at),
             ));
         }

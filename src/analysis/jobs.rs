@@ -15,7 +15,6 @@
 
 use super::replay::{ReplayError, ReplayOptions, SessionReplay, replay_session};
 use super::summary::{AnalysisSummary, summarize};
-use crate::app::App;
 use crate::stt::{Priority, ProviderId};
 use chrono::{DateTime, Utc};
 use entity::{analysis_job_items as item, analysis_jobs as job, session_analyses as sa};
@@ -92,6 +91,20 @@ pub struct NewJob {
     pub language: Option<String>,
     /// The filter the sessions came from, kept for the record.
     pub filter: Option<serde_json::Value>,
+}
+
+/// What analysis runs need, built by the composition root (`App::analysis_runner`): the database,
+/// the audio store, the STT providers, the default language, this process's registry of runs and
+/// its worker settings.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    pub db: DatabaseConnection,
+    pub store: Arc<dyn crate::storage::AudioStore>,
+    pub stt: crate::stt::SttProviders,
+    /// `INSIGHTS_STT_LANGUAGE`: the language of a job that names none.
+    pub language: Option<String>,
+    pub registry: Arc<Registry>,
+    pub worker: WorkerSettings,
 }
 
 /// This process's running items, by job, so a cancel or a shutdown can abort them at once.
@@ -362,7 +375,7 @@ enum RunEnd {
 /// Runs one claimed item to its end, recording the outcome. Never fails: errors end in the rows.
 /// `marked_at`: when the caller already marked the session's analysis `running` (`mark_running`).
 pub async fn run_item(
-    app: Arc<App>,
+    app: Runner,
     job_row: job::Model,
     it: item::Model,
     worker: WorkerSettings,
@@ -370,16 +383,16 @@ pub async fn run_item(
     marked_at: Option<DateTime<Utc>>,
 ) {
     let (job_id, session_id) = (it.job_id, it.session_id);
-    let token = app.analysis.register(job_id, session_id, &shutdown);
+    let token = app.registry.register(job_id, session_id, &shutdown);
     let end = run_guarded(&app, &job_row, &it, &worker, &token, &shutdown, marked_at).await;
     if let Err(e) = finish_item(&app.db, &job_row, &it, &worker.worker_id, &end).await {
         warn!(job = %job_id, session = %session_id, error = %e, "cannot record the end of an analysis item; its lease will expire and it will run again");
     }
-    app.analysis.unregister(job_id, session_id);
+    app.registry.unregister(job_id, session_id);
 }
 
 async fn run_guarded(
-    app: &Arc<App>,
+    app: &Runner,
     job_row: &job::Model,
     it: &item::Model,
     worker: &WorkerSettings,
@@ -399,10 +412,7 @@ async fn run_guarded(
     let options = ReplayOptions {
         providers,
         turns: None,
-        language: job_row
-            .language
-            .clone()
-            .or_else(|| app.config.stt.language.clone()),
+        language: job_row.language.clone().or_else(|| app.language.clone()),
         tenant: job_row.tenant_id.clone(),
         priority: kind.priority(),
         expected: None,
@@ -415,7 +425,7 @@ async fn run_guarded(
                 Ok(true) => {}
                 Ok(false) => {
                     warn!(job = %job_row.id, session = %it.session_id, "analysis item taken over by another worker while this one was away (lease expired) before its run began; this run stops");
-                    app.analysis
+                    app.registry
                         .claims_lost
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return RunEnd::Lost;
@@ -440,7 +450,7 @@ async fn run_guarded(
         () = &mut renew => {
             if taken_over(&app.db, it, &worker.worker_id).await {
                 warn!(job = %job_row.id, session = %it.session_id, "analysis item taken over by another worker while this one was away (lease expired); this run stops");
-                app.analysis.claims_lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                app.registry.claims_lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return RunEnd::Lost;
             }
             None
@@ -464,7 +474,7 @@ async fn run_guarded(
                 Ok(true) => RunEnd::Completed,
                 Ok(false) => {
                     warn!(job = %job_row.id, session = %it.session_id, "analysis item taken over by another worker while this one was away (lease expired); its result is discarded");
-                    app.analysis
+                    app.registry
                         .claims_lost
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     RunEnd::Lost
@@ -782,7 +792,7 @@ async fn complete_job_if_done(db: &DatabaseConnection, job_id: Uuid) -> Result<(
 
 /// Cancels a job: no new item starts, this process's runs stop now, other replicas' at their next
 /// lease renewal. `Ok(false)` when the job had already ended.
-pub async fn cancel_job(app: &App, job_id: Uuid) -> Result<bool, DbErr> {
+pub async fn cancel_job(app: &Runner, job_id: Uuid) -> Result<bool, DbErr> {
     let at = now();
     let res = job::Entity::update_many()
         .col_expr(job::Column::Status, Expr::value("cancelled"))
@@ -803,7 +813,7 @@ pub async fn cancel_job(app: &App, job_id: Uuid) -> Result<bool, DbErr> {
         .filter(item::Column::Status.is_in(["queued", "running"]))
         .exec(&app.db)
         .await?;
-    app.analysis
+    app.registry
         .abort_job(job_id, Duration::from_secs(10))
         .await;
     Ok(res.rows_affected > 0)
@@ -811,7 +821,8 @@ pub async fn cancel_job(app: &App, job_id: Uuid) -> Result<bool, DbErr> {
 
 /// Runs batch items until `shutdown`: claims up to `concurrency` at a time, wakes on new local jobs,
 /// on a finished run and every `poll`. On shutdown aborts its runs and hands their items back.
-pub async fn run_worker(app: Arc<App>, settings: WorkerSettings, shutdown: CancellationToken) {
+pub async fn run_worker(app: Runner, shutdown: CancellationToken) {
+    let settings = app.worker.clone();
     if settings.concurrency == 0 {
         info!(
             "analysis worker disabled (INSIGHTS_ANALYSIS_CONCURRENCY=0): this process runs only the analyses asked of it"
@@ -848,7 +859,7 @@ pub async fn run_worker(app: Arc<App>, settings: WorkerSettings, shutdown: Cance
                 }
             }
         }
-        let wake = app.analysis.wake.notified();
+        let wake = app.registry.wake.notified();
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = wake => {}
@@ -863,10 +874,10 @@ pub async fn run_worker(app: Arc<App>, settings: WorkerSettings, shutdown: Cance
 }
 
 /// Stops the single analyses running in this process (their items go back to the queue).
-async fn stop_runs(app: &App) {
-    app.analysis.shutdown.cancel();
+async fn stop_runs(app: &Runner) {
+    app.registry.shutdown.cancel();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while app.analysis.running() > 0 && tokio::time::Instant::now() < deadline {
+    while app.registry.running() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -3,8 +3,8 @@
 //! helped or hurt this call's transcription.
 
 use super::replay::{ResultStatus, SessionReplay};
-use crate::api::sessions::LatencyStats;
 use crate::audio::RenditionKind;
+use crate::sessions::LatencyStats;
 use crate::stt::ProviderId;
 use crate::stt::wer::WerCounts;
 use serde::Serialize;

@@ -3,8 +3,8 @@
 //! transactions that store each result, and cancel. A re-run of one call is a one-call job. Rows
 //! analysed before keep their previous result until the new one is stored.
 
-use crate::api::auth::Scope;
 use crate::db::stmt;
+use crate::tenancy::Scope;
 use chrono::{DateTime, Utc};
 use entity::analytics_backfill_jobs as bj;
 use sea_orm::{
@@ -33,7 +33,7 @@ pub struct BackfillFilter {
     /// Calls whose stored analytics has a schema version below this (their missing ones too when
     /// `only_missing` is true).
     #[schema(minimum = 1, maximum = 1000)]
-    #[serde(default, deserialize_with = "crate::api::extract::json_opt_u32")]
+    #[serde(default, deserialize_with = "crate::json_num::json_opt_u32")]
     pub schema_version_below: Option<u32>,
 }
 

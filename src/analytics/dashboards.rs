@@ -3,9 +3,9 @@
 //! rollups (a few rows per agent and hour, whatever the call volume); top leads reads the
 //! `(tenant, lead_score, started_at)` index. Averages are over completed analyses.
 
-use super::crypto::Keys;
 use super::rollup;
 use super::schema::Entities;
+use crate::crypto::Keys;
 use crate::db::stmt;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{DatabaseConnection, DbErr, FromQueryResult, Value};

@@ -3,7 +3,6 @@
 //! profiles, the durable queue and its worker, backfill jobs, reviews and the dashboard queries.
 
 pub mod backfill;
-pub mod crypto;
 pub mod dashboards;
 pub mod fake_llm;
 pub mod llm;
@@ -450,7 +449,7 @@ pub struct Analytics {
     /// None when analytics is off.
     pub analyzer: Option<Arc<dyn Analyzer>>,
     pub profiles: profile::Profiles,
-    pub keys: Arc<crypto::Keys>,
+    pub keys: Arc<crate::crypto::Keys>,
     pub metrics: AnalyticsMetrics,
     /// Where `analytics_ready` events go (set once the process's live hub exists).
     pub live: std::sync::OnceLock<Arc<crate::live::hub::Hub>>,
@@ -461,7 +460,7 @@ pub struct Analytics {
 impl Analytics {
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
         let profiles = profile::Profiles::load(settings.config_path.as_deref())?;
-        let keys = crypto::Keys::parse(settings.encryption_key.as_deref())?;
+        let keys = crate::crypto::Keys::parse(settings.encryption_key.as_deref())?;
         let analyzer = build_analyzer(&settings)?;
         Ok(Analytics {
             settings,

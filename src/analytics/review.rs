@@ -32,16 +32,6 @@ pub const REVIEWABLE: [&str; 10] = [
     "topics",
 ];
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReviewError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error(transparent)]
-    Db(#[from] DbErr),
-}
-
 fn seed(tenant: &str, day: NaiveDate) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (tenant, day.num_days_from_ce()).hash(&mut h);
@@ -171,21 +161,25 @@ pub async fn submit(
     row: &ca::Model,
     reviewer: Option<String>,
     verdicts: &ReviewVerdicts,
-) -> Result<ar::Model, ReviewError> {
+) -> Result<ar::Model, crate::error::Error> {
     if row.status != "completed" {
-        return Err(ReviewError::Invalid(format!(
-            "the call's analytics is {}, only completed analyses are reviewed",
-            row.status
-        )));
+        return Err(crate::error::Error::invalid(
+            "verdicts",
+            format!(
+                "the call's analytics is {}, only completed analyses are reviewed",
+                row.status
+            ),
+        ));
     }
     let mut clean = match serde_json::to_value(verdicts) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
     if clean.is_empty() {
-        return Err(ReviewError::Invalid(format!(
-            "verdicts must judge at least one of {REVIEWABLE:?}"
-        )));
+        return Err(crate::error::Error::invalid(
+            "verdicts",
+            format!("verdicts must judge at least one of {REVIEWABLE:?}"),
+        ));
     }
     for v in clean.values_mut() {
         if v["correct"] == true {
@@ -347,20 +341,20 @@ pub async fn review_session(
     session_id: Uuid,
     reviewer: Option<String>,
     verdicts: ReviewVerdicts,
-) -> Result<ar::Model, crate::api::error::ApiError> {
+) -> Result<ar::Model, crate::error::Error> {
     use super::store;
-    use crate::api::error::ApiError;
+    use crate::error::Error;
     if reviewer.as_ref().is_some_and(|r| r.chars().count() > 200) {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             "reviewer",
             "reviewer is longer than 200 characters",
         ));
     }
     let row = store::find(db, session_id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("analytics of session {}", session_id)))?;
+        .ok_or_else(|| Error::NotFound(format!("analytics of session {}", session_id)))?;
     if row.status != "completed" {
-        return Err(ApiError::Conflict(format!(
+        return Err(Error::Conflict(format!(
             "the call's analytics is {}; only completed ones are reviewed",
             row.status
         )));
@@ -386,5 +380,5 @@ pub async fn review_session(
         }
     }
     let reviewer = reviewer.map(|r| r.replace('\0', "\u{FFFD}"));
-    Ok(submit(db, &row, reviewer, &verdicts).await?)
+    submit(db, &row, reviewer, &verdicts).await
 }

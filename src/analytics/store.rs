@@ -2,11 +2,11 @@
 //! holds it), replaces the `call_analytics` row, moves the dashboard rollups from the old row's
 //! contribution to the new one, and writes the webhook outbox rows the result causes.
 
-use super::crypto::Keys;
 use super::profile::Profile;
 use super::rollup::{self, Contribution};
 use super::schema::{Analysis, Entities, SCHEMA_VERSION};
 use super::{CallInput, Usage};
+use crate::crypto::Keys;
 use crate::db::stmt;
 use chrono::{DateTime, Utc};
 use entity::call_analytics as ca;

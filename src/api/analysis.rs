@@ -5,6 +5,7 @@
 use super::AppState;
 use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
+use super::extract::parse_uuid;
 use super::extract::{ApiQuery, storable};
 use super::sessions::{cursor_of, decode_cursor, load_session, page_limit};
 use crate::analysis::batch::{self, check_language, parse_providers};
@@ -189,7 +190,14 @@ pub async fn run_analysis(
     let session = load_session(&state, &scope, &raw).await?;
     let providers = parse_providers(&state.0.stt, p.providers.as_deref())?;
     let language = check_language(p.language.as_deref())?;
-    batch::start_single(&state.0, &scope, session.id, providers, language).await?;
+    batch::start_single(
+        &state.0.analysis_runner(),
+        &scope,
+        session.id,
+        providers,
+        language,
+    )
+    .await?;
     if p.wait.unwrap_or(false) {
         wait_settled(&state, session.id, wait_deadline(&state)).await;
     }
@@ -459,7 +467,14 @@ pub async fn create_batch(
         .map(|p| p.iter().map(|id| id.as_str()).collect::<Vec<_>>().join(","));
     let providers = parse_providers(&state.0.stt, names.as_deref())?;
     let language = check_language(req.language.as_deref())?;
-    let view = batch::create(&state.0, &scope, &req, providers, language).await?;
+    let view = batch::create(
+        &state.0.analysis_runner(),
+        &scope,
+        &req,
+        providers,
+        language,
+    )
+    .await?;
     let id = view.job_id;
     let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/analysis/batch/{id}")) {
@@ -481,7 +496,7 @@ pub async fn get_batch(
     scope: Scope,
     Path(raw): Path<String>,
 ) -> Result<Json<BatchView>, ApiError> {
-    let j = batch::load_job(&state.0.db, &scope, &raw).await?;
+    let j = batch::load_job(&state.0.db, &scope, parse_uuid("job_id", &raw)?).await?;
     Ok(Json(batch::batch_view(&state.0.db, j).await?))
 }
 
@@ -500,5 +515,12 @@ pub async fn cancel_batch(
     scope: Scope,
     Path(raw): Path<String>,
 ) -> Result<Json<BatchView>, ApiError> {
-    Ok(Json(batch::cancel(&state.0, &scope, &raw).await?))
+    Ok(Json(
+        batch::cancel(
+            &state.0.analysis_runner(),
+            &scope,
+            parse_uuid("job_id", &raw)?,
+        )
+        .await?,
+    ))
 }

@@ -10,7 +10,7 @@ use crate::analytics::backfill::{self, BackfillError, BackfillFilter, BackfillJo
 use crate::analytics::dashboards::{
     self, IntentStats, Overview, QualityPoint, TopLead, TrendSeries, Window,
 };
-use crate::analytics::review::{self, Accuracy, ReviewError};
+use crate::analytics::review::{self, Accuracy};
 use crate::analytics::store::{self, CallAnalyticsView};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -30,16 +30,6 @@ impl From<BackfillError> for ApiError {
             BackfillError::NotFound(m) => ApiError::NotFound(m),
             BackfillError::Conflict(m) => ApiError::Conflict(m),
             BackfillError::Db(e) => e.into(),
-        }
-    }
-}
-
-impl From<ReviewError> for ApiError {
-    fn from(e: ReviewError) -> Self {
-        match e {
-            ReviewError::Invalid(m) => ApiError::bad_request("verdicts", m),
-            ReviewError::NotFound(m) => ApiError::NotFound(m),
-            ReviewError::Db(e) => e.into(),
         }
     }
 }

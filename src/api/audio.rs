@@ -14,72 +14,13 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use std::time::Duration;
 use tower::ServiceExt;
 use utoipa::{IntoParams, ToSchema};
 
 /// How long an audio URL stays valid.
 pub const URL_TTL: Duration = Duration::from_secs(3600);
-
-/// Signs and verifies the service's own audio URLs.
-pub struct UrlSigner {
-    key: Vec<u8>,
-}
-
-impl std::fmt::Debug for UrlSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("UrlSigner(<secret>)")
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-impl UrlSigner {
-    pub fn new(key: Vec<u8>) -> Self {
-        UrlSigner { key }
-    }
-
-    fn mac(&self, key: &str, expires: i64) -> Hmac<Sha256> {
-        // Any key length is valid for HMAC.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-        mac.update(key.as_bytes());
-        mac.update(b"\n");
-        mac.update(expires.to_string().as_bytes());
-        mac
-    }
-
-    pub fn sign(&self, key: &str, expires: i64) -> String {
-        hex(&self.mac(key, expires).finalize().into_bytes())
-    }
-
-    /// Constant-time check of `sig` for `key` and `expires`, and that it has not expired.
-    pub fn verify(&self, key: &str, expires: i64, sig: &str, now: i64) -> Result<(), &'static str> {
-        let given = unhex(sig).ok_or("invalid signature")?;
-        self.mac(key, expires)
-            .verify_slice(&given)
-            .map_err(|_| "invalid signature")?;
-        if now >= expires {
-            return Err("URL expired");
-        }
-        Ok(())
-    }
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -130,9 +71,9 @@ pub async fn get_audio_url(
         .clone()
         .filter(|_| g.status != "missing")
         .ok_or_else(not_found)?;
-    let base = crate::storage::urls::base_url(&state.0, &headers);
+    let base = crate::api::urls::base_url(&state.0, &headers);
     let (url, expires_at) =
-        crate::storage::urls::object_url(&state.0, &base, g.bucket.as_deref(), &key)
+        crate::api::urls::object_url(&state.0, &base, g.bucket.as_deref(), &key)
             .await
             .map_err(ApiError::internal)?;
     if p.redirect == Some(true) {
@@ -177,7 +118,7 @@ pub async fn serve_audio_file(
 ) -> Result<Response, ApiError> {
     state
         .0
-        .url_signer
+        .signer
         .verify(&key, p.expires, &p.sig, Utc::now().timestamp())
         .map_err(|e| ApiError::Forbidden(e.into()))?;
     let path = match state.0.store.local_path(&key) {
@@ -206,32 +147,4 @@ pub async fn serve_audio_file(
         return Err(ApiError::NotFound(format!("object {key:?}")));
     }
     Ok(Response::from_parts(parts, Body::new(body)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signatures_verify_expire_and_resist_tampering() {
-        let s = UrlSigner::new(b"secret".to_vec());
-        let sig = s.sign("acme/c/s.wav", 2000);
-        assert_eq!(s.verify("acme/c/s.wav", 2000, &sig, 1999), Ok(()));
-        assert_eq!(
-            s.verify("acme/c/s.wav", 2000, &sig, 2000),
-            Err("URL expired")
-        );
-        assert_eq!(
-            s.verify("acme/c/other.wav", 2000, &sig, 1999),
-            Err("invalid signature")
-        );
-        assert_eq!(
-            s.verify("acme/c/s.wav", 3000, &sig, 1999),
-            Err("invalid signature")
-        );
-        assert_eq!(
-            s.verify("acme/c/s.wav", 2000, "zz", 1999),
-            Err("invalid signature")
-        );
-    }
 }

@@ -7,27 +7,17 @@ use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
 use subtle::ConstantTimeEq;
 
-/// What a request may see.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    /// Every tenant (operator key, or no keys configured).
-    All,
-    Tenant(String),
-}
+pub use crate::tenancy::Scope;
 
-impl Scope {
-    pub fn allows(&self, tenant: &str) -> bool {
-        match self {
-            Scope::All => true,
-            Scope::Tenant(t) => t == tenant,
-        }
+/// Who asked, for an audit row: an API key's fingerprint, `open` when no keys are configured.
+pub fn requester(keys: &ApiKeys, headers: &axum::http::HeaderMap) -> String {
+    if keys.is_open() {
+        return "open".into();
     }
-    pub fn tenant(&self) -> Option<&str> {
-        match self {
-            Scope::All => None,
-            Scope::Tenant(t) => Some(t),
-        }
-    }
+    presented_key(headers).map_or_else(
+        || "unknown".into(),
+        |k| format!("key:{}", fingerprint(k.as_bytes())),
+    )
 }
 
 /// Parsed `INSIGHTS_API_KEYS`.

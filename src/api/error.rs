@@ -74,6 +74,22 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
+/// The domain's errors, mapped to HTTP once, here.
+impl From<crate::error::Error> for ApiError {
+    fn from(e: crate::error::Error) -> Self {
+        use crate::error::Error;
+        match e {
+            Error::Invalid { param, message } => ApiError::BadRequest { param, message },
+            Error::NotFound(what) => ApiError::NotFound(what),
+            Error::NotYet { message, hint } => ApiError::NotYet { message, hint },
+            Error::Conflict(m) => ApiError::Conflict(m),
+            Error::Forbidden(m) => ApiError::Forbidden(m),
+            Error::Unavailable(m) => ApiError::Unavailable(m),
+            Error::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, details) = match &self {

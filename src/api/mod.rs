@@ -15,6 +15,7 @@ pub mod ratelimit;
 pub mod recordings;
 pub mod reports;
 pub mod sessions;
+pub mod urls;
 pub mod webhooks;
 
 use crate::app::App;

@@ -7,7 +7,7 @@ use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
 use crate::live::active::{self, ActiveCall};
-use crate::live::hub::{Filter, sse_stream};
+use crate::live::hub::{Filter, Hub, Outgoing};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -38,7 +38,8 @@ pub async fn create_monitor_token(
     State(state): State<AppState>,
     scope: Scope,
 ) -> Json<MonitorToken> {
-    let (token, expires_at) = crate::live::token::mint(&state.0, &scope);
+    let (token, expires_at) =
+        crate::live::token::mint(&state.0.signer, state.0.config.monitor_token_ttl_ms, &scope);
     Json(MonitorToken { token, expires_at })
 }
 
@@ -56,7 +57,7 @@ fn token_scope(state: &AppState, token: &str) -> Result<Scope, ApiError> {
         .ok_or(ApiError::Unauthorized)?;
     state
         .0
-        .url_signer
+        .signer
         .verify(
             &format!("monitor:{tenant}"),
             exp,
@@ -227,4 +228,33 @@ pub async fn get_active_calls(
         calls,
         timeout_ms,
     }))
+}
+
+/// The SSE body of a client's queue (the wire form of the hub's events).
+fn sse_stream(
+    hub: std::sync::Arc<Hub>,
+    mut rx: tokio::sync::mpsc::Receiver<Outgoing>,
+) -> impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>> {
+    use axum::response::sse::Event;
+    let first = futures::stream::once(async {
+        Ok(Event::default()
+            .retry(Duration::from_secs(3))
+            .comment("connected"))
+    });
+    let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).map(move |o| {
+        let ev = match o {
+            Outgoing::Event(e) => {
+                hub.metrics
+                    .events_sent
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Event::default().id(e.id.clone()).event(e.kind.clone()).data(e.body.clone())
+            }
+            Outgoing::Reset { last_event_id } => Event::default().event("reset").data(
+                serde_json::json!({"reason": "events after this id are no longer kept; re-read /api/v1/monitor/active-calls", "last_event_id": last_event_id}).to_string(),
+            ),
+        };
+        Ok(ev)
+    });
+    use futures::StreamExt;
+    first.chain(rest)
 }

@@ -7,6 +7,7 @@ use super::AppState;
 use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
+use super::extract::parse_uuid;
 use crate::analysis::batch::{check_language, parse_providers};
 use crate::reports::{self as domain, report_view};
 pub use crate::reports::{
@@ -43,7 +44,7 @@ pub async fn create_report(
     body: Result<Json<NewReport>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::bad_request("body", e.body_text()))?;
-    let view = domain::create(&state.0, &scope, req).await?;
+    let view = domain::create(&state.0.reports(), &scope, req).await?;
     let id = view.id;
     let mut response = (StatusCode::CREATED, Json(view)).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/reports/{id}")) {
@@ -94,7 +95,7 @@ pub async fn list_reports(
 }
 
 async fn load_report(state: &AppState, scope: &Scope, raw: &str) -> Result<rep::Model, ApiError> {
-    domain::load(&state.0.db, scope, raw).await
+    Ok(domain::load(&state.0.db, scope, parse_uuid("report_id", raw)?).await?)
 }
 
 /// One STT report.
@@ -129,7 +130,7 @@ pub async fn get_report_audio(
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let r = load_report(&state, &scope, &raw).await?;
-    let Some((bytes, source)) = domain::clip_bytes(&state.0, &r).await? else {
+    let Some((bytes, source)) = domain::clip_bytes(&state.0.reports(), &r).await? else {
         return Err(ApiError::NotFound(format!(
             "clip of report {}{}",
             r.id,
@@ -202,7 +203,7 @@ pub async fn analyze_report(
     let r = load_report(&state, &scope, &raw).await?;
     let providers = parse_providers(&state.0.stt, p.providers.as_deref())?;
     let language = check_language(p.language.as_deref())?;
-    domain::analyze(&state.0, &r, providers, language).await?;
+    domain::analyze(&state.0.reports(), &r, providers, language).await?;
     report_analysis(&state, &scope, &raw).await
 }
 

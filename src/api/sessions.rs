@@ -85,7 +85,7 @@ pub async fn load_session(
     scope: &Scope,
     raw_id: &str,
 ) -> Result<cs::Model, ApiError> {
-    domain::load(&state.0.db, scope, raw_id).await
+    Ok(domain::load(&state.0.db, scope, parse_uuid("session_id", raw_id)?).await?)
 }
 
 /// One session: everything stored about it, its pipeline and its latency summary.
@@ -269,9 +269,15 @@ pub async fn delete_session(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<crate::erasure::ErasureReceipt>, ApiError> {
-    let who = crate::erasure::requester(&state.0, &headers);
+    let who = super::auth::requester(&state.0.api_keys, &headers);
     Ok(Json(
-        crate::erasure::erase_session(&state.0, &scope, &id, &who).await?,
+        crate::erasure::erase_session(
+            &state.0.eraser(),
+            &scope,
+            parse_uuid("session_id", &id)?,
+            &who,
+        )
+        .await?,
     ))
 }
 
@@ -291,8 +297,8 @@ pub async fn delete_session_by_call(
     Path(call_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<crate::erasure::ErasureReceipt>, ApiError> {
-    let who = crate::erasure::requester(&state.0, &headers);
+    let who = super::auth::requester(&state.0.api_keys, &headers);
     Ok(Json(
-        crate::erasure::erase_call(&state.0, &scope, &call_id, &who).await?,
+        crate::erasure::erase_call(&state.0.eraser(), &scope, &call_id, &who).await?,
     ))
 }

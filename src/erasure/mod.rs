@@ -6,9 +6,8 @@
 //! The retention sweep erases sessions older than `INSIGHTS_RETENTION_DAYS` the same way (keeping
 //! reports and their archived clips) and archived clips older than `INSIGHTS_ARCHIVE_RETENTION_DAYS`.
 
-use crate::api::auth::Scope;
-use crate::api::error::ApiError;
-use crate::app::App;
+use crate::error::Error;
+use crate::tenancy::Scope;
 use chrono::{DateTime, Duration, Utc};
 use entity::{
     audio_segments as seg, call_sessions as cs, erasure_audit as audit, stt_reports as rep,
@@ -25,6 +24,49 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+/// Drops a session from the caches of whoever serves it (the web layer's timeline and session
+/// version caches); set by the composition root.
+pub type ForgetCached = Arc<dyn Fn(Uuid) + Send + Sync>;
+
+/// What erasure and retention need, built by the composition root (`App::eraser`).
+#[derive(Clone)]
+pub struct Eraser {
+    pub db: DatabaseConnection,
+    pub store: Arc<dyn crate::storage::AudioStore>,
+    pub archive: crate::storage::Archive,
+    pub broker: crate::broker::Broker,
+    /// `INSIGHTS_STREAM`: its live-events stream and the replicas' updates channel are scrubbed and
+    /// told.
+    pub stream: String,
+    /// The partitions' dead-letter streams.
+    pub dlqs: Vec<String>,
+    /// Ingest's fingerprints of committed rows (a re-reported call must be written in full).
+    pub row_cache: Arc<crate::ingest::row_cache::RowCache>,
+    pub forget_cached: ForgetCached,
+    pub retention: Retention,
+}
+
+impl std::fmt::Debug for Eraser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Eraser")
+            .field("stream", &self.stream)
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `INSIGHTS_RETENTION_*` and `INSIGHTS_ARCHIVE_RETENTION_DAYS`.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// Sessions older than this many days are erased (`None`/0: kept).
+    pub days: Option<u32>,
+    /// Archived clips older than this many days are removed (`None`/0: kept).
+    pub archive_days: Option<u32>,
+    /// Sessions erased per query of a pass.
+    pub batch: u64,
+    pub sweep_every: std::time::Duration,
+}
 
 /// Why a call was erased.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,24 +121,12 @@ fn receipt(a: audit::Model, already: bool) -> ErasureReceipt {
     }
 }
 
-/// Who asked, for the audit: an API key's fingerprint, or `open` when no keys are configured.
-pub fn requester(app: &App, headers: &axum::http::HeaderMap) -> String {
-    if app.api_keys.is_open() {
-        return "open".into();
-    }
-    use crate::api::auth::{fingerprint, presented_key};
-    presented_key(headers).map_or_else(
-        || "unknown".into(),
-        |k| format!("key:{}", fingerprint(k.as_bytes())),
-    )
-}
-
 /// The earlier erasure of this session or call the caller may see.
 async fn earlier(
     db: &DatabaseConnection,
     scope: &Scope,
     by: Either<'_>,
-) -> Result<Option<audit::Model>, ApiError> {
+) -> Result<Option<audit::Model>, Error> {
     let mut q = audit::Entity::find().filter(audit::Column::ReportId.is_null());
     q = match by {
         Either::Session(id) => q.filter(audit::Column::SessionId.eq(id)),
@@ -116,33 +146,32 @@ enum Either<'a> {
 
 /// Erase a session by id (idempotent: an already erased one answers its earlier receipt).
 pub async fn erase_session(
-    app: &App,
+    app: &Eraser,
     scope: &Scope,
-    raw_id: &str,
+    id: Uuid,
     who: &str,
-) -> Result<ErasureReceipt, ApiError> {
-    let id = crate::api::extract::parse_uuid("session_id", raw_id)?;
+) -> Result<ErasureReceipt, Error> {
     match cs::Entity::find_by_id(id).one(&app.db).await? {
         Some(s) if scope.allows(&s.tenant_id) => erase(app, &s, Reason::Request, who).await,
         _ => match earlier(&app.db, scope, Either::Session(id)).await? {
             Some(a) => Ok(receipt(a, true)),
-            None => Err(ApiError::NotFound(format!("session {id}"))),
+            None => Err(Error::NotFound(format!("session {id}"))),
         },
     }
 }
 
 /// Erase the session of a call (idempotent like [`erase_session`]).
 pub async fn erase_call(
-    app: &App,
+    app: &Eraser,
     scope: &Scope,
     call_id: &str,
     who: &str,
-) -> Result<ErasureReceipt, ApiError> {
+) -> Result<ErasureReceipt, Error> {
     match crate::sessions::load_by_call(&app.db, scope, call_id).await {
         Ok(s) => erase(app, &s, Reason::Request, who).await,
-        Err(ApiError::NotFound(m)) => match earlier(&app.db, scope, Either::Call(call_id)).await? {
+        Err(Error::NotFound(m)) => match earlier(&app.db, scope, Either::Call(call_id)).await? {
             Some(a) => Ok(receipt(a, true)),
-            None => Err(ApiError::NotFound(m)),
+            None => Err(Error::NotFound(m)),
         },
         Err(e) => Err(e),
     }
@@ -152,11 +181,11 @@ pub async fn erase_call(
 /// changed and the request can simply be repeated; once they are gone the rows go in one
 /// transaction with the audit row; then the streams and caches.
 pub async fn erase(
-    app: &App,
+    app: &Eraser,
     s: &cs::Model,
     reason: Reason,
     who: &str,
-) -> Result<ErasureReceipt, ApiError> {
+) -> Result<ErasureReceipt, Error> {
     let db = &app.db;
     let segments = seg::Entity::find()
         .filter(seg::Column::SessionId.eq(s.id))
@@ -167,7 +196,7 @@ pub async fn erase(
         .all(db)
         .await?;
     let unavailable =
-        |e: crate::storage::StorageError| ApiError::Unavailable(format!("audio store: {e}"));
+        |e: crate::storage::StorageError| Error::Unavailable(format!("audio store: {e}"));
     let mut audio_objects = 0u64;
     for g in &segments {
         if let Some(k) = &g.s3_key {
@@ -278,12 +307,11 @@ pub async fn erase(
 }
 
 /// Drops the session from this process's caches and tells every replica to drop it from theirs.
-async fn forget(app: &App, s: &cs::Model) {
-    app.timeline_cache.remove(s.id);
-    app.session_versions.invalidate([s.id]);
+async fn forget(app: &Eraser, s: &cs::Model) {
+    (app.forget_cached)(s.id);
     app.row_cache.remove(&s.call_id);
-    let channel = crate::ingest::consumer::updates_channel(&app.config.stream);
-    if let Ok(mut conn) = app.redis.conn().await {
+    let channel = crate::ingest::consumer::updates_channel(&app.stream);
+    if let Ok(mut conn) = app.broker.conn().await {
         let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
             .arg(&channel)
             .arg(s.id.simple().to_string())
@@ -297,12 +325,12 @@ async fn forget(app: &App, s: &cs::Model) {
 
 /// Deletes the call's live events (`<stream>:events`) and dead-lettered reports of the call; returns
 /// how many of each. Best effort: Redis unreachable is logged, the rows are already gone.
-async fn scrub_streams(app: &App, s: &cs::Model) -> (u64, u64) {
-    let Ok(mut conn) = app.redis.conn().await else {
+async fn scrub_streams(app: &Eraser, s: &cs::Model) -> (u64, u64) {
+    let Ok(mut conn) = app.broker.conn().await else {
         tracing::warn!(session = %s.id, "Redis unreachable: the call's live events and dead letters were not scrubbed");
         return (0, 0);
     };
-    let events = crate::live::events_stream(&app.config.stream);
+    let events = crate::live::events_stream(&app.stream);
     let sid = s.id.to_string();
     let live = scrub(&mut conn, &events, |fields| {
         fields
@@ -314,8 +342,8 @@ async fn scrub_streams(app: &App, s: &cs::Model) -> (u64, u64) {
     // The call's partition holds its dead letters; every partition is scrubbed in case the
     // partition count changed since.
     let mut dead = 0;
-    for dlq in app.config.partitions().dlqs() {
-        dead += scrub_dead_letters(&mut conn, &dlq, call).await;
+    for dlq in &app.dlqs {
+        dead += scrub_dead_letters(&mut conn, dlq, call).await;
     }
     (live, dead)
 }
@@ -426,15 +454,15 @@ fn parse_range(v: redis::Value) -> Vec<(String, Fields)> {
 
 /// One retention pass: sessions started before the cutoff, `batch` at a time, until none is left;
 /// then archived clips past theirs. Returns (sessions erased, archived clips removed).
-pub async fn sweep_once(app: &App) -> Result<(u64, u64), ApiError> {
+pub async fn sweep_once(app: &Eraser) -> Result<(u64, u64), Error> {
     let mut sessions = 0u64;
-    if let Some(days) = app.config.retention_days.filter(|d| *d > 0) {
+    if let Some(days) = app.retention.days.filter(|d| *d > 0) {
         let cutoff = Utc::now() - Duration::days(i64::from(days));
         loop {
             let due = cs::Entity::find()
                 .filter(cs::Column::StartedAt.lt(cutoff))
                 .order_by_asc(cs::Column::StartedAt)
-                .limit(app.config.retention_batch.max(1))
+                .limit(app.retention.batch.max(1))
                 .all(&app.db)
                 .await?;
             if due.is_empty() {
@@ -447,13 +475,13 @@ pub async fn sweep_once(app: &App) -> Result<(u64, u64), ApiError> {
         }
     }
     let mut clips = 0u64;
-    if let Some(days) = app.config.archive_retention_days.filter(|d| *d > 0) {
+    if let Some(days) = app.retention.archive_days.filter(|d| *d > 0) {
         let cutoff = Utc::now() - Duration::days(i64::from(days));
         loop {
             let due = rep::Entity::find()
                 .filter(rep::Column::CreatedAt.lt(cutoff))
                 .filter(rep::Column::ArchiveS3Key.is_not_null())
-                .limit(app.config.retention_batch.max(1))
+                .limit(app.retention.batch.max(1))
                 .all(&app.db)
                 .await?;
             if due.is_empty() {
@@ -473,13 +501,13 @@ pub async fn sweep_once(app: &App) -> Result<(u64, u64), ApiError> {
 
 /// Removes a report's archived clip; a report whose session is gone goes with it (nothing of the
 /// call is kept past both retentions).
-async fn expire_archived_clip(app: &App, r: &rep::Model) -> Result<(), ApiError> {
+async fn expire_archived_clip(app: &Eraser, r: &rep::Model) -> Result<(), Error> {
     if let Some(k) = &r.archive_s3_key {
         app.archive
             .store
             .delete(k)
             .await
-            .map_err(|e| ApiError::Unavailable(format!("archive: {e}")))?;
+            .map_err(|e| Error::Unavailable(format!("archive: {e}")))?;
     }
     let session_gone = cs::Entity::find_by_id(r.session_id)
         .one(&app.db)
@@ -490,7 +518,7 @@ async fn expire_archived_clip(app: &App, r: &rep::Model) -> Result<(), ApiError>
         app.store
             .delete(k)
             .await
-            .map_err(|e| ApiError::Unavailable(format!("audio store: {e}")))?;
+            .map_err(|e| Error::Unavailable(format!("audio store: {e}")))?;
     }
     let tx = app.db.begin().await?;
     if session_gone {
@@ -528,16 +556,16 @@ async fn expire_archived_clip(app: &App, r: &rep::Model) -> Result<(), ApiError>
 }
 
 /// The periodic sweep (when either retention is set), every `INSIGHTS_RETENTION_SWEEP_MS`.
-pub async fn run_sweeper(app: Arc<App>, shutdown: CancellationToken) {
-    if app.config.retention_days.is_none() && app.config.archive_retention_days.is_none() {
+pub async fn run_sweeper(app: Eraser, shutdown: CancellationToken) {
+    if app.retention.days.is_none() && app.retention.archive_days.is_none() {
         return;
     }
     tracing::info!(
-        retention_days = app.config.retention_days,
-        archive_retention_days = app.config.archive_retention_days,
+        retention_days = app.retention.days,
+        archive_retention_days = app.retention.archive_days,
         "retention sweep on"
     );
-    let every = std::time::Duration::from_millis(app.config.retention_sweep_ms.max(1000));
+    let every = app.retention.sweep_every;
     loop {
         if let Err(e) = sweep_once(&app).await {
             tracing::warn!(error = %e, "retention sweep failed; retrying at the next interval");

@@ -6,7 +6,6 @@
 
 use super::LiveEvent;
 use redis::Value;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -576,31 +575,4 @@ impl Drop for ClientGuard {
     fn drop(&mut self) {
         self.0.metrics.clients.fetch_sub(1, Relaxed);
     }
-}
-
-/// The SSE body of a client's queue.
-pub fn sse_stream(
-    hub: Arc<Hub>,
-    mut rx: mpsc::Receiver<Outgoing>,
-) -> impl futures::Stream<Item = Result<axum::response::sse::Event, Infallible>> {
-    use axum::response::sse::Event;
-    let first = futures::stream::once(async {
-        Ok(Event::default()
-            .retry(Duration::from_secs(3))
-            .comment("connected"))
-    });
-    let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).map(move |o| {
-        let ev = match o {
-            Outgoing::Event(e) => {
-                hub.metrics.events_sent.fetch_add(1, Relaxed);
-                Event::default().id(e.id.clone()).event(e.kind.clone()).data(e.body.clone())
-            }
-            Outgoing::Reset { last_event_id } => Event::default().event("reset").data(
-                serde_json::json!({"reason": "events after this id are no longer kept; re-read /api/v1/monitor/active-calls", "last_event_id": last_event_id}).to_string(),
-            ),
-        };
-        Ok(ev)
-    });
-    use futures::StreamExt;
-    first.chain(rest)
 }

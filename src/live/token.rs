@@ -2,20 +2,21 @@
 //! an expiry, HMAC-signed with the service's URL signing key. The API mints them for API keys, the
 //! UI for its signed-in sessions.
 
-use crate::api::auth::Scope;
-use crate::app::App;
+use crate::signing_key::Signer;
+use crate::tenancy::Scope;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 
-/// A token for `scope` valid for `INSIGHTS_MONITOR_TOKEN_TTL_MS`, and when it expires.
-pub fn mint(app: &App, scope: &Scope) -> (String, DateTime<Utc>) {
-    let ttl = app.config.monitor_token_ttl_ms.max(1000) as i64;
+/// A token for `scope` valid for `ttl_ms` (`INSIGHTS_MONITOR_TOKEN_TTL_MS`, at least a second),
+/// and when it expires.
+pub fn mint(signer: &Signer, ttl_ms: u64, scope: &Scope) -> (String, DateTime<Utc>) {
+    let ttl = ttl_ms.max(1000) as i64;
     let expires = Utc::now().timestamp_millis() + ttl;
     let tenant = scope
         .tenant()
         .map_or_else(|| "*".to_string(), str::to_string);
-    let sig = app.url_signer.sign(&format!("monitor:{tenant}"), expires);
+    let sig = signer.sign(&format!("monitor:{tenant}"), expires);
     (
         format!(
             "{expires}.{}.{sig}",

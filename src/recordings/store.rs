@@ -267,17 +267,6 @@ pub struct RecordingList {
     pub next_cursor: Option<String>,
 }
 
-fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, Uuid), Error> {
-    let bad = || Error::invalid("cursor", "cursor is not one this API returned");
-    let (micros, id) = c.split_once('_').ok_or_else(bad)?;
-    if micros.trim_start_matches('-').len() > 16 || id.len() != 32 {
-        return Err(bad());
-    }
-    let micros: i64 = micros.parse().map_err(|_| bad())?;
-    let at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(bad)?;
-    Ok((at, Uuid::try_parse(id).map_err(|_| bad())?))
-}
-
 /// One page of recordings, newest first.
 pub async fn list(
     db: &DatabaseConnection,
@@ -337,7 +326,8 @@ pub async fn list(
         q = q.filter(rec::Column::SessionId.eq(s));
     }
     if let Some(c) = &f.cursor {
-        let (at, id) = decode_cursor(c)?;
+        let (at, id) = crate::paging::decode(c)
+            .ok_or_else(|| Error::invalid("cursor", crate::paging::BAD_CURSOR))?;
         q = q.filter(
             sea_orm::Condition::any()
                 .add(rec::Column::CreatedAt.lt(at))
@@ -357,7 +347,7 @@ pub async fn list(
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last()
-            .map(|r| crate::sessions::cursor_of(r.created_at, r.id))
+            .map(|r| crate::paging::cursor_of(r.created_at, r.id))
     } else {
         None
     };

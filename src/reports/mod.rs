@@ -3,13 +3,11 @@
 //! store and copied to the long-term archive. Listing and loading are tenant-scoped.
 
 use crate::analysis::replay::{ClipReplay, TurnReplay, turn_clip};
-use crate::api::auth::Scope;
-use crate::api::error::ApiError;
-use crate::api::extract::{parse_uuid, storable};
-use crate::app::App;
 use crate::audio::RenditionKind;
+use crate::error::{Error, storable};
 use crate::sessions::page_limit;
 use crate::storage::report_key;
+use crate::tenancy::Scope;
 use chrono::{DateTime, Utc};
 use entity::{call_sessions as cs, conversation_turns as ct, stt_reports as rep};
 use sea_orm::sea_query::Expr;
@@ -17,6 +15,20 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+/// What reports need, built by the composition root (`App::reports`): the database, the audio
+/// store (and its key prefix), the archive, the STT providers and the default language.
+#[derive(Debug, Clone)]
+pub struct Reports {
+    pub db: sea_orm::DatabaseConnection,
+    pub store: std::sync::Arc<dyn crate::storage::AudioStore>,
+    /// `INSIGHTS_S3_PREFIX`: where short-term clips go in the audio store.
+    pub prefix: String,
+    pub archive: crate::storage::Archive,
+    pub stt: crate::stt::SttProviders,
+    /// `INSIGHTS_STT_LANGUAGE`: the language of an analysis that names none.
+    pub language: Option<String>,
+}
 
 /// Longest accepted text field (characters).
 const MAX_TEXT: usize = 10_000;
@@ -74,7 +86,7 @@ pub struct NewReport {
     #[schema(nullable = false)]
     pub call_id: Option<String>,
     /// A user turn of the session.
-    #[serde(deserialize_with = "crate::api::extract::json_i64")]
+    #[serde(deserialize_with = "crate::json_num::json_i64")]
     pub turn_index: i64,
     /// What the STT produced [default: the turn's stored transcript].
     #[schema(max_length = 10000)]
@@ -173,13 +185,13 @@ pub fn text_field(
     param: &'static str,
     v: Option<String>,
     required: bool,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, Error> {
     match v {
-        None if required => Err(ApiError::bad_request(param, format!("{param} is required"))),
+        None if required => Err(Error::invalid(param, format!("{param} is required"))),
         None => Ok(None),
         Some(t) => {
             if t.chars().count() > MAX_TEXT {
-                return Err(ApiError::bad_request(
+                return Err(Error::invalid(
                     param,
                     format!("{param} is longer than {MAX_TEXT} characters"),
                 ));
@@ -192,9 +204,9 @@ pub fn text_field(
 
 /// File a report against a user turn: the clip is cut and stored (short-term and archive) before the
 /// row is written; a clip that cannot be made or stored is recorded in `audio_error`.
-pub async fn create(app: &App, scope: &Scope, req: NewReport) -> Result<ReportView, ApiError> {
+pub async fn create(app: &Reports, scope: &Scope, req: NewReport) -> Result<ReportView, Error> {
     let session = match (&req.session_id, &req.call_id) {
-        (Some(id), None) => crate::sessions::load(&app.db, scope, &id.to_string()).await?,
+        (Some(id), None) => crate::sessions::load(&app.db, scope, *id).await?,
         (None, Some(call)) => {
             let found = if storable(call) {
                 cs::Entity::find()
@@ -206,11 +218,11 @@ pub async fn create(app: &App, scope: &Scope, req: NewReport) -> Result<ReportVi
             };
             match found {
                 Some(s) if scope.allows(&s.tenant_id) => s,
-                _ => return Err(ApiError::NotFound(format!("session of call {call:?}"))),
+                _ => return Err(Error::NotFound(format!("session of call {call:?}"))),
             }
         }
         _ => {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "session_id",
                 "give session_id or call_id (one of them)",
             ));
@@ -225,10 +237,10 @@ pub async fn create(app: &App, scope: &Scope, req: NewReport) -> Result<ReportVi
         .one(&app.db)
         .await?
         .ok_or_else(|| {
-            ApiError::NotFound(format!("turn {} of session {}", req.turn_index, session.id))
+            Error::NotFound(format!("turn {} of session {}", req.turn_index, session.id))
         })?;
     if turn.role != "user" {
-        return Err(ApiError::NotFound(format!(
+        return Err(Error::NotFound(format!(
             "user turn {} of session {} (it is an {} turn; reports are about user turns)",
             turn.turn_index, session.id, turn.role
         )));
@@ -266,7 +278,7 @@ pub async fn create(app: &App, scope: &Scope, req: NewReport) -> Result<ReportVi
             row.clip_rendition = Some(clip.kind.as_str().into());
             row.clip_duration_ms = Some(clip.duration_ms);
             let mut errors = Vec::new();
-            let source = report_key(&app.config.s3_prefix, &session.tenant_id, id);
+            let source = report_key(&app.prefix, &session.tenant_id, id);
             match app.store.put(&source, &clip.wav, "audio/wav").await {
                 Ok(()) => row.source_s3_key = Some(source),
                 Err(e) => errors.push(format!("short-term store: {e}")),
@@ -320,7 +332,7 @@ pub async fn list(
     db: &DatabaseConnection,
     scope: &Scope,
     f: &ReportFilter,
-) -> Result<ReportList, ApiError> {
+) -> Result<ReportList, Error> {
     let limit = page_limit(f.limit)?;
     if [&f.tenant_id, &f.call_id]
         .iter()
@@ -363,23 +375,18 @@ pub async fn list(
 }
 
 /// A report the caller may see, or 404.
-pub async fn load(
-    db: &DatabaseConnection,
-    scope: &Scope,
-    raw: &str,
-) -> Result<rep::Model, ApiError> {
-    let id = parse_uuid("report_id", raw)?;
+pub async fn load(db: &DatabaseConnection, scope: &Scope, id: Uuid) -> Result<rep::Model, Error> {
     match rep::Entity::find_by_id(id).one(db).await? {
         Some(r) if scope.allows(&r.tenant_id) => Ok(r),
-        _ => Err(ApiError::NotFound(format!("report {id}"))),
+        _ => Err(Error::NotFound(format!("report {id}"))),
     }
 }
 
 /// The reported clip's bytes: the short-term copy, else the archive's (and which it was).
 pub async fn clip_bytes(
-    app: &App,
+    app: &Reports,
     r: &rep::Model,
-) -> Result<Option<(Vec<u8>, &'static str)>, ApiError> {
+) -> Result<Option<(Vec<u8>, &'static str)>, Error> {
     if let Some(key) = &r.source_s3_key {
         match app.store.get(None, key).await {
             Ok(Some(b)) => return Ok(Some((b, "short_term"))),
@@ -393,7 +400,7 @@ pub async fn clip_bytes(
         match app.archive.store.get(None, key).await {
             Ok(Some(b)) => return Ok(Some((b, "archive"))),
             Ok(None) => {}
-            Err(e) => return Err(ApiError::internal(e)),
+            Err(e) => return Err(Error::internal(e)),
         }
     }
     Ok(None)
@@ -419,7 +426,7 @@ async fn set_analysis(
     status: &str,
     result: Option<serde_json::Value>,
     error: Option<String>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let at = Utc::now();
     let mut u = rep::Entity::update_many()
         .col_expr(rep::Column::AnalysisStatus, Expr::value(status))
@@ -437,14 +444,14 @@ async fn set_analysis(
 /// Run the provider comparison on a report's clip and its turn's renditions (interactive priority),
 /// scored against `expected_output`; stores the result (or why nothing could be analysed).
 pub async fn analyze(
-    app: &App,
+    app: &Reports,
     r: &rep::Model,
     providers: Option<Vec<crate::stt::ProviderId>>,
     language: Option<String>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     use crate::analysis::replay::{ReplayOptions, replay_clip, replay_session};
     use crate::stt::Priority;
-    let language = language.or_else(|| app.config.stt.language.clone());
+    let language = language.or_else(|| app.language.clone());
     let db = &app.db;
     set_analysis(db, r.id, "running", None, None).await?;
     let options = ReplayOptions {
@@ -507,7 +514,7 @@ pub async fn analyze(
         );
         set_analysis(db, r.id, "failed", None, Some(error)).await?;
     } else {
-        let json = serde_json::to_value(&result).map_err(ApiError::internal)?;
+        let json = serde_json::to_value(&result).map_err(Error::internal)?;
         set_analysis(db, r.id, "completed", Some(json), None).await?;
     }
     Ok(())
@@ -517,7 +524,7 @@ pub async fn analyze(
 pub async fn analyses(
     db: &DatabaseConnection,
     ids: &[Uuid],
-) -> Result<std::collections::HashMap<Uuid, serde_json::Value>, ApiError> {
+) -> Result<std::collections::HashMap<Uuid, serde_json::Value>, Error> {
     use sea_orm::QuerySelect;
     if ids.is_empty() {
         return Ok(Default::default());

@@ -2,9 +2,8 @@
 //! cursor pagination), a session's detail with its latency summary, its timeline, conversation and
 //! diagnosis. Every query is scoped to the caller's tenant; handlers only parse and render.
 
-use crate::api::auth::Scope;
-use crate::api::error::ApiError;
-use crate::api::extract::{parse_uuid, storable};
+use crate::error::{Error, storable};
+use crate::tenancy::Scope;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use entity::{
     audio_segments as seg, call_sessions as cs, conversation_turns as ct, diagnosis_issues as di,
@@ -93,10 +92,10 @@ pub struct SessionList {
 const MAX_LIMIT: u32 = 200;
 
 /// A list's page size: 1–200, 50 when not given.
-pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+pub fn page_limit(limit: Option<u32>) -> Result<u32, Error> {
     let limit = limit.unwrap_or(50);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             "limit",
             format!("limit must be between 1 and {MAX_LIMIT}, got {limit}"),
         ));
@@ -182,60 +181,7 @@ pub fn filter_sessions(scope: &Scope, f: &SessionFilter) -> Option<sea_orm::Sele
     Some(q)
 }
 
-/// A page position: `<timestamp µs>_<id as 32 hex>` (lists ordered by a timestamp, then an id).
-pub fn cursor_of(at: DateTime<Utc>, id: Uuid) -> String {
-    format!("{}_{}", at.timestamp_micros(), id.simple())
-}
-
-pub fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
-    let bad = || ApiError::bad_request("cursor", "cursor is not one this API returned");
-    let (micros, id) = c.split_once('_').ok_or_else(bad)?;
-    if micros.trim_start_matches('-').len() > 16 || id.len() != 32 {
-        return Err(bad());
-    }
-    let micros: i64 = micros.parse().map_err(|_| bad())?;
-    let at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(bad)?;
-    Ok((at, Uuid::try_parse(id).map_err(|_| bad())?))
-}
-
-/// One keyset page of `q`, newest first by (`at`, `id`), after `cursor`: at most `limit` rows and the
-/// cursor of the next page (`None` on the last). The sessions, reports and job lists share it.
-pub async fn keyset_page<E>(
-    db: &DatabaseConnection,
-    mut q: sea_orm::Select<E>,
-    (at_col, id_col): (E::Column, E::Column),
-    cursor: Option<&str>,
-    limit: u32,
-    key: impl Fn(&E::Model) -> (DateTime<Utc>, Uuid),
-) -> Result<(Vec<E::Model>, Option<String>), ApiError>
-where
-    E: EntityTrait,
-{
-    if let Some(c) = cursor {
-        let (at, id) = decode_cursor(c)?;
-        q = q.filter(
-            Condition::any()
-                .add(at_col.lt(at))
-                .add(Condition::all().add(at_col.eq(at)).add(id_col.lt(id))),
-        );
-    }
-    let mut rows = q
-        .order_by_desc(at_col)
-        .order_by_desc(id_col)
-        .limit(u64::from(limit) + 1)
-        .all(db)
-        .await?;
-    let next = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| {
-            let (at, id) = key(r);
-            cursor_of(at, id)
-        })
-    } else {
-        None
-    };
-    Ok((rows, next))
-}
+pub use crate::paging::{cursor_of, decode_cursor, keyset_page};
 
 /// One page of sessions matching `filter`, newest first, after `cursor`.
 pub async fn list(
@@ -244,7 +190,7 @@ pub async fn list(
     filter: &SessionFilter,
     limit: Option<u32>,
     cursor: Option<&str>,
-) -> Result<SessionList, ApiError> {
+) -> Result<SessionList, Error> {
     let limit = page_limit(limit)?;
     let Some(q) = filter_sessions(scope, filter) else {
         return Ok(SessionList {
@@ -268,15 +214,10 @@ pub async fn list(
 }
 
 /// A session the caller may see, or 404 (another tenant's session is indistinguishable from a missing one).
-pub async fn load(
-    db: &DatabaseConnection,
-    scope: &Scope,
-    raw_id: &str,
-) -> Result<cs::Model, ApiError> {
-    let id = parse_uuid("session_id", raw_id)?;
+pub async fn load(db: &DatabaseConnection, scope: &Scope, id: Uuid) -> Result<cs::Model, Error> {
     match cs::Entity::find_by_id(id).one(db).await? {
         Some(s) if scope.allows(&s.tenant_id) => Ok(s),
-        _ => Err(ApiError::NotFound(format!("session {id}"))),
+        _ => Err(Error::NotFound(format!("session {id}"))),
     }
 }
 
@@ -285,8 +226,8 @@ pub async fn load_by_call(
     db: &DatabaseConnection,
     scope: &Scope,
     call_id: &str,
-) -> Result<cs::Model, ApiError> {
-    let not_found = || ApiError::NotFound(format!("call {call_id:?}"));
+) -> Result<cs::Model, Error> {
+    let not_found = || Error::NotFound(format!("call {call_id:?}"));
     if !storable(call_id) {
         return Err(not_found());
     }
@@ -398,7 +339,7 @@ pub struct SessionDetail {
 }
 
 /// A session's turns in order.
-pub async fn turns_of(db: &DatabaseConnection, id: Uuid) -> Result<Vec<ct::Model>, ApiError> {
+pub async fn turns_of(db: &DatabaseConnection, id: Uuid) -> Result<Vec<ct::Model>, Error> {
     Ok(ct::Entity::find()
         .filter(ct::Column::SessionId.eq(id))
         .order_by_asc(ct::Column::TurnIndex)
@@ -475,7 +416,7 @@ pub fn metrics_of_turns(turns: &[ct::Model]) -> Option<crate::conversation::Conv
 }
 
 /// The detail of a session (its turns read for the latency summary; a recording's own metrics).
-pub async fn detail_of(db: &DatabaseConnection, s: &cs::Model) -> Result<SessionDetail, ApiError> {
+pub async fn detail_of(db: &DatabaseConnection, s: &cs::Model) -> Result<SessionDetail, Error> {
     let turns = turns_of(db, s.id).await?;
     let mut d = detail(s, &turns);
     if let Some(r) = crate::recordings::store::of_session(db, s.id).await? {
@@ -555,11 +496,11 @@ pub struct SessionParts {
 }
 
 /// A session's turns, events and segments, read concurrently.
-pub async fn parts(db: &DatabaseConnection, session_id: Uuid) -> Result<SessionParts, ApiError> {
+pub async fn parts(db: &DatabaseConnection, session_id: Uuid) -> Result<SessionParts, Error> {
     let (turns, events, segments) = tokio::try_join!(
         turns_of(db, session_id),
         async {
-            Ok::<_, ApiError>(
+            Ok::<_, Error>(
                 ev::Entity::find()
                     .filter(ev::Column::SessionId.eq(session_id))
                     .order_by_asc(ev::Column::Seq)
@@ -568,7 +509,7 @@ pub async fn parts(db: &DatabaseConnection, session_id: Uuid) -> Result<SessionP
             )
         },
         async {
-            Ok::<_, ApiError>(
+            Ok::<_, Error>(
                 seg::Entity::find()
                     .filter(seg::Column::SessionId.eq(session_id))
                     .order_by_asc(seg::Column::SegmentId)
@@ -589,7 +530,7 @@ pub async fn segment(
     db: &DatabaseConnection,
     session_id: Uuid,
     segment_id: &str,
-) -> Result<Option<seg::Model>, ApiError> {
+) -> Result<Option<seg::Model>, Error> {
     if !storable(segment_id) {
         return Ok(None);
     }
@@ -605,7 +546,7 @@ pub async fn timeline(
     db: &DatabaseConnection,
     session_id: Uuid,
     started_at: DateTime<Utc>,
-) -> Result<TimelineResponse, ApiError> {
+) -> Result<TimelineResponse, Error> {
     let SessionParts {
         turns,
         events,
@@ -760,10 +701,7 @@ pub struct DiagnosisResponse {
 }
 
 /// A session's issues, most severe first, with evidence.
-pub async fn diagnosis(
-    db: &DatabaseConnection,
-    s: &cs::Model,
-) -> Result<DiagnosisResponse, ApiError> {
+pub async fn diagnosis(db: &DatabaseConnection, s: &cs::Model) -> Result<DiagnosisResponse, Error> {
     let issues = di::Entity::find()
         .filter(di::Column::SessionId.eq(s.id))
         .order_by_asc(di::Column::Ordinal)
@@ -807,7 +745,7 @@ pub struct Badges {
 pub async fn badges(
     db: &DatabaseConnection,
     ids: &[Uuid],
-) -> Result<std::collections::HashMap<Uuid, Badges>, ApiError> {
+) -> Result<std::collections::HashMap<Uuid, Badges>, Error> {
     use entity::call_analytics as ca;
     let mut out: std::collections::HashMap<Uuid, Badges> =
         ids.iter().map(|id| (*id, Badges::default())).collect();
@@ -879,7 +817,7 @@ pub async fn badges(
 
 /// Agents seen in the caller's calls of the last 30 days (filter suggestions), at most 200. Read
 /// from the hourly analytics rollups (a few rows per agent and hour), not by scanning the sessions.
-pub async fn agents(db: &DatabaseConnection, scope: &Scope) -> Result<Vec<String>, ApiError> {
+pub async fn agents(db: &DatabaseConnection, scope: &Scope) -> Result<Vec<String>, Error> {
     use sea_orm::{ConnectionTrait, Value as V};
     let since = crate::analytics::rollup::hour_of(Utc::now() - ChronoDuration::days(30));
     let mut sql = String::from(

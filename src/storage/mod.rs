@@ -5,7 +5,6 @@
 mod fs;
 mod s3;
 
-pub mod urls;
 pub use fs::FsStore;
 pub use s3::{S3Settings, S3Store};
 
@@ -126,4 +125,14 @@ mod tests {
             segment_key("p/", "t", "c", "s", b"abd")
         );
     }
+}
+
+/// Where reported clips are archived.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    pub store: std::sync::Arc<dyn AudioStore>,
+    /// Prefix of archive keys.
+    pub prefix: String,
+    /// Bucket name or folder, recorded with each report.
+    pub location: String,
 }

@@ -93,7 +93,7 @@ impl Session {
             expires: exp.parse().ok()?,
             nonce: nonce.into(),
         };
-        app.url_signer
+        app.signer
             .verify(&s.signed_text(), s.expires, sig, now)
             .ok()?;
         Some(s)
@@ -118,12 +118,12 @@ impl Session {
     }
 
     fn csrf(&self, app: &App) -> String {
-        app.url_signer
+        app.signer
             .sign(&format!("csrf:{}", self.nonce), self.expires)
     }
 
     fn csrf_ok(&self, app: &App, token: &str, now: i64) -> bool {
-        app.url_signer
+        app.signer
             .verify(&format!("csrf:{}", self.nonce), self.expires, token, now)
             .is_ok()
     }
@@ -136,7 +136,7 @@ impl Session {
             self.key,
             self.expires,
             self.nonce,
-            app.url_signer.sign(&self.signed_text(), self.expires)
+            app.signer.sign(&self.signed_text(), self.expires)
         );
         let secure = app
             .config

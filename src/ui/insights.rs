@@ -8,6 +8,7 @@ use crate::analytics::dashboards::{self, Window};
 use crate::analytics::review::{self, FieldVerdict, REVIEWABLE, ReviewVerdicts};
 use crate::api::AppState;
 use crate::api::error::ApiError;
+use crate::api::extract::parse_uuid;
 use crate::sessions as domain;
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
@@ -236,7 +237,7 @@ pub async fn submit_review(
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, UiError> {
     let app = &state.0;
-    let s = domain::load(&app.db, &ctx.scope, &id).await?;
+    let s = domain::load(&app.db, &ctx.scope, parse_uuid("session_id", &id)?).await?;
     let verdicts = verdicts_of(&form)?;
     let reviewer = form
         .iter()

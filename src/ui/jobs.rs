@@ -7,8 +7,9 @@ use super::{UiError, render};
 use crate::analysis::batch::{self, BatchRequest};
 use crate::api::AppState;
 use crate::api::error::ApiError;
+use crate::api::extract::parse_uuid;
+use crate::api::urls::{base_url, object_url};
 use crate::reports::{self, ReportFilter};
-use crate::storage::urls::{base_url, object_url};
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::HeaderMap;
@@ -60,7 +61,7 @@ pub async fn create(
         language: None,
     };
     let providers = batch::parse_providers(&app.stt, None)?;
-    let view = batch::create(app, &ctx.scope, &req, providers, None).await?;
+    let view = batch::create(&app.analysis_runner(), &ctx.scope, &req, providers, None).await?;
     Ok(Redirect::to(&format!("/batches/{}", view.job_id)).into_response())
 }
 
@@ -70,7 +71,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, UiError> {
     let db = &state.0.db;
-    let j = batch::load_job(db, &ctx.scope, &id).await?;
+    let j = batch::load_job(db, &ctx.scope, parse_uuid("job_id", &id)?).await?;
     let view = batch::batch_view(db, j).await?;
     let finished = view.done + view.failed + view.cancelled;
     let pct = if view.total > 0 {
@@ -91,7 +92,12 @@ pub async fn cancel(
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<String>,
 ) -> Result<Response, UiError> {
-    let view = batch::cancel(&state.0, &ctx.scope, &id).await?;
+    let view = batch::cancel(
+        &state.0.analysis_runner(),
+        &ctx.scope,
+        parse_uuid("job_id", &id)?,
+    )
+    .await?;
     Ok(Redirect::to(&format!("/batches/{}", view.job_id)).into_response())
 }
 
@@ -195,9 +201,9 @@ pub async fn analyze_report(
     Path(id): Path<String>,
 ) -> Result<Response, UiError> {
     let app = &state.0;
-    let r = reports::load(&app.db, &ctx.scope, &id).await?;
+    let r = reports::load(&app.db, &ctx.scope, parse_uuid("report_id", &id)?).await?;
     let providers = batch::parse_providers(&app.stt, None)?;
-    reports::analyze(app, &r, providers, None).await?;
+    reports::analyze(&app.reports(), &r, providers, None).await?;
     Ok(Redirect::to(&format!(
         "/reports?session_id={}#report-{}",
         r.session_id, r.id

@@ -25,7 +25,7 @@ pub async fn page(
         500,
     )
     .await?;
-    let (token, expires_at) = token::mint(app, &ctx.scope);
+    let (token, expires_at) = token::mint(&app.signer, app.config.monitor_token_ttl_ms, &ctx.scope);
     render(
         "live.html",
         &ctx,
@@ -45,6 +45,10 @@ pub async fn token(
     State(state): State<AppState>,
     Extension(ctx): Extension<Ctx>,
 ) -> Json<serde_json::Value> {
-    let (token, expires_at) = token::mint(&state.0, &ctx.scope);
+    let (token, expires_at) = token::mint(
+        &state.0.signer,
+        state.0.config.monitor_token_ttl_ms,
+        &ctx.scope,
+    );
     Json(json!({"token": token, "expires_at": expires_at}))
 }

@@ -195,6 +195,12 @@ impl From<ApiError> for UiError {
     }
 }
 
+impl From<crate::error::Error> for UiError {
+    fn from(e: crate::error::Error) -> Self {
+        UiError::Api(e.into())
+    }
+}
+
 impl From<sea_orm::DbErr> for UiError {
     fn from(e: sea_orm::DbErr) -> Self {
         UiError::Api(e.into())

@@ -7,10 +7,11 @@ use super::{UiError, render};
 use crate::analysis::batch;
 use crate::api::AppState;
 use crate::api::error::ApiError;
+use crate::api::extract::parse_uuid;
+use crate::api::urls::{base_url, object_url};
 use crate::audio::peaks::peaks as wav_peaks;
 use crate::reports::{self, IssueType, NewReport};
 use crate::sessions::{self as domain, SessionFilter, SeverityFilter};
-use crate::storage::urls::{base_url, object_url};
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -159,7 +160,9 @@ pub async fn list(
             )
             .await;
             match page {
-                Err(e @ ApiError::BadRequest { .. }) => (Vec::new(), None, Some(e.to_string())),
+                Err(e @ crate::error::Error::Invalid { .. }) => {
+                    (Vec::new(), None, Some(e.to_string()))
+                }
                 Err(e) => return Err(e.into()),
                 Ok(page) => {
                     let ids: Vec<Uuid> = page.items.iter().map(|s| s.id).collect();
@@ -286,10 +289,10 @@ pub async fn page(
     headers: HeaderMap,
 ) -> Result<Response, UiError> {
     let app = &state.0;
-    let s = domain::load(&app.db, &ctx.scope, &id).await?;
+    let s = domain::load(&app.db, &ctx.scope, parse_uuid("session_id", &id)?).await?;
     let (parts, diagnosis, analytics, analysis) = tokio::try_join!(
-        domain::parts(&app.db, s.id),
-        domain::diagnosis(&app.db, &s),
+        async { Ok::<_, ApiError>(domain::parts(&app.db, s.id).await?) },
+        async { Ok::<_, ApiError>(domain::diagnosis(&app.db, &s).await?) },
         async { Ok::<_, ApiError>(crate::analytics::store::find(&app.db, s.id).await?) },
         async { Ok::<_, ApiError>(batch::stored(&app.db, s.id).await?) },
     )?;
@@ -663,7 +666,7 @@ pub async fn peaks(
     Path((id, segment_id)): Path<(String, String)>,
 ) -> Result<Response, UiError> {
     let app = &state.0;
-    let s = domain::load(&app.db, &ctx.scope, &id).await?;
+    let s = domain::load(&app.db, &ctx.scope, parse_uuid("session_id", &id)?).await?;
     let not_found = || ApiError::NotFound(format!("audio of segment {segment_id:?}"));
     let g = domain::segment(&app.db, s.id, &segment_id)
         .await?
@@ -724,12 +727,19 @@ pub async fn run_analysis(
     Form(body): Form<Vec<(String, String)>>,
 ) -> Result<Response, UiError> {
     let app = &state.0;
-    let s = domain::load(&app.db, &ctx.scope, &id).await?;
+    let s = domain::load(&app.db, &ctx.scope, parse_uuid("session_id", &id)?).await?;
     let f = providers_of(&body);
     let names = (!f.providers.is_empty()).then(|| f.providers.join(","));
     let providers = batch::parse_providers(&app.stt, names.as_deref())?;
     let language = batch::check_language(Some(&f.language))?;
-    batch::start_single(&state.0, &ctx.scope, s.id, providers, language).await?;
+    batch::start_single(
+        &state.0.analysis_runner(),
+        &ctx.scope,
+        s.id,
+        providers,
+        language,
+    )
+    .await?;
     Ok(Redirect::to(&format!("/sessions/{}#stt", s.id)).into_response())
 }
 
@@ -753,7 +763,7 @@ pub async fn report_issue(
     Form(f): Form<ReportForm>,
 ) -> Result<Response, UiError> {
     let app = &state.0;
-    let s = domain::load(&app.db, &ctx.scope, &id).await?;
+    let s = domain::load(&app.db, &ctx.scope, parse_uuid("session_id", &id)?).await?;
     if f.expected_output.trim().is_empty() {
         return Err(ApiError::bad_request(
             "expected_output",
@@ -762,7 +772,7 @@ pub async fn report_issue(
         .into());
     }
     let view = reports::create(
-        app,
+        &app.reports(),
         &ctx.scope,
         NewReport {
             session_id: Some(s.id),

@@ -4,7 +4,7 @@
 //! `Retry-After` honoured, until the schedule runs out.
 
 use super::{Settings, sign};
-use crate::analytics::crypto::Keys;
+use crate::crypto::Keys;
 use crate::db::stmt;
 use chrono::{DateTime, Utc};
 use entity::{webhook_deliveries as wd, webhook_endpoints as we};

@@ -5,8 +5,8 @@
 pub mod deliver;
 pub mod ssrf;
 
-use crate::analytics::crypto::Keys;
-use crate::api::auth::Scope;
+use crate::crypto::Keys;
+use crate::tenancy::Scope;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;

@@ -623,6 +623,12 @@ impl ServiceProcess {
             .count()
     }
 
+    /// The last `n` lines the process logged (for a failing test's message).
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log.lock().unwrap();
+        log[log.len().saturating_sub(n)..].join("\n")
+    }
+
     /// Waits (polling, bounded) for the process to exit.
     pub async fn wait_exit(&mut self) -> std::process::ExitStatus {
         for _ in 0..600 {

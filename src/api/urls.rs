@@ -1,8 +1,9 @@
 //! URLs a browser or client fetches a stored audio object with: rust-s3's presigned GET with S3, or
 //! the service's own `/api/v1/audio-files/…` URL signed with HMAC over key and expiry (filesystem
-//! store). The API's audio endpoint, the UI's players and report clips share this one function.
+//! store). The API's audio endpoint, the UI's players and report clips share this one function;
+//! delivery, because it knows the routes and the request's host.
 
-use crate::api::audio::URL_TTL;
+use super::audio::URL_TTL;
 use crate::app::App;
 use axum::http::{HeaderMap, header};
 use chrono::{DateTime, Utc};
@@ -39,7 +40,7 @@ pub async fn object_url(
             format!(
                 "{base}/api/v1/audio-files/{}?expires={exp}&sig={}",
                 path_encode(key),
-                app.url_signer.sign(key, exp)
+                app.signer.sign(key, exp)
             )
         }
     };

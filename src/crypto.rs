@@ -1,4 +1,4 @@
-//! Encryption at rest of analytics' personal fields (`summary`, `entities`, webhook secrets):
+//! Encryption at rest of personal fields (analytics' `summary` and `entities`, webhook secrets):
 //! AES-256-GCM with a random 96-bit nonce, stored as `enc:<key id>:<base64(nonce ‖ ciphertext)>`.
 //! `INSIGHTS_ANALYTICS_ENCRYPTION_KEY` holds `kid:base64key[,kid:base64key…]`: the first key
 //! encrypts, every key decrypts (rotation: put the new key first, keep the old ones until re-written).
