@@ -385,8 +385,17 @@ pub async fn run_item(
     let (job_id, session_id) = (it.job_id, it.session_id);
     let token = app.registry.register(job_id, session_id, &shutdown);
     let end = run_guarded(&app, &job_row, &it, &worker, &token, &shutdown, marked_at).await;
-    if let Err(e) = finish_item(&app.db, &job_row, &it, &worker.worker_id, &end).await {
-        warn!(job = %job_id, session = %session_id, error = %e, "cannot record the end of an analysis item; its lease will expire and it will run again");
+    match finish_item(&app.db, &job_row, &it, &worker.worker_id, &end).await {
+        Ok(true) => {}
+        Ok(false) => {
+            warn!(job = %job_id, session = %session_id, ?end, "analysis item taken over by another worker while this one was away (lease expired); this run's end is not recorded");
+            app.registry
+                .claims_lost
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Err(e) => {
+            warn!(job = %job_id, session = %session_id, error = %e, "cannot record the end of an analysis item; its lease will expire and it will run again");
+        }
     }
     app.registry.unregister(job_id, session_id);
 }
@@ -658,19 +667,33 @@ async fn store_result(
         .filter(sa::Column::SessionId.eq(result.grid.session_id))
         .exec(&txn)
         .await?;
+    // The item completes with its result: a worker frozen after this commit leaves nothing for
+    // another to take over (and run a second time).
+    item::Entity::update_many()
+        .col_expr(item::Column::Status, Expr::value("completed"))
+        .col_expr(item::Column::FinishedAt, Expr::value(at))
+        .col_expr(
+            item::Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(item::Column::JobId.eq(it.job_id))
+        .filter(item::Column::SessionId.eq(it.session_id))
+        .exec(&txn)
+        .await?;
     txn.commit().await?;
     Ok(true)
 }
 
 /// Records how the run ended on the item, the session's analysis row and (when it was the last
-/// item) the job.
+/// item) the job. `Ok(false)`: the item was no longer this worker's (taken over while it was
+/// away), so nothing of the run was recorded.
 async fn finish_item(
     db: &DatabaseConnection,
     job_row: &job::Model,
     it: &item::Model,
     worker: &str,
     end: &RunEnd,
-) -> Result<(), DbErr> {
+) -> Result<bool, DbErr> {
     let at = now();
     let ours = Condition::all()
         .add(item::Column::JobId.eq(it.job_id))
@@ -680,14 +703,8 @@ async fn finish_item(
     let update = item::Entity::update_many().filter(ours);
     let none_ts = Option::<DateTime<Utc>>::None;
     match end {
-        RunEnd::Completed => {
-            update
-                .col_expr(item::Column::Status, Expr::value("completed"))
-                .col_expr(item::Column::FinishedAt, Expr::value(at))
-                .col_expr(item::Column::LeaseUntil, Expr::value(none_ts))
-                .exec(db)
-                .await?;
-        }
+        // `store_result` completed the item with its result, in one transaction.
+        RunEnd::Completed => {}
         RunEnd::Failed(reason) => {
             let res = update
                 .col_expr(item::Column::Status, Expr::value("failed"))
@@ -698,30 +715,33 @@ async fn finish_item(
                 .await?;
             if res.rows_affected == 0 {
                 // Taken over meanwhile: the session's analysis is the other worker's to settle.
-                info!(job = %it.job_id, session = %it.session_id, %reason, "analysis failed after its item was taken over; not recorded");
-                return Ok(());
+                info!(job = %it.job_id, session = %it.session_id, %reason, "analysis failed after its item was taken over or cancelled; not recorded");
+                return Ok(!taken_over(db, it, worker).await);
             }
             warn!(job = %it.job_id, session = %it.session_id, %reason, "analysis failed");
             settle_analysis(db, it, "failed", Some(reason)).await?;
         }
-        RunEnd::Lost => return Ok(()),
+        RunEnd::Lost => return Ok(true),
         RunEnd::Aborted => {
             // Whoever cancelled marked the item; the analysis falls back to its previous result.
             settle_analysis(db, it, "cancelled", None).await?;
         }
         RunEnd::Retry(reason) => {
-            warn!(job = %it.job_id, session = %it.session_id, %reason, attempts = it.attempts, "analysis interrupted; queued again");
-            update
+            let res = update
                 .col_expr(item::Column::Status, Expr::value("queued"))
                 .col_expr(item::Column::Error, Expr::value(reason.clone()))
                 .col_expr(item::Column::ClaimedBy, Expr::value(Option::<String>::None))
                 .col_expr(item::Column::LeaseUntil, Expr::value(none_ts))
                 .exec(db)
                 .await?;
-            return Ok(());
+            if res.rows_affected == 0 {
+                return Ok(!taken_over(db, it, worker).await);
+            }
+            warn!(job = %it.job_id, session = %it.session_id, %reason, attempts = it.attempts, "analysis interrupted; queued again");
+            return Ok(true);
         }
         RunEnd::Shutdown => {
-            update
+            let res = update
                 .col_expr(item::Column::Status, Expr::value("queued"))
                 .col_expr(item::Column::ClaimedBy, Expr::value(Option::<String>::None))
                 .col_expr(item::Column::LeaseUntil, Expr::value(none_ts))
@@ -731,10 +751,11 @@ async fn finish_item(
                 )
                 .exec(db)
                 .await?;
-            return Ok(());
+            return Ok(res.rows_affected > 0 || !taken_over(db, it, worker).await);
         }
     }
-    complete_job_if_done(db, job_row.id).await
+    complete_job_if_done(db, job_row.id).await?;
+    Ok(true)
 }
 
 /// A run that did not produce a result: the session's analysis shows the previous result again
