@@ -9,16 +9,16 @@
 //! Needs Redis (the sessions are ingested through the stream); the database is SQLite (`--postgres`:
 //! a fresh database on INSIGHTS_TEST_DATABASE_URL's server) and audio a temporary folder.
 
-use call_insights::analysis::jobs::{JobKind, NewJob, create_job, run_worker};
 use call_insights::app::App;
 use call_insights::audio::encode_wav_i16;
 use call_insights::config::Config;
-use call_insights::stt::fake::FakeProvider;
 use call_insights::stt::{ProviderId, SttConfig};
+use call_insights::stt_replay::jobs::{JobKind, NewJob, create_job, run_worker};
 use sea_orm::EntityTrait;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::stt::FakeProvider;
 use tokio_util::sync::CancellationToken;
 
 fn arg(name: &str, default: u64) -> u64 {

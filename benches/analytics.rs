@@ -16,7 +16,6 @@
 //! Options: --calls N (200) --latency-ms L (100) --rows R (1000000) --sqlite (llm section)
 
 use call_insights::analytics::dashboards::{self, Window};
-use call_insights::analytics::fake_llm::FakeLlm;
 use call_insights::analytics::offline::{OfflineAnalyzer, vader_compound};
 use call_insights::analytics::{CallInput, Mode};
 use call_insights::app::App;
@@ -24,6 +23,7 @@ use call_insights::config::Config;
 use call_insights::produce::{self, ProduceOptions};
 use sea_orm::{ConnectionTrait, Database, EntityTrait};
 use std::time::{Duration, Instant};
+use testkit::llm::FakeLlm;
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())

@@ -53,7 +53,7 @@ pub struct App {
     /// STT provider clients (each with its process-wide concurrency bound) for replays.
     pub stt: crate::stt::SttProviders,
     /// This process's running analysis items (cancel and shutdown abort them).
-    pub analysis: Arc<crate::analysis::jobs::Registry>,
+    pub analysis: Arc<crate::stt_replay::jobs::Registry>,
     /// Long-term archive of reported clips (a second bucket, or a folder of the audio store).
     pub archive: Archive,
     /// Post-call analytics: the analyzer, profiles, encryption keys and counters.
@@ -266,9 +266,9 @@ impl App {
         })
     }
 
-    pub fn worker_settings(&self) -> crate::analysis::jobs::WorkerSettings {
+    pub fn worker_settings(&self) -> crate::stt_replay::jobs::WorkerSettings {
         let c = &self.config;
-        crate::analysis::jobs::WorkerSettings {
+        crate::stt_replay::jobs::WorkerSettings {
             worker_id: c.consumer_name(),
             concurrency: c.analysis_concurrency,
             lease: Duration::from_millis(c.analysis_lease_ms.max(100)),
@@ -277,8 +277,8 @@ impl App {
     }
 
     /// What analysis runs (batch items, single analyses, cancels) need.
-    pub fn analysis_runner(&self) -> crate::analysis::jobs::Runner {
-        crate::analysis::jobs::Runner {
+    pub fn analysis_runner(&self) -> crate::stt_replay::jobs::Runner {
+        crate::stt_replay::jobs::Runner {
             db: self.db.clone(),
             store: self.store.clone(),
             stt: self.stt.clone(),
@@ -315,8 +315,8 @@ impl App {
     }
 
     /// What STT reports (filing, clips, analyses) need.
-    pub fn reports(&self) -> crate::reports::Reports {
-        crate::reports::Reports {
+    pub fn reports(&self) -> crate::stt_reports::Reports {
+        crate::stt_reports::Reports {
             db: self.db.clone(),
             store: self.store.clone(),
             prefix: self.config.s3_prefix.clone(),
@@ -459,7 +459,7 @@ impl Application {
             .map(|c| tokio::spawn(c.run(shutdown.clone())))
             .collect();
         let updates = tokio::spawn(self.app.follow_updates(shutdown.clone()));
-        let worker = tokio::spawn(crate::analysis::jobs::run_worker(
+        let worker = tokio::spawn(crate::stt_replay::jobs::run_worker(
             self.app.analysis_runner(),
             shutdown.clone(),
         ));

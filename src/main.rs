@@ -224,8 +224,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
-    use call_insights::analysis::replay::{ReplayOptions, ResultStatus, replay_session};
     use call_insights::stt::ProviderId;
+    use call_insights::stt_replay::replay::{ReplayOptions, ResultStatus, replay_session};
     let providers = args
         .providers
         .iter()
@@ -277,9 +277,9 @@ async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
 /// The `--batch` argument: session ids, or a sessions filter in query-string form.
 fn batch_request(
     args: &AnalyzeArgs,
-) -> anyhow::Result<call_insights::analysis::batch::BatchRequest> {
-    use call_insights::analysis::batch::BatchRequest;
+) -> anyhow::Result<call_insights::stt_replay::batch::BatchRequest> {
     use call_insights::stt::ProviderId;
+    use call_insights::stt_replay::batch::BatchRequest;
     let providers = args
         .providers
         .iter()
@@ -317,9 +317,9 @@ fn batch_request(
 }
 
 async fn analyze(config: Config, args: AnalyzeArgs) -> anyhow::Result<()> {
-    use call_insights::analysis::batch::{batch_view, resolve_batch};
-    use call_insights::analysis::jobs::{self, JobKind, NewJob};
     use call_insights::api::auth::Scope;
+    use call_insights::stt_replay::batch::{batch_view, resolve_batch};
+    use call_insights::stt_replay::jobs::{self, JobKind, NewJob};
     use std::sync::Arc;
     let req = batch_request(&args)?;
     let app = Arc::new(app::App::build(config).await?);
@@ -375,7 +375,7 @@ async fn analyze(config: Config, args: AnalyzeArgs) -> anyhow::Result<()> {
         ));
         if !matches!(
             view.status,
-            call_insights::analysis::batch::JobStatus::Running
+            call_insights::stt_replay::batch::JobStatus::Running
         ) {
             break view;
         }

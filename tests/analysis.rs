@@ -5,13 +5,13 @@
 #[macro_use]
 mod common;
 
-use call_insights::analysis::jobs::run_worker;
-use call_insights::stt::fake::FakeProvider;
 use call_insights::stt::{ProviderId, SttConfig};
+use call_insights::stt_replay::jobs::run_worker;
 use common::calls::*;
 use common::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
+use testkit::stt::FakeProvider;
 use tokio_util::sync::CancellationToken;
 
 on_both_stacks!(
@@ -1014,7 +1014,7 @@ async fn a_graceful_stop_hands_items_back_and_a_restart_finishes_them() {
 
 /// A batch job over `ids`, created as the API does, claimed by nobody yet.
 async fn create_batch_job(env: &TestEnv, ids: &[uuid::Uuid]) {
-    use call_insights::analysis::jobs::{JobKind, NewJob, create_job};
+    use call_insights::stt_replay::jobs::{JobKind, NewJob, create_job};
     create_job(
         &env.app.db,
         &NewJob {
@@ -1035,7 +1035,7 @@ async fn create_batch_job(env: &TestEnv, ids: &[uuid::Uuid]) {
 /// being claimed a fourth time; the others are claimed in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_item_started_three_times_is_failed_not_claimed_again() {
-    use call_insights::analysis::jobs::claim;
+    use call_insights::stt_replay::jobs::claim;
     use sea_orm::ConnectionTrait;
     let env = spawn(Db::Sqlite, Store::Fs).await;
     let ids = ingest_small_calls(&env, 2).await;
@@ -1081,7 +1081,7 @@ async fn an_item_started_three_times_is_failed_not_claimed_again() {
 /// counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_begun_after_its_item_was_taken_over_writes_nothing() {
-    use call_insights::analysis::jobs::{WorkerSettings, claim, run_item};
+    use call_insights::stt_replay::jobs::{WorkerSettings, claim, run_item};
     use sea_orm::ConnectionTrait;
     use std::sync::atomic::Ordering;
     let env = spawn(Db::Postgres, Store::Fs).await;

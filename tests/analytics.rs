@@ -5,12 +5,12 @@
 #[macro_use]
 mod common;
 
-use call_insights::analytics::fake_llm::{FakeLlm, LlmFault, user_text};
 use call_insights::analytics::worker::{self, ItemResult};
 use call_insights::analytics::{Mode, store};
 use common::{Db, Store, TestEnv, spawn_with};
 use serde_json::{Value, json};
 use std::time::Duration;
+use testkit::llm::{FakeLlm, LlmFault, user_text};
 
 struct Env {
     env: TestEnv,
@@ -465,7 +465,7 @@ async fn profiles_shape_the_schema_and_custom_fields(db: Db, store: Store) {
     })
     .await;
     llm.set_script(|req| {
-        let mut v = call_insights::analytics::fake_llm::default_answer(req);
+        let mut v = testkit::llm::default_answer(req);
         if req["response_format"]["json_schema"]["schema"]["properties"]["custom"]["properties"]["plan"].is_object() {
             v["intent"] = json!("demo");
             v["lead_score"] = json!(60);
@@ -752,7 +752,7 @@ async fn dashboards_answer_from_rollups_that_match_the_rows(db: Db, store: Store
     let e = setup(db, store, Some(&llm), |_| {}).await;
     // Scripted answers per call: lead score and intent read from the transcript.
     llm.set_script(|req| {
-        let mut v = call_insights::analytics::fake_llm::default_answer(req);
+        let mut v = testkit::llm::default_answer(req);
         let text = user_text(req);
         let lead = text
             .split("lead=")

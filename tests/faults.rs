@@ -615,7 +615,7 @@ async fn a_webhook_receiver_down_then_resetting_then_back_gets_every_delivery_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_analytics_worker_resumed_changes_nothing_and_the_webhook_fires_once() {
-    use call_insights::analytics::fake_llm::FakeLlm;
+    use testkit::llm::FakeLlm;
     let llm = FakeLlm::start().await.unwrap();
     // Slow enough that the first worker is frozen with its request in flight.
     llm.set_latency(Duration::from_millis(1500));

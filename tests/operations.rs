@@ -4,9 +4,9 @@
 mod common;
 
 use call_insights::stt::SttConfig;
-use call_insights::stt::fake::FakeProvider;
 use common::{Db, Store};
 use std::collections::BTreeSet;
+use testkit::stt::FakeProvider;
 
 /// `call_insights_*` names in a text, without histogram suffixes.
 fn names(text: &str) -> BTreeSet<String> {

@@ -5,15 +5,15 @@
 #[macro_use]
 mod common;
 
-use call_insights::analysis::replay::{
+use call_insights::audio::{RenditionKind, encode_wav_i16};
+use call_insights::stt::{ConfidenceSource, ProviderId, SttConfig, SttErrorKind, SttProviders};
+use call_insights::stt_replay::replay::{
     RenditionStatus, ReplayOptions, ResultStatus, SessionReplay, replay_session,
 };
-use call_insights::audio::{RenditionKind, encode_wav_i16};
-use call_insights::stt::fake::FakeProvider;
-use call_insights::stt::{ConfidenceSource, ProviderId, SttConfig, SttErrorKind, SttProviders};
 use common::calls::*;
 use common::*;
 use serde_json::json;
+use testkit::stt::FakeProvider;
 
 on_both_stacks!(replaying_a_session_fills_the_whole_grid);
 
@@ -128,7 +128,7 @@ async fn replaying_a_session_fills_the_whole_grid(db: Db, store: Store) {
     }
     // Missing renditions say why and have no cells.
     let last = &grid.turns[2];
-    let by_kind = |t: &call_insights::analysis::replay::TurnReplay, k: RenditionKind| {
+    let by_kind = |t: &call_insights::stt_replay::replay::TurnReplay, k: RenditionKind| {
         t.renditions
             .iter()
             .find(|r| r.rendition == k)

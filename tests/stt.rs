@@ -3,11 +3,11 @@
 //! answers, the process-wide concurrency bound — and the fakes refusing what the real APIs refuse.
 
 use call_insights::audio::encode_wav_i16;
-use call_insights::stt::fake::{FakeProvider, Fault};
 use call_insights::stt::{
     ProviderConfig, ProviderId, SttConfig, SttErrorKind, SttProviders, SttRequest,
 };
 use std::time::Duration;
+use testkit::stt::{FakeProvider, Fault};
 
 fn tone_request(ms: usize) -> SttRequest {
     let s: Vec<f32> = (0..16 * ms).map(|i| 0.3 * (i as f32 * 0.1).sin()).collect();

@@ -6,12 +6,12 @@
 
 mod common;
 
-use call_insights::analysis::jobs::run_worker;
 use call_insights::stt::SttConfig;
-use call_insights::stt::fake::FakeProvider;
+use call_insights::stt_replay::jobs::run_worker;
 use common::calls::{ingest_ui_call, script_fakes};
 use common::{Db, Store};
 use std::process::Stdio;
+use testkit::stt::FakeProvider;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 

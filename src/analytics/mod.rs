@@ -4,7 +4,6 @@
 
 pub mod backfill;
 pub mod dashboards;
-pub mod fake_llm;
 pub mod llm;
 pub mod offline;
 pub mod profile;

@@ -8,13 +8,13 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::parse_uuid;
 use super::extract::{ApiQuery, storable};
 use super::sessions::{cursor_of, decode_cursor, load_session, page_limit};
-use crate::analysis::batch::{self, check_language, parse_providers};
-pub use crate::analysis::batch::{
+use crate::stt::ProviderId;
+use crate::stt_replay::batch::{self, check_language, parse_providers};
+pub use crate::stt_replay::batch::{
     BatchItem, BatchRequest, BatchView, ItemStatus, JobKindFilter, JobList, JobStatus, batch_view,
     resolve_batch,
 };
-use crate::analysis::replay::ProviderInfo;
-use crate::stt::ProviderId;
+use crate::stt_replay::replay::ProviderInfo;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -207,8 +207,8 @@ pub async fn run_analysis(
 /// A stored result as served: the grid is absent with `view=summary`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AnalysisResultView {
-    pub summary: crate::analysis::summary::AnalysisSummary,
-    pub grid: Option<crate::analysis::replay::SessionReplay>,
+    pub summary: crate::stt_replay::summary::AnalysisSummary,
+    pub grid: Option<crate::stt_replay::replay::SessionReplay>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]

@@ -8,9 +8,9 @@ use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
 use super::extract::parse_uuid;
-use crate::analysis::batch::{check_language, parse_providers};
-use crate::reports::{self as domain, report_view};
-pub use crate::reports::{
+use crate::stt_replay::batch::{check_language, parse_providers};
+use crate::stt_reports::{self as domain, report_view};
+pub use crate::stt_reports::{
     IssueType, NewReport, ReportAnalysisResult, ReportAudioStatus, ReportList, ReportView,
 };
 use axum::Json;

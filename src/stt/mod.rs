@@ -6,7 +6,6 @@ mod cartesia;
 mod config;
 mod deepgram;
 mod elevenlabs;
-pub mod fake;
 mod gladia;
 mod groq;
 pub(crate) mod http;

@@ -4,12 +4,12 @@
 use super::auth::Ctx;
 use super::sessions::ListQuery;
 use super::{UiError, render};
-use crate::analysis::batch::{self, BatchRequest};
 use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
 use crate::api::urls::{base_url, object_url};
-use crate::reports::{self, ReportFilter};
+use crate::stt_replay::batch::{self, BatchRequest};
+use crate::stt_reports::{self as reports, ReportFilter};
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::HeaderMap;

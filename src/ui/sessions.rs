@@ -4,14 +4,14 @@
 use super::auth::{Ctx, Session, safe_next};
 use super::waterfall::{self, Parts};
 use super::{UiError, render};
-use crate::analysis::batch;
 use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
 use crate::api::urls::{base_url, object_url};
 use crate::audio::peaks::peaks as wav_peaks;
-use crate::reports::{self, IssueType, NewReport};
 use crate::sessions::{self as domain, SessionFilter, SeverityFilter};
+use crate::stt_replay::batch;
+use crate::stt_reports::{self as reports, IssueType, NewReport};
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

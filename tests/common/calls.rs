@@ -5,8 +5,8 @@
 use super::TestEnv;
 use call_insights::audio::encode_wav_i16;
 use call_insights::stt::ProviderId;
-use call_insights::stt::fake::{FakeAudio, FakeProvider};
 use serde_json::json;
+use testkit::stt::{FakeAudio, FakeProvider};
 
 /// User turns: (turn index, start ms, duration ms, what the user said).
 pub const TURNS: [(i64, i64, i64, &str); 3] = [

@@ -4,11 +4,11 @@
 //! out-of-range values, refusals, `finish_reason: "length"`, 429 with Retry-After, 5xx, a reset
 //! mid-response, slowness.
 
-use super::schema::strict_violations;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use call_insights::analytics::schema::strict_violations;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -163,7 +163,7 @@ impl FakeLlm {
         let app = axum::Router::new()
             .fallback(move |req: Request| handle(shared.clone(), req))
             .layer(axum::extract::DefaultBodyLimit::max(10 << 20));
-        let tx = crate::stt::fake::serve_until_dropped(listener, app);
+        let tx = crate::stt::serve_until_dropped(listener, app);
         Ok(FakeLlm {
             addr,
             state,
@@ -180,8 +180,9 @@ impl FakeLlm {
         &self.state.api_key
     }
 
-    pub fn settings(&self) -> super::llm::LlmSettings {
-        let mut s = super::llm::LlmSettings::new(&self.base_url(), self.api_key());
+    pub fn settings(&self) -> call_insights::analytics::llm::LlmSettings {
+        let mut s =
+            call_insights::analytics::llm::LlmSettings::new(&self.base_url(), self.api_key());
         s.retry.base_delay = Duration::from_millis(10);
         s.retry.max_delay = Duration::from_millis(50);
         s

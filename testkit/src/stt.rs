@@ -8,7 +8,6 @@
 
 // Handlers short-circuit with the provider's error response as the `Err` value; its size is irrelevant
 // on this test-only path.
-#![allow(clippy::result_large_err)]
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request};
@@ -21,8 +20,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{ProviderConfig, ProviderId};
-use crate::audio::decode_wav;
+use call_insights::audio::decode_wav;
+use call_insights::stt::{ProviderConfig, ProviderId};
 
 /// What a fake heard: the decoded audio a script can key its transcript on.
 #[derive(Debug, Clone, Copy, PartialEq)]

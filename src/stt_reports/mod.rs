@@ -2,11 +2,11 @@
 //! issue against one user turn; the turn's clip is cut from the stored audio, kept in the short-term
 //! store and copied to the long-term archive. Listing and loading are tenant-scoped.
 
-use crate::analysis::replay::{ClipReplay, TurnReplay, turn_clip};
 use crate::audio::RenditionKind;
 use crate::error::{Error, storable};
 use crate::sessions::page_limit;
 use crate::storage::report_key;
+use crate::stt_replay::replay::{ClipReplay, TurnReplay, turn_clip};
 use crate::tenancy::Scope;
 use chrono::{DateTime, Utc};
 use entity::{call_sessions as cs, conversation_turns as ct, stt_reports as rep};
@@ -449,8 +449,8 @@ pub async fn analyze(
     providers: Option<Vec<crate::stt::ProviderId>>,
     language: Option<String>,
 ) -> Result<(), Error> {
-    use crate::analysis::replay::{ReplayOptions, replay_clip, replay_session};
     use crate::stt::Priority;
+    use crate::stt_replay::replay::{ReplayOptions, replay_clip, replay_session};
     let language = language.or_else(|| app.language.clone());
     let db = &app.db;
     set_analysis(db, r.id, "running", None, None).await?;
