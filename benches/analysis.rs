@@ -8,6 +8,7 @@
 //!
 //! Needs Redis (the sessions are ingested through the stream); the database is SQLite (`--postgres`:
 //! a fresh database on INSIGHTS_TEST_DATABASE_URL's server) and audio a temporary folder.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 use call_insights::app::App;
 use call_insights::audio::encode_wav_i16;

@@ -14,6 +14,7 @@
 //!   rollups; p50/p99 of top-leads (24 h) and a 30-day overview through the domain functions.
 //!
 //! Options: --calls N (200) --latency-ms L (100) --rows R (1000000) --sqlite (llm section)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 use call_insights::analytics::dashboards::{self, Window};
 use call_insights::analytics::offline::{OfflineAnalyzer, vader_compound};

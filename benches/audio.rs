@@ -3,6 +3,7 @@
 //! on the same files (when sox is installed). Figures only; never fails on them.
 //!
 //!   cargo bench --bench audio [-- --seconds 60 --files 4]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 use call_insights::audio::{Clipping, decode_wav, measure, resample};
 use std::path::{Path, PathBuf};

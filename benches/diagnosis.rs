@@ -2,6 +2,7 @@
 //! some faults, audio segment metrics) and prints sessions/s and rules/s. Figures only.
 //!
 //!   cargo bench --bench diagnosis
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 use call_insights::diagnosis::{Snapshot, Thresholds, diagnose, rules};
 use entity::{

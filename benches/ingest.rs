@@ -9,6 +9,7 @@
 //! Options: --calls N --partials K --audio --gzip --concurrency C --batch-size B --sqlite
 //!          --analytics offline|off (post-call analytics in the service, default offline)
 //!          --live true|false (live monitoring events, default true)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 use call_insights::ingest::redis_reply::parse_groups;
 use call_insights::produce::{self, ProduceOptions};

@@ -8,6 +8,7 @@
 //! with 0 and with 50 connected SSE clients. 2) Freshness: calls published at half that rate and at
 //! the full rate for S seconds while one SSE client listens; for each call, the time from its XADD
 //! to its `call_started` event arriving at the client, p50/p99.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 #[path = "support/mod.rs"]
 mod support;

@@ -8,6 +8,7 @@
 //!    analysed (the release binary, `--rss`).
 //!
 //!   cargo bench --bench recordings [-- --seconds 600 --calls 40 --rss]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 #[path = "../tests/common/recording_fakes.rs"]
 #[allow(dead_code)]

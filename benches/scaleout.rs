@@ -7,6 +7,7 @@
 //!
 //! `cargo bench --bench scaleout` (after `eval "$(scripts/services.sh)"`). `SCALEOUT_CALLS`
 //! (default 15000) sets the calls per run.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 #[path = "support/mod.rs"]
 mod support;

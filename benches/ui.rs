@@ -10,6 +10,7 @@
 //! dashboards page; p50/p99 and page sizes. The JavaScript the UI ships is summed from the binary's
 //! assets. (The browser's own time to a usable page is printed by the browser test:
 //! "DOMContentLoaded after … ms".)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 #[path = "support/mod.rs"]
 mod support;

@@ -471,7 +471,18 @@ impl Application {
         ));
         let deliveries = tokio::spawn(self.app.webhooks.clone().run(shutdown.clone()));
         let live = tokio::spawn(self.app.live.clone().run_reader(shutdown.clone()));
-        let sweeper = tokio::spawn(sweep_silent_calls(self.app.clone(), shutdown.clone()));
+        let sweeper = tokio::spawn(crate::live::active::run_sweeper(
+            self.app.db.clone(),
+            self.app.live.clone(),
+            self.app.redis.clone(),
+            self.app.config.live.then(|| {
+                (
+                    Duration::from_millis(self.app.config.active_call_timeout_ms.max(1000)),
+                    Duration::from_millis(self.app.config.active_call_sweep_ms.max(100)),
+                )
+            }),
+            shutdown.clone(),
+        ));
         let outbox = tokio::spawn(crate::live::outbox::run_sweeper(
             self.app.db.clone(),
             self.app.live.clone(),
@@ -506,26 +517,6 @@ impl Application {
         retention.await.context("retention sweeper panicked")?;
         recordings.await.context("recording worker panicked")?;
         served
-    }
-}
-
-/// Reports calls silent past `INSIGHTS_ACTIVE_CALL_TIMEOUT_MS` as ended, every sweep interval.
-async fn sweep_silent_calls(app: Arc<App>, shutdown: CancellationToken) {
-    if !app.config.live {
-        return;
-    }
-    let timeout = Duration::from_millis(app.config.active_call_timeout_ms.max(1000));
-    let every = Duration::from_millis(app.config.active_call_sweep_ms.max(100));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        match crate::live::active::sweep(&app.db, &app.live, &app.redis, timeout).await {
-            Ok(0) => {}
-            Ok(n) => info!(calls = n, "silent calls reported as ended (timeout)"),
-            Err(e) => warn!(error = %e, "active-call sweep failed; retrying next interval"),
-        }
     }
 }
 

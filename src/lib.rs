@@ -9,7 +9,7 @@
 //! | delivery | `api`, `ui`, `main.rs` (the CLI) | parse the request, call the domain, render; map [`error::Error`] to an answer |
 //! | composition | `app` | builds every long-lived part once, in order; the context structs the domain takes |
 //! | domain | `ingest`, `sessions`, `diagnosis`, `conversation`, `recordings`, `stt_replay`, `stt_reports`, `analytics`, `webhooks`, `live`, `erasure` | what the product does |
-//! | infrastructure | `config`, `db`, `storage`, `broker`, `stt` (provider clients), `audio`, `metrics`, `produce` | the parts the domain uses |
+//! | infrastructure | `config`, `db`, `storage`, `broker`, `background` (the loop runner), `stt` (provider clients), `audio`, `metrics`, `produce` | the parts the domain uses |
 //! | shared leaves | `error`, `tenancy`, `paging`, `signing_key`, `crypto`, `text`, `json_num` | small types every layer uses |
 //!
 //! Start with `docs/design.md` for how a report travels; each module's first line says what it owns.
@@ -18,6 +18,7 @@ pub mod analytics;
 pub mod api;
 pub mod app;
 pub mod audio;
+pub mod background;
 pub mod broker;
 pub mod config;
 pub mod conversation;

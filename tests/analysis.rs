@@ -1,6 +1,7 @@
 //! Full-call analysis, batch jobs and STT reports end to end: the real API over a real database and
 //! store (PostgreSQL + Garage, SQLite + folder), STT providers faked on loopback in their exact wire
 //! formats.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 #[macro_use]
 mod common;

@@ -1,6 +1,7 @@
 //! Post-call analytics end to end against real PostgreSQL/SQLite, Redis and Garage: ingest queues a
 //! final call, the worker analyses it (offline, or through a loopback fake of an OpenAI-compatible
 //! server), results, rollups, webhooks (a real receiver on loopback), backfill and reviews.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 #[macro_use]
 mod common;

@@ -1,5 +1,6 @@
 //! The QA engineer's API against a real database with ingested sessions: shapes, filters,
 //! pagination, errors, tenant isolation on every endpoint, and signed audio URLs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 #[macro_use]
 mod common;

@@ -1,5 +1,6 @@
 //! Diagnosis through the real pipeline: stored with the session in the ingest transaction, replaced
 //! by newer reports, idempotent, quiet on clean calls with real audio, configurable.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 #[macro_use]
 mod common;

@@ -1,4 +1,5 @@
 //! The ingest service end to end against real Redis, PostgreSQL/SQLite and Garage/filesystem.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 #[macro_use]
 mod common;

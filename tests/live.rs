@@ -1,5 +1,6 @@
 //! Live monitoring against real Redis and PostgreSQL: two replicas sharing one stream and database,
 //! each with its own events reader; SSE clients over HTTP, resumed on the other replica.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 #[macro_use]
 mod common;

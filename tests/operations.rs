@@ -1,5 +1,6 @@
 //! What operators run from: the alert rules and the Grafana dashboard in `docker/` only name metrics
 //! the service really exposes (a renamed metric would silently blind an alert).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod common;
 

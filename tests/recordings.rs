@@ -4,6 +4,7 @@
 //! session with turns, conversation metrics and diagnosis; formats, mono diarization, bad files,
 //! Twilio's callback (signature, redelivery, media not ready, no dual file), re-transcription with
 //! versions, the channel map, provider faults and erasure.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 #[macro_use]
 mod common;

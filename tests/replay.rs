@@ -1,6 +1,7 @@
 //! The STT replay layer end to end: a session ingested with its audio (real database, real S3 server
 //! or folder) is replayed through all six fake providers, giving the full grid
 //! turns × renditions × providers — missing renditions and provider errors in their cells.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 #[macro_use]
 mod common;

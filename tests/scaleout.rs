@@ -2,6 +2,7 @@
 //! consuming every partition in the group, dead letters and metrics per partition; and the same on
 //! the 3-master Redis Cluster `scripts/services.sh` starts, with one master killed (SIGKILL) and
 //! started again: its partitions stall, the others keep ingesting, and they resume.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod common;
 

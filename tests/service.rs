@@ -1,5 +1,6 @@
 //! The real binary: crash recovery (SIGKILL at any moment), graceful shutdown (SIGTERM), health
 //! endpoints and a Redis outage.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Each provider client against its loopback fake: the wire format, typed errors with the
 //! provider's message, retries of 429/5xx honouring Retry-After, no retry of 4xx, timeouts, malformed
 //! answers, the process-wide concurrency bound — and the fakes refusing what the real APIs refuse.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 use call_insights::audio::encode_wav_i16;
 use call_insights::stt::{

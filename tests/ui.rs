@@ -2,6 +2,7 @@
 //! stored, every form needs its CSRF token, sign-in binds a cookie to its key's tenant, and the
 //! stable test hooks (`data-turn-index`, `data-rendition`, `data-issue-code`, `data-waterfall`) are
 //! there. The browser drives the same pages in `ui_browser.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod common;
 

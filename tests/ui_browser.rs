@@ -3,6 +3,7 @@
 //! PostgreSQL and Garage with two ingested calls; a third call is published while the live page is
 //! open. Screenshots of every page land in `$INSIGHTS_UI_SCREENSHOTS` (default
 //! `<target dir>/ui-screenshots`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 mod common;
 

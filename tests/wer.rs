@@ -1,5 +1,6 @@
 //! WER and the Whisper normalisers against reference values from jiwer 4.0.0 and
 //! whisper-normalizer 0.1.15 (tests/fixtures/wer-reference.json, made by scripts/wer-fixture.py).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 use call_insights::stt::wer::{self, Normalizer, WerCounts};
 

@@ -459,7 +459,15 @@ pub async fn run_worker(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                let id = match done { Ok((id, ())) => id, Err(e) => e.id() };
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => {
+                        if e.is_panic() {
+                            tracing::error!(error = %e, "an analytics run panicked; its item runs again after its lease");
+                        }
+                        e.id()
+                    }
+                };
                 claims_in_flight.remove(&id);
             }
             _ = tokio::time::sleep(a.poll()) => {}

@@ -557,6 +557,7 @@ async fn expire_archived_clip(app: &Eraser, r: &rep::Model) -> Result<(), Error>
 
 /// The periodic sweep (when either retention is set), every `INSIGHTS_RETENTION_SWEEP_MS`.
 pub async fn run_sweeper(app: Eraser, shutdown: CancellationToken) {
+    use crate::background::{Pass, Schedule, run};
     if app.retention.days.is_none() && app.retention.archive_days.is_none() {
         return;
     }
@@ -565,14 +566,13 @@ pub async fn run_sweeper(app: Eraser, shutdown: CancellationToken) {
         archive_retention_days = app.retention.archive_days,
         "retention sweep on"
     );
-    let every = app.retention.sweep_every;
-    loop {
-        if let Err(e) = sweep_once(&app).await {
-            tracing::warn!(error = %e, "retention sweep failed; retrying at the next interval");
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-    }
+    let app = &app;
+    let schedule = Schedule {
+        run_at_start: true,
+        ..Schedule::every("retention sweep", app.retention.sweep_every)
+    };
+    run(schedule, None, shutdown, || async move {
+        sweep_once(app).await.map(|_| Pass::Idle)
+    })
+    .await;
 }

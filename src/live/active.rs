@@ -72,6 +72,35 @@ struct Silent {
     updated_at: DateTime<Utc>,
 }
 
+/// Reports calls silent past `timeout` as ended every `every` (`timing` `None`: live events are
+/// off, nothing to do), until `shutdown`.
+pub async fn run_sweeper(
+    db: DatabaseConnection,
+    hub: std::sync::Arc<Hub>,
+    redis: crate::broker::Broker,
+    timing: Option<(std::time::Duration, std::time::Duration)>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use crate::background::{Pass, Schedule, run};
+    let Some((timeout, every)) = timing else {
+        return;
+    };
+    let (db, hub, redis) = (&db, &hub, &redis);
+    run(
+        Schedule::every("active-call sweep", every),
+        None,
+        shutdown,
+        || async move {
+            let n = sweep(db, hub, redis, timeout).await?;
+            if n > 0 {
+                tracing::info!(calls = n, "silent calls reported as ended (timeout)");
+            }
+            Ok::<_, DbErr>(Pass::Idle)
+        },
+    )
+    .await;
+}
+
 /// Reports calls silent past `timeout` (within the last day) as ended, once each.
 pub async fn sweep(
     db: &DatabaseConnection,

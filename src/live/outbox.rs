@@ -181,39 +181,29 @@ pub async fn run_sweeper(
     grace: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut failures = 0u32;
-    let every = sweep_every(grace);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
-        }
-        loop {
+    use crate::background::{Pass, Schedule, run};
+    let (db, hub) = (&db, &hub);
+    run(
+        Schedule::every("live-events outbox sweep", sweep_every(grace)),
+        None,
+        shutdown,
+        || async move {
             let cutoff = Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
-            match sweep(&db, &hub, cutoff, SWEEP_BATCH).await {
-                Ok(0) => {
-                    failures = 0;
-                    break;
-                }
-                Ok(n) => {
-                    failures = 0;
-                    hub.metrics.outbox_swept.fetch_add(n as u64, Relaxed);
-                    tracing::info!(
-                        events = n,
-                        "live events left in the outbox appended to the events stream"
-                    );
-                    if n < SWEEP_BATCH || shutdown.is_cancelled() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    failures += 1;
-                    if failures == 1 || failures.is_power_of_two() {
-                        tracing::warn!(error = %e, failures, "cannot sweep the live-events outbox; retrying");
-                    }
-                    break;
-                }
+            let n = sweep(db, hub, cutoff, SWEEP_BATCH).await?;
+            if n == 0 {
+                return Ok::<_, SweepError>(Pass::Idle);
             }
-        }
-    }
+            hub.metrics.outbox_swept.fetch_add(n as u64, Relaxed);
+            tracing::info!(
+                events = n,
+                "live events left in the outbox appended to the events stream"
+            );
+            Ok(if n < SWEEP_BATCH {
+                Pass::Idle
+            } else {
+                Pass::More
+            })
+        },
+    )
+    .await;
 }

@@ -884,7 +884,13 @@ pub async fn run_worker(app: Runner, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = wake => {}
-            Some(_) = runs.join_next(), if !runs.is_empty() => {}
+            Some(done) = runs.join_next(), if !runs.is_empty() => {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    tracing::error!(error = %e, "an analysis run panicked; its item runs again after its lease");
+                }
+            }
             _ = tokio::time::sleep(settings.poll) => {}
         }
     }
