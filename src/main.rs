@@ -232,7 +232,12 @@ async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
         .map(|p| ProviderId::parse(p).with_context(|| format!("unknown provider {p:?}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let language = config.stt.language.clone();
-    let app = app::App::build(config).await?;
+    // Read-only: the database, the audio store and the provider clients; no migrations, signing key,
+    // Redis or workers.
+    let db = call_insights::db::connect(&config.database_url(), config.pool_settings()).await?;
+    let store = app::build_store(&config)?;
+    let stt = call_insights::stt::SttProviders::from_config(&config.stt)
+        .context("cannot build the STT provider clients")?;
     let options = ReplayOptions {
         providers: (!providers.is_empty()).then_some(providers),
         turns: (!args.turns.is_empty()).then_some(args.turns),
@@ -241,14 +246,7 @@ async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
         priority: call_insights::stt::Priority::Interactive,
         expected: None,
     };
-    let grid = replay_session(
-        &app.db,
-        app.store.clone(),
-        &app.stt,
-        args.session_id,
-        &options,
-    )
-    .await?;
+    let grid = replay_session(&db, store, &stt, args.session_id, &options).await?;
     println!("{}", serde_json::to_string_pretty(&grid)?);
     for turn in &grid.turns {
         for r in &turn.renditions {
