@@ -12,8 +12,7 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub session_id: Uuid,
     pub position: i32,
-    /// `queued`, `running`, `completed`, `failed` or `cancelled`.
-    pub status: String,
+    pub status: Status,
     /// Times a worker started it (more than one after a worker died mid-run).
     pub attempts: i32,
     pub error: Option<String>,
@@ -23,6 +22,24 @@ pub struct Model {
     pub lease_until: Option<DateTimeUtc>,
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,
+}
+
+/// Where an item is: `queued` → `running` (claimed, leased) → `completed`, `failed` or `cancelled`;
+/// a passing failure or a shutdown puts a `running` item back to `queued`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    #[sea_orm(string_value = "queued")]
+    Queued,
+    #[sea_orm(string_value = "running")]
+    Running,
+    #[sea_orm(string_value = "completed")]
+    Completed,
+    #[sea_orm(string_value = "failed")]
+    Failed,
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

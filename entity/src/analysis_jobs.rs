@@ -13,8 +13,7 @@ pub struct Model {
     pub tenant_id: Option<String>,
     /// `single` or `batch`.
     pub kind: String,
-    /// `running`, `completed` or `cancelled`.
-    pub status: String,
+    pub status: Status,
     /// Providers asked for (`null` = every configured one).
     pub providers: Option<Json>,
     pub language: Option<String>,
@@ -24,6 +23,19 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
+}
+
+/// A job is `running` until its last item ends (`completed`) or it is `cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    #[sea_orm(string_value = "running")]
+    Running,
+    #[sea_orm(string_value = "completed")]
+    Completed,
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,8 +11,8 @@ pub struct Model {
     pub session_id: Uuid,
     pub tenant_id: String,
     pub call_id: String,
-    /// `running`, `completed` or `failed` (of the latest run).
-    pub status: String,
+    /// Of the latest run.
+    pub status: Status,
     /// The job running (or that ran) the latest analysis.
     pub job_id: Option<Uuid>,
     /// Providers asked for (`null` = every configured one).
@@ -29,6 +29,22 @@ pub struct Model {
     pub ran_at: Option<DateTimeUtc>,
     pub duration_ms: Option<f64>,
     pub updated_at: DateTimeUtc,
+}
+
+/// A session's analysis: `running`, or how its latest run ended (`completed`; `failed`; `cancelled`
+/// when there was no earlier result to fall back to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    #[sea_orm(string_value = "running")]
+    Running,
+    #[sea_orm(string_value = "completed")]
+    Completed,
+    #[sea_orm(string_value = "failed")]
+    Failed,
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

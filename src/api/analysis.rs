@@ -36,21 +36,24 @@ pub enum AnalysisStatus {
     Cancelled,
 }
 
-impl AnalysisStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            AnalysisStatus::Running => "running",
-            AnalysisStatus::Completed => "completed",
-            AnalysisStatus::Failed => "failed",
-            AnalysisStatus::Cancelled => "cancelled",
+impl From<sa::Status> for AnalysisStatus {
+    fn from(s: sa::Status) -> Self {
+        match s {
+            sa::Status::Running => AnalysisStatus::Running,
+            sa::Status::Completed => AnalysisStatus::Completed,
+            sa::Status::Failed => AnalysisStatus::Failed,
+            sa::Status::Cancelled => AnalysisStatus::Cancelled,
         }
     }
-    fn parse(s: &str) -> Self {
+}
+
+impl From<AnalysisStatus> for sa::Status {
+    fn from(s: AnalysisStatus) -> Self {
         match s {
-            "completed" => AnalysisStatus::Completed,
-            "failed" => AnalysisStatus::Failed,
-            "cancelled" => AnalysisStatus::Cancelled,
-            _ => AnalysisStatus::Running,
+            AnalysisStatus::Running => sa::Status::Running,
+            AnalysisStatus::Completed => sa::Status::Completed,
+            AnalysisStatus::Failed => sa::Status::Failed,
+            AnalysisStatus::Cancelled => sa::Status::Cancelled,
         }
     }
 }
@@ -92,7 +95,7 @@ fn view(row: sa::Model, with_result: bool) -> AnalysisView {
         session_id: row.session_id,
         call_id: row.call_id,
         tenant_id: row.tenant_id,
-        status: AnalysisStatus::parse(&row.status),
+        status: row.status.into(),
         job_id: row.job_id,
         requested_providers: row.requested_providers,
         providers: row.providers,
@@ -127,7 +130,7 @@ pub struct RunParams {
 async fn wait_settled(state: &AppState, session: Uuid, deadline: tokio::time::Instant) {
     while tokio::time::Instant::now() < deadline {
         match sa::Entity::find_by_id(session).one(&state.0.db).await {
-            Ok(Some(r)) if r.status != "running" => return,
+            Ok(Some(r)) if r.status != sa::Status::Running => return,
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read an analysis while waiting for it");
@@ -154,7 +157,7 @@ async fn analysis_response(state: &AppState, session: Uuid) -> Result<Response, 
         .one(&state.0.db)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("analysis row of {session} vanished")))?;
-    let running = row.status == "running";
+    let running = row.status == sa::Status::Running;
     let mut response = Json(view(row, true)).into_response();
     if running {
         *response.status_mut() = StatusCode::ACCEPTED;
@@ -328,7 +331,7 @@ pub async fn list_analyses(
         q = q.filter(sa::Column::TenantId.eq(t.as_str()));
     }
     if let Some(s) = p.status {
-        q = q.filter(sa::Column::Status.eq(s.as_str()));
+        q = q.filter(sa::Column::Status.eq(sa::Status::from(s)));
     }
     if let Some(c) = &p.cursor {
         let (at, id) = decode_cursor(c)?;
@@ -387,7 +390,7 @@ struct ListRow {
     session_id: Uuid,
     tenant_id: String,
     call_id: String,
-    status: String,
+    status: sa::Status,
     job_id: Option<Uuid>,
     requested_providers: Option<serde_json::Value>,
     providers: Option<serde_json::Value>,

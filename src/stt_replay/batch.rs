@@ -167,13 +167,35 @@ pub struct BatchView {
     pub items: Option<Vec<BatchItem>>,
 }
 
-fn item_status(s: &str) -> ItemStatus {
-    match s {
-        "running" => ItemStatus::Running,
-        "completed" => ItemStatus::Completed,
-        "failed" => ItemStatus::Failed,
-        "cancelled" => ItemStatus::Cancelled,
-        _ => ItemStatus::Queued,
+impl From<item::Status> for ItemStatus {
+    fn from(s: item::Status) -> Self {
+        match s {
+            item::Status::Queued => ItemStatus::Queued,
+            item::Status::Running => ItemStatus::Running,
+            item::Status::Completed => ItemStatus::Completed,
+            item::Status::Failed => ItemStatus::Failed,
+            item::Status::Cancelled => ItemStatus::Cancelled,
+        }
+    }
+}
+
+impl From<job::Status> for JobStatus {
+    fn from(s: job::Status) -> Self {
+        match s {
+            job::Status::Running => JobStatus::Running,
+            job::Status::Completed => JobStatus::Completed,
+            job::Status::Cancelled => JobStatus::Cancelled,
+        }
+    }
+}
+
+impl From<JobStatus> for job::Status {
+    fn from(s: JobStatus) -> Self {
+        match s {
+            JobStatus::Running => job::Status::Running,
+            JobStatus::Completed => job::Status::Completed,
+            JobStatus::Cancelled => job::Status::Cancelled,
+        }
     }
 }
 
@@ -203,7 +225,7 @@ pub async fn batch_view(
             call_id: calls.get(&i.session_id).cloned(),
             session_id: i.session_id,
             position: i.position,
-            status: item_status(&i.status),
+            status: i.status.into(),
             attempts: i.attempts,
             error: i.error,
             started_at: i.started_at,
@@ -226,11 +248,7 @@ fn job_view(
     BatchView {
         job_id: j.id,
         kind: j.kind,
-        status: match j.status.as_str() {
-            "completed" => JobStatus::Completed,
-            "cancelled" => JobStatus::Cancelled,
-            _ => JobStatus::Running,
-        },
+        status: j.status.into(),
         total: j.total,
         done: count(ItemStatus::Completed),
         failed: count(ItemStatus::Failed),
@@ -276,12 +294,7 @@ pub async fn list_jobs(
         q = q.filter(job::Column::TenantId.eq(t));
     }
     if let Some(s) = status {
-        let name = match s {
-            JobStatus::Running => "running",
-            JobStatus::Completed => "completed",
-            JobStatus::Cancelled => "cancelled",
-        };
-        q = q.filter(job::Column::Status.eq(name));
+        q = q.filter(job::Column::Status.eq(job::Status::from(s)));
     }
     if let Some(k) = kind {
         let kind = match k {
@@ -300,7 +313,7 @@ pub async fn list_jobs(
     )
     .await?;
     let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
-    let rows: Vec<(Uuid, String, i64)> = if ids.is_empty() {
+    let rows: Vec<(Uuid, item::Status, i64)> = if ids.is_empty() {
         Vec::new()
     } else {
         item::Entity::find()
@@ -320,7 +333,7 @@ pub async fn list_jobs(
         *counts
             .entry(job_id)
             .or_default()
-            .entry(item_status(&status))
+            .entry(ItemStatus::from(status))
             .or_default() += usize::try_from(n).unwrap_or(0);
     }
     let empty = HashMap::new();
@@ -467,7 +480,7 @@ pub async fn load_job(
 /// Cancel a job (also when it already was); 409 when it completed.
 pub async fn cancel(app: &jobs::Runner, scope: &Scope, id: Uuid) -> Result<BatchView, Error> {
     let j = load_job(&app.db, scope, id).await?;
-    if j.status == "completed" {
+    if j.status == job::Status::Completed {
         return Err(Error::Conflict(format!(
             "analysis job {} already completed",
             j.id
@@ -491,13 +504,13 @@ pub async fn start_single(
     let existing = sa::Entity::find_by_id(session_id).one(&app.db).await?;
     let mut joined = false;
     if let Some(row) = &existing
-        && row.status == "running"
+        && row.status == sa::Status::Running
         && let Some(job_id) = row.job_id
     {
         let live = item::Entity::find_by_id((job_id, session_id))
             .one(&app.db)
             .await?
-            .is_some_and(|i| i.status == "running" || i.status == "queued");
+            .is_some_and(|i| matches!(i.status, item::Status::Running | item::Status::Queued));
         joined = live;
     }
     if !joined {

@@ -17,6 +17,8 @@ use super::replay::{ReplayError, ReplayOptions, SessionReplay, replay_session};
 use super::summary::{AnalysisSummary, summarize};
 use crate::stt::{Priority, ProviderId};
 use chrono::{DateTime, Utc};
+use entity::analysis_job_items::Status as ItemStatus;
+use entity::analysis_jobs::Status as JobStatus;
 use entity::{analysis_job_items as item, analysis_jobs as job, session_analyses as sa};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict, Query as SqlQuery};
 use sea_orm::{
@@ -188,7 +190,7 @@ pub async fn create_job(
         id,
         tenant_id: new.tenant.clone(),
         kind: new.kind.as_str().into(),
-        status: "running".into(),
+        status: JobStatus::Running,
         providers: json_providers(&new.providers),
         language: new.language.clone(),
         filter: new.filter.clone(),
@@ -209,11 +211,10 @@ pub async fn create_job(
             session_id: *s,
             position: i as i32,
             status: if claim_for.is_some() {
-                "running"
+                ItemStatus::Running
             } else {
-                "queued"
-            }
-            .into(),
+                ItemStatus::Queued
+            },
             attempts: i32::from(claim_for.is_some()),
             error: None,
             claimed_by: claim_for.map(|(w, _)| w.to_string()),
@@ -247,15 +248,17 @@ pub async fn claim(
     let running_jobs = SqlQuery::select()
         .column(job::Column::Id)
         .from(job::Entity)
-        .and_where(Expr::col(job::Column::Status).eq("running"))
+        .and_where(Expr::col(job::Column::Status).eq(JobStatus::Running))
         .to_owned();
     let mut q = item::Entity::find()
         .filter(
-            Condition::any().add(item::Column::Status.eq("queued")).add(
-                Condition::all()
-                    .add(item::Column::Status.eq("running"))
-                    .add(item::Column::LeaseUntil.lt(at)),
-            ),
+            Condition::any()
+                .add(item::Column::Status.eq(ItemStatus::Queued))
+                .add(
+                    Condition::all()
+                        .add(item::Column::Status.eq(ItemStatus::Running))
+                        .add(item::Column::LeaseUntil.lt(at)),
+                ),
         )
         .filter(item::Column::JobId.in_subquery(running_jobs))
         // Job ids are UUIDv7: older jobs first, then the batch's own order.
@@ -268,10 +271,10 @@ pub async fn claim(
     let candidates = q.all(&txn).await?;
     let mut claimed = Vec::new();
     for c in candidates {
-        let abandoned = c.status == "running";
+        let abandoned = c.status == ItemStatus::Running;
         if c.attempts >= MAX_ATTEMPTS {
             item::Entity::update_many()
-                .col_expr(item::Column::Status, Expr::value("failed"))
+                .col_expr(item::Column::Status, Expr::value(ItemStatus::Failed))
                 .col_expr(
                     item::Column::Error,
                     Expr::value(format!(
@@ -297,13 +300,13 @@ pub async fn claim(
         // Guarded, so a second process on the same SQLite file cannot take it twice.
         let guard = if abandoned {
             Condition::all()
-                .add(item::Column::Status.eq("running"))
+                .add(item::Column::Status.eq(ItemStatus::Running))
                 .add(item::Column::LeaseUntil.lt(at))
         } else {
-            Condition::all().add(item::Column::Status.eq("queued"))
+            Condition::all().add(item::Column::Status.eq(ItemStatus::Queued))
         };
         let res = item::Entity::update_many()
-            .col_expr(item::Column::Status, Expr::value("running"))
+            .col_expr(item::Column::Status, Expr::value(ItemStatus::Running))
             .col_expr(item::Column::ClaimedBy, Expr::value(worker))
             .col_expr(item::Column::LeaseUntil, Expr::value(at + lease))
             .col_expr(item::Column::Attempts, Expr::value(c.attempts + 1))
@@ -321,7 +324,7 @@ pub async fn claim(
                 info!(job = %c.job_id, session = %c.session_id, previous = ?c.claimed_by, "reclaiming an abandoned analysis item");
             }
             claimed.push(item::Model {
-                status: "running".into(),
+                status: ItemStatus::Running,
                 claimed_by: Some(worker.to_string()),
                 lease_until: Some(at + lease),
                 attempts: c.attempts + 1,
@@ -521,7 +524,7 @@ async fn renew_lease(db: &DatabaseConnection, it: &item::Model, worker: &WorkerS
             .col_expr(item::Column::LeaseUntil, Expr::value(now() + worker.lease))
             .filter(item::Column::JobId.eq(it.job_id))
             .filter(item::Column::SessionId.eq(it.session_id))
-            .filter(item::Column::Status.eq("running"))
+            .filter(item::Column::Status.eq(ItemStatus::Running))
             .filter(item::Column::ClaimedBy.eq(worker.worker_id.as_str()))
             .exec(db)
             .await;
@@ -556,7 +559,7 @@ pub async fn mark_running(
         session_id: Set(session_id),
         tenant_id: Set(session.tenant_id),
         call_id: Set(session.call_id),
-        status: Set("running".into()),
+        status: Set(sa::Status::Running),
         job_id: Set(Some(job_row.id)),
         requested_providers: Set(job_row.providers.clone()),
         providers: Set(None),
@@ -603,7 +606,7 @@ async fn lock_if_ours(
         )
         .filter(item::Column::JobId.eq(it.job_id))
         .filter(item::Column::SessionId.eq(it.session_id))
-        .filter(item::Column::Status.eq("running"))
+        .filter(item::Column::Status.eq(ItemStatus::Running))
         .filter(item::Column::ClaimedBy.eq(worker))
         .exec(txn)
         .await?;
@@ -651,7 +654,7 @@ async fn store_result(
     let providers =
         serde_json::to_value(&result.grid.providers).map_err(|e| DbErr::Custom(e.to_string()))?;
     sa::Entity::update_many()
-        .col_expr(sa::Column::Status, Expr::value("completed"))
+        .col_expr(sa::Column::Status, Expr::value(sa::Status::Completed))
         .col_expr(sa::Column::JobId, Expr::value(job_id))
         .col_expr(sa::Column::Result, Expr::value(json))
         .col_expr(sa::Column::Providers, Expr::value(providers))
@@ -670,7 +673,7 @@ async fn store_result(
     // The item completes with its result: a worker frozen after this commit leaves nothing for
     // another to take over (and run a second time).
     item::Entity::update_many()
-        .col_expr(item::Column::Status, Expr::value("completed"))
+        .col_expr(item::Column::Status, Expr::value(ItemStatus::Completed))
         .col_expr(item::Column::FinishedAt, Expr::value(at))
         .col_expr(
             item::Column::LeaseUntil,
@@ -698,7 +701,7 @@ async fn finish_item(
     let ours = Condition::all()
         .add(item::Column::JobId.eq(it.job_id))
         .add(item::Column::SessionId.eq(it.session_id))
-        .add(item::Column::Status.eq("running"))
+        .add(item::Column::Status.eq(ItemStatus::Running))
         .add(item::Column::ClaimedBy.eq(worker));
     let update = item::Entity::update_many().filter(ours);
     let none_ts = Option::<DateTime<Utc>>::None;
@@ -707,7 +710,7 @@ async fn finish_item(
         RunEnd::Completed => {}
         RunEnd::Failed(reason) => {
             let res = update
-                .col_expr(item::Column::Status, Expr::value("failed"))
+                .col_expr(item::Column::Status, Expr::value(ItemStatus::Failed))
                 .col_expr(item::Column::Error, Expr::value(reason.clone()))
                 .col_expr(item::Column::FinishedAt, Expr::value(at))
                 .col_expr(item::Column::LeaseUntil, Expr::value(none_ts))
@@ -719,16 +722,16 @@ async fn finish_item(
                 return Ok(!taken_over(db, it, worker).await);
             }
             warn!(job = %it.job_id, session = %it.session_id, %reason, "analysis failed");
-            settle_analysis(db, it, "failed", Some(reason)).await?;
+            settle_analysis(db, it, sa::Status::Failed, Some(reason)).await?;
         }
         RunEnd::Lost => return Ok(true),
         RunEnd::Aborted => {
             // Whoever cancelled marked the item; the analysis falls back to its previous result.
-            settle_analysis(db, it, "cancelled", None).await?;
+            settle_analysis(db, it, sa::Status::Cancelled, None).await?;
         }
         RunEnd::Retry(reason) => {
             let res = update
-                .col_expr(item::Column::Status, Expr::value("queued"))
+                .col_expr(item::Column::Status, Expr::value(ItemStatus::Queued))
                 .col_expr(item::Column::Error, Expr::value(reason.clone()))
                 .col_expr(item::Column::ClaimedBy, Expr::value(Option::<String>::None))
                 .col_expr(item::Column::LeaseUntil, Expr::value(none_ts))
@@ -742,7 +745,7 @@ async fn finish_item(
         }
         RunEnd::Shutdown => {
             let res = update
-                .col_expr(item::Column::Status, Expr::value("queued"))
+                .col_expr(item::Column::Status, Expr::value(ItemStatus::Queued))
                 .col_expr(item::Column::ClaimedBy, Expr::value(Option::<String>::None))
                 .col_expr(item::Column::LeaseUntil, Expr::value(none_ts))
                 .col_expr(
@@ -763,17 +766,17 @@ async fn finish_item(
 async fn settle_analysis(
     db: &DatabaseConnection,
     it: &item::Model,
-    status: &str,
+    status: sa::Status,
     error: Option<&String>,
 ) -> Result<(), DbErr> {
     let Some(row) = sa::Entity::find_by_id(it.session_id).one(db).await? else {
         return Ok(());
     };
-    if row.job_id != Some(it.job_id) || row.status != "running" {
+    if row.job_id != Some(it.job_id) || row.status != sa::Status::Running {
         return Ok(()); // another run took over
     }
-    let status = if row.result.is_some() && status == "cancelled" {
-        "completed"
+    let status = if row.result.is_some() && status == sa::Status::Cancelled {
+        sa::Status::Completed
     } else {
         status
     };
@@ -791,17 +794,17 @@ async fn settle_analysis(
 async fn complete_job_if_done(db: &DatabaseConnection, job_id: Uuid) -> Result<(), DbErr> {
     let open = item::Entity::find()
         .filter(item::Column::JobId.eq(job_id))
-        .filter(item::Column::Status.is_in(["queued", "running"]))
+        .filter(item::Column::Status.is_in([ItemStatus::Queued, ItemStatus::Running]))
         .count(db)
         .await?;
     if open == 0 {
         let at = now();
         let done = job::Entity::update_many()
-            .col_expr(job::Column::Status, Expr::value("completed"))
+            .col_expr(job::Column::Status, Expr::value(JobStatus::Completed))
             .col_expr(job::Column::FinishedAt, Expr::value(at))
             .col_expr(job::Column::UpdatedAt, Expr::value(at))
             .filter(job::Column::Id.eq(job_id))
-            .filter(job::Column::Status.eq("running"))
+            .filter(job::Column::Status.eq(JobStatus::Running))
             .exec(db)
             .await?;
         if done.rows_affected == 1 {
@@ -816,22 +819,22 @@ async fn complete_job_if_done(db: &DatabaseConnection, job_id: Uuid) -> Result<(
 pub async fn cancel_job(app: &Runner, job_id: Uuid) -> Result<bool, DbErr> {
     let at = now();
     let res = job::Entity::update_many()
-        .col_expr(job::Column::Status, Expr::value("cancelled"))
+        .col_expr(job::Column::Status, Expr::value(JobStatus::Cancelled))
         .col_expr(job::Column::FinishedAt, Expr::value(at))
         .col_expr(job::Column::UpdatedAt, Expr::value(at))
         .filter(job::Column::Id.eq(job_id))
-        .filter(job::Column::Status.eq("running"))
+        .filter(job::Column::Status.eq(JobStatus::Running))
         .exec(&app.db)
         .await?;
     item::Entity::update_many()
-        .col_expr(item::Column::Status, Expr::value("cancelled"))
+        .col_expr(item::Column::Status, Expr::value(ItemStatus::Cancelled))
         .col_expr(item::Column::FinishedAt, Expr::value(at))
         .col_expr(
             item::Column::LeaseUntil,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .filter(item::Column::JobId.eq(job_id))
-        .filter(item::Column::Status.is_in(["queued", "running"]))
+        .filter(item::Column::Status.is_in([ItemStatus::Queued, ItemStatus::Running]))
         .exec(&app.db)
         .await?;
     app.registry
