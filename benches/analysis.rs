@@ -195,7 +195,7 @@ async fn main() -> anyhow::Result<()> {
             .one(&app.db)
             .await?
             .ok_or_else(|| anyhow::anyhow!("job vanished"))?;
-        if j.status != "running" {
+        if j.status != entity::analysis_jobs::Status::Running {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -211,7 +211,10 @@ async fn main() -> anyhow::Result<()> {
     let rows = entity::session_analyses::Entity::find()
         .all(&app.db)
         .await?;
-    let completed = rows.iter().filter(|r| r.status == "completed").count();
+    let completed = rows
+        .iter()
+        .filter(|r| r.status == entity::session_analyses::Status::Completed)
+        .count();
     println!(
         "batch: {sessions} sessions × {turns} user turns × 3 renditions × {} providers; per-provider concurrency {concurrency}; {workers} sessions at once",
         fakes.len()

@@ -195,9 +195,19 @@ impl App {
             config.rate_limit_per_second,
             config.rate_limit_burst,
         );
+        let live = Arc::new(crate::live::hub::Hub::new(
+            redis.clone(),
+            crate::live::events_stream(&config.stream),
+            config.monitor_client_buffer,
+            db.clone(),
+        ));
         let analytics = Arc::new(
-            crate::analytics::Analytics::build(config.analytics.clone())
-                .context("cannot set up analytics")?,
+            crate::analytics::Analytics::build(
+                config.analytics.clone(),
+                Some(live.clone()),
+                Some(metrics.clone()),
+            )
+            .context("cannot set up analytics")?,
         );
         if let Some(a) = &analytics.analyzer {
             info!(
@@ -214,14 +224,6 @@ impl App {
             analytics.keys.clone(),
         )
         .context("cannot build the webhook client")?;
-        let live = Arc::new(crate::live::hub::Hub::new(
-            redis.clone(),
-            crate::live::events_stream(&config.stream),
-            config.monitor_client_buffer,
-        ));
-        live.use_outbox(db.clone());
-        let _ = analytics.live.set(live.clone());
-        let _ = analytics.ingest.set(metrics.clone());
         if config.webhooks.allow_private {
             warn!(
                 "INSIGHTS_WEBHOOK_ALLOW_PRIVATE=true: webhooks may target loopback and private addresses"

@@ -439,8 +439,8 @@ async fn events_committed_but_not_appended_are_appended_by_the_outbox_sweep(db: 
         call_insights::broker::Broker::open("redis://127.0.0.1:1/", None).unwrap(),
         call_insights::live::events_stream(env.stream()),
         16,
+        env.app.db.clone(),
     );
-    dead.use_outbox(env.app.db.clone());
     let refused = env
         .app
         .ingestor()

@@ -450,14 +450,18 @@ pub struct Analytics {
     pub profiles: profile::Profiles,
     pub keys: Arc<crate::crypto::Keys>,
     pub metrics: AnalyticsMetrics,
-    /// Where `analytics_ready` events go (set once the process's live hub exists).
-    pub live: std::sync::OnceLock<Arc<crate::live::hub::Hub>>,
-    /// Ingest's counters: its backlog flag throttles the worker.
-    pub ingest: std::sync::OnceLock<Arc<crate::metrics::IngestMetrics>>,
+    /// Where `analytics_ready` events go (`None`: live events off).
+    pub live: Option<Arc<crate::live::hub::Hub>>,
+    /// Ingest's counters: its backlog flag throttles the worker (`None`: not throttled).
+    pub ingest: Option<Arc<crate::metrics::IngestMetrics>>,
 }
 
 impl Analytics {
-    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub fn build(
+        settings: Settings,
+        live: Option<Arc<crate::live::hub::Hub>>,
+        ingest: Option<Arc<crate::metrics::IngestMetrics>>,
+    ) -> anyhow::Result<Self> {
         let profiles = profile::Profiles::load(settings.config_path.as_deref())?;
         let keys = crate::crypto::Keys::parse(settings.encryption_key.as_deref())?;
         let analyzer = build_analyzer(&settings)?;
@@ -467,8 +471,8 @@ impl Analytics {
             profiles,
             keys: Arc::new(keys),
             metrics: AnalyticsMetrics::default(),
-            live: std::sync::OnceLock::new(),
-            ingest: std::sync::OnceLock::new(),
+            live,
+            ingest,
         })
     }
 

@@ -295,14 +295,14 @@ async fn process(
     if let Some(e) = &outcome.error {
         tracing::info!(session_id = %claim.session_id, status, reason = %e, "analytics stored without a result");
     }
-    let live = a.live.get().map(|_| &mut ready);
+    let live = a.live.as_ref().map(|_| &mut ready);
     let stored = store::store(db, &a.keys, claim, &call, profile, outcome, live).await?;
     if !stored {
         a.metrics.lost.fetch_add(1, Relaxed);
         tracing::warn!(session_id = %claim.session_id, "analytics result discarded: the item was taken over meanwhile");
         return Ok(ItemResult::Lost);
     }
-    if let Some(hub) = a.live.get() {
+    if let Some(hub) = &a.live {
         hub.publish(std::slice::from_ref(&ready)).await;
     }
     Ok(match status {
@@ -407,7 +407,7 @@ pub async fn run_worker(
         // at a time through, so sustained overload cannot starve analytics.
         let backlog = a
             .ingest
-            .get()
+            .as_ref()
             .is_some_and(|m| m.backlogged.load(Relaxed) > 0);
         let limit = match (backlog, backlog_since) {
             (false, _) => {

@@ -147,8 +147,8 @@ pub struct Hub {
     queued: AtomicU64,
     published: AtomicU64,
     flushed: tokio::sync::Notify,
-    /// Where committed events wait until appended (`live_outbox`); set by the service.
-    outbox: std::sync::OnceLock<sea_orm::DatabaseConnection>,
+    /// Where committed events wait until appended (`live_outbox`).
+    outbox: sea_orm::DatabaseConnection,
     /// Outbox rows whose events this process has queued or is appending: the sweep leaves them.
     pending: std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>,
 }
@@ -157,7 +157,14 @@ pub struct Hub {
 const PUBLISH_QUEUE_BATCHES: usize = 4096;
 
 impl Hub {
-    pub fn new(redis: crate::broker::Broker, stream: String, client_buffer: usize) -> Self {
+    /// A hub appending to `stream`, deleting appended events from `outbox`'s `live_outbox` (the
+    /// events this process publishes were written there by their commits).
+    pub fn new(
+        redis: crate::broker::Broker,
+        stream: String,
+        client_buffer: usize,
+        outbox: sea_orm::DatabaseConnection,
+    ) -> Self {
         let (tx, _) = broadcast::channel(4096);
         Hub {
             stream,
@@ -170,15 +177,9 @@ impl Hub {
             queued: AtomicU64::new(0),
             published: AtomicU64::new(0),
             flushed: tokio::sync::Notify::new(),
-            outbox: std::sync::OnceLock::new(),
+            outbox,
             pending: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
-    }
-
-    /// Deletes appended events from `db`'s outbox (the events this process publishes were written
-    /// there by their commits).
-    pub fn use_outbox(&self, db: sea_orm::DatabaseConnection) {
-        let _ = self.outbox.set(db);
     }
 
     /// This process has the outbox row's events queued or is appending them.
@@ -280,9 +281,8 @@ impl Hub {
         match appended {
             Ok(()) => {
                 let ids = super::outbox::rows_of(events);
-                if let Some(db) = self.outbox.get()
-                    && !ids.is_empty()
-                    && let Err(e) = super::outbox::delete(db, &ids).await
+                if !ids.is_empty()
+                    && let Err(e) = super::outbox::delete(&self.outbox, &ids).await
                 {
                     tracing::warn!(error = %e, rows = ids.len(), "live events appended but their outbox rows remain: the sweep appends them again (same event_id)");
                 }
