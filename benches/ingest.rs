@@ -72,6 +72,148 @@ fn parse_args() -> Args {
     a
 }
 
+/// What COPYing a run's rows took.
+struct CopyLimit {
+    tables: usize,
+    rows: i64,
+    secs: f64,
+}
+
+fn psql(url: &str, script: &str) -> anyhow::Result<String> {
+    let out = std::process::Command::new("psql")
+        .arg(url)
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", script])
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!("psql: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The database's own speed for what the run stored: every table the service wrote is exported
+/// (binary COPY, not timed), a fresh database is migrated by the service binary, and the rows are
+/// COPYed into it in one transaction, parents before children (same tables, same indexes and
+/// foreign keys) — the time of that transaction is the limit.
+async fn copy_limit(
+    src_url: &str,
+    admin_url: &str,
+    tmp: &std::path::Path,
+    id: &str,
+) -> anyhow::Result<CopyLimit> {
+    // Tables with rows (the migration bookkeeping and the service's own secret are not ingest).
+    let listed = psql(
+        src_url,
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind = 'r' \
+         AND c.relname NOT IN ('seaql_migrations', 'service_secrets') ORDER BY 1",
+    )?;
+    let mut tables = Vec::new();
+    for t in listed.lines().filter(|l| !l.is_empty()) {
+        let n: i64 = psql(src_url, &format!("SELECT count(*) FROM \"{t}\""))?
+            .trim()
+            .parse()?;
+        if n > 0 {
+            tables.push((t.to_string(), n));
+        }
+    }
+    // Parents first: order by foreign keys among the tables.
+    let fks = psql(
+        src_url,
+        "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint \
+         WHERE contype = 'f'",
+    )?;
+    let deps: Vec<(String, String)> = fks
+        .lines()
+        .filter_map(|l| l.split_once('|'))
+        .map(|(a, b)| {
+            (
+                a.trim_matches('"').to_string(),
+                b.trim_matches('"').to_string(),
+            )
+        })
+        .collect();
+    let mut ordered: Vec<(String, i64)> = Vec::new();
+    let mut left = tables.clone();
+    while !left.is_empty() {
+        let before = left.len();
+        let mut i = 0;
+        while i < left.len() {
+            let t = &left[i].0;
+            let waits = deps.iter().any(|(child, parent)| {
+                child == t && parent != t && left.iter().any(|(l, _)| l == parent)
+            });
+            if waits {
+                i += 1;
+            } else {
+                ordered.push(left.remove(i));
+            }
+        }
+        if left.len() == before {
+            anyhow::bail!("foreign keys form a cycle among {left:?}");
+        }
+    }
+    let dir = tmp.join("copy");
+    std::fs::create_dir_all(&dir)?;
+    for (t, _) in &ordered {
+        let file = dir.join(format!("{t}.bin"));
+        psql(
+            src_url,
+            &format!("\\copy \"{t}\" TO '{}' (FORMAT binary)", file.display()),
+        )?;
+    }
+    // A fresh database migrated by the service.
+    let target = format!("bench_{id}_copy");
+    psql(admin_url, &format!("CREATE DATABASE \"{target}\""))?;
+    let target_url = format!(
+        "{}/{target}",
+        admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(admin_url)
+    );
+    let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_call-insights"))
+        .arg("migrate")
+        .env("INSIGHTS_DATABASE_URL", &target_url)
+        .env("INSIGHTS_DATA_DIR", tmp)
+        .env("RUST_LOG", "warn")
+        .output()?;
+    if !migrated.status.success() {
+        anyhow::bail!(
+            "migrate: {}",
+            String::from_utf8_lossy(&migrated.stderr).trim()
+        );
+    }
+    let mut script = String::from("BEGIN;\n");
+    for (t, _) in &ordered {
+        script.push_str(&format!(
+            "\\copy \"{t}\" FROM '{}' (FORMAT binary)\n",
+            dir.join(format!("{t}.bin")).display()
+        ));
+    }
+    script.push_str("COMMIT;\n");
+    let file = dir.join("load.sql");
+    std::fs::write(&file, script)?;
+    let t = Instant::now();
+    let out = std::process::Command::new("psql")
+        .arg(&target_url)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(&file)
+        .output()?;
+    let secs = t.elapsed().as_secs_f64();
+    let _ = psql(
+        admin_url,
+        &format!("DROP DATABASE IF EXISTS \"{target}\" WITH (FORCE)"),
+    );
+    if !out.status.success() {
+        anyhow::bail!("COPY: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(CopyLimit {
+        tables: ordered.len(),
+        rows: ordered.iter().map(|(_, n)| n).sum(),
+        secs,
+    })
+}
+
 fn peak_rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -281,9 +423,26 @@ async fn main() -> anyhow::Result<()> {
         Some(kb) => println!("service peak RSS: {:.1} MB", kb as f64 / 1024.0),
         None => println!("service peak RSS: unavailable"),
     }
-    println!(
-        "reference on this machine: Python seed stack ≈ 220 entries/s; raw COPY of the same rows ≈ 4,500 entries/s"
-    );
+    let service_rate = entries as f64 / elapsed;
+    if args.sqlite {
+        println!("COPY limit: PostgreSQL only");
+    } else {
+        match copy_limit(&db_url, &admin_url, &tmp, &id).await {
+            Ok(limit) => {
+                let copy_rate = entries as f64 / limit.secs;
+                println!(
+                    "COPY limit (same run): {} rows of {} tables into a fresh database the service migrated, one transaction, in {:.2} s",
+                    limit.rows, limit.tables, limit.secs
+                );
+                println!(
+                    "entries/s {service_rate:.0} | COPY entries/s {copy_rate:.0} | ratio {:.2}",
+                    service_rate / copy_rate
+                );
+            }
+            Err(e) => println!("COPY limit: not measured ({e:#})"),
+        }
+    }
+    println!("reference (an earlier session, not this run): Python seed stack ≈ 220 entries/s");
 
     // 4. Clean up.
     let _: () = redis::cmd("DEL")
