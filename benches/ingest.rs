@@ -9,6 +9,10 @@
 //! Options: --calls N --partials K --audio --gzip --concurrency C --batch-size B --sqlite
 //!          --analytics offline|off (post-call analytics in the service, default offline)
 //!          --live true|false (live monitoring events, default true)
+//!
+//! Every run also prints where the time went: the service's and PostgreSQL's CPU seconds over the
+//! drain, the ingest transaction's phases summed over every batch (from the service's trace), and
+//! the same-run COPY limit of the stored rows with the ratio.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is a failed test
 
 use call_insights::ingest::redis_reply::parse_groups;
@@ -214,6 +218,61 @@ async fn copy_limit(
     })
 }
 
+/// CPU seconds (user + system) a process has used.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// CPU seconds used by every PostgreSQL process on this machine.
+fn postgres_cpu_secs() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .filter_map(cpu_secs)
+        .sum()
+}
+
+/// Sums the `phases=` of the service's "batch written" trace lines.
+#[derive(Default)]
+struct PhaseTotals {
+    batches: u64,
+    ms: Vec<(String, u64)>,
+}
+
+impl PhaseTotals {
+    fn add(&mut self, line: &str) {
+        let Some(start) = line.find("phases=") else {
+            return;
+        };
+        self.batches += 1;
+        let rest = line[start + 7..].trim_start_matches('"');
+        for tok in rest.split_whitespace() {
+            let Some((name, v)) = tok.split_once('=') else {
+                break;
+            };
+            let Some(ms) = v.trim_end_matches('"').strip_suffix("ms") else {
+                break;
+            };
+            let Ok(ms) = ms.parse::<u64>() else { break };
+            match self.ms.iter_mut().find(|(n, _)| n == name) {
+                Some((_, t)) => *t += ms,
+                None => self.ms.push((name.to_string(), ms)),
+            }
+        }
+    }
+}
+
 fn peak_rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -282,7 +341,7 @@ async fn main() -> anyhow::Result<()> {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_call-insights"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "info,call_insights::ingest::persist=trace")
         .env("INSIGHTS_REDIS_URL", &redis_url)
         .env("INSIGHTS_STREAM", &stream)
         .env("INSIGHTS_DATABASE_URL", &db_url)
@@ -332,11 +391,17 @@ async fn main() -> anyhow::Result<()> {
         .take()
         .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
     let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let phases = std::sync::Arc::new(std::sync::Mutex::new(PhaseTotals::default()));
+    let phases_in = phases.clone();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
         {
+            if line.contains("batch written") {
+                phases_in.lock().unwrap().add(&line);
+                continue;
+            }
             if line.contains("consumer started") {
                 let _ = tx.send(());
             }
@@ -346,6 +411,8 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     rx.recv_timeout(Duration::from_secs(60))?;
+    let pg_cpu_before = postgres_cpu_secs();
+    let service_cpu_before = cpu_secs(pid).unwrap_or(0.0);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(1800);
     let mut first_read: Option<Duration> = None;
@@ -371,6 +438,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let rss_kb = peak_rss_kb(pid);
+    let service_cpu = cpu_secs(pid).unwrap_or(0.0) - service_cpu_before;
+    let pg_cpu = postgres_cpu_secs() - pg_cpu_before;
     let _ = std::process::Command::new("kill")
         .arg("-TERM")
         .arg(pid.to_string())
@@ -422,6 +491,24 @@ async fn main() -> anyhow::Result<()> {
     match rss_kb {
         Some(kb) => println!("service peak RSS: {:.1} MB", kb as f64 / 1024.0),
         None => println!("service peak RSS: unavailable"),
+    }
+    println!(
+        "CPU over the drain ({elapsed:.2} s wall, 2 cores = {:.2} core-s): service {service_cpu:.2} s, PostgreSQL {pg_cpu:.2} s",
+        elapsed * 2.0
+    );
+    {
+        let p = phases.lock().unwrap();
+        let total: u64 = p.ms.iter().map(|(_, ms)| ms).sum();
+        let parts: Vec<String> =
+            p.ms.iter()
+                .map(|(n, ms)| format!("{n} {:.2} s", *ms as f64 / 1000.0))
+                .collect();
+        println!(
+            "ingest transaction phases over {} batches ({:.2} s): {}",
+            p.batches,
+            total as f64 / 1000.0,
+            parts.join(", ")
+        );
     }
     let service_rate = entries as f64 / elapsed;
     if args.sqlite {

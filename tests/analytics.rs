@@ -588,6 +588,90 @@ async fn webhooks_are_signed_retried_and_disabled_by_410(db: Db, store: Store) {
     e.env.cleanup().await;
 }
 
+/// A delivery whose attempt outlives its lease (a worker frozen with the POST in flight) is taken
+/// over by another worker; the late attempt's answer is fenced out: one attempt recorded, the
+/// delivery `delivered` once, the lost claim counted.
+async fn a_late_webhook_attempt_after_a_takeover_is_not_recorded(db: Db, store: Store) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let e = setup(db, store, None, |_| {}).await;
+    // The receiver holds its first request until released; later ones it answers at once.
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let (release, hits) = (release.clone(), hits.clone());
+            move || {
+                let (release, hits) = (release.clone(), hits.clone());
+                async move {
+                    if hits.fetch_add(1, Ordering::SeqCst) == 0 {
+                        release.notified().await;
+                    }
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    let (status, hook) = e
+        .post(
+            "/api/v1/webhooks",
+            &json!({"url": url, "events": ["call.analyzed"], "tenant_id": "acme"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    e.ingest(&call("call-hook-late", 1, "bot", 1, &BOOKING))
+        .await;
+    e.analyse().await;
+    let first = tokio::spawn({
+        let w = e.env.app.webhooks.clone();
+        async move { w.deliver_due(50).await }
+    });
+    common::eventually(10, "the first attempt in flight", || async {
+        hits.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // Its lease runs out, as for a worker frozen past it.
+    use sea_orm::{EntityTrait, sea_query::Expr};
+    entity::webhook_deliveries::Entity::update_many()
+        .col_expr(
+            entity::webhook_deliveries::Column::LeaseUntil,
+            Expr::value(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        )
+        .exec(&e.env.app.db)
+        .await
+        .unwrap();
+    assert_eq!(e.deliver().await, 1, "the second worker takes it over");
+    release.notify_one();
+    first.await.unwrap().unwrap();
+    let (_, deliveries) = e
+        .get(&format!(
+            "/api/v1/webhooks/{}/deliveries",
+            hook["id"].as_str().unwrap()
+        ))
+        .await;
+    let d = &deliveries["items"][0];
+    assert_eq!(
+        (d["status"].as_str(), d["attempts"].as_i64()),
+        (Some("delivered"), Some(1)),
+        "{d}"
+    );
+    assert_eq!(d["attempt_log"].as_array().map(Vec::len), Some(1), "{d}");
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "two POSTs, one webhook-id");
+    assert_eq!(
+        e.env
+            .app
+            .webhooks
+            .metrics
+            .claims_lost
+            .load(Ordering::Relaxed),
+        1
+    );
+    e.env.cleanup().await;
+}
+
 async fn webhook_targets_on_private_addresses_are_refused(db: Db, store: Store) {
     let e = setup(db, store, None, |c| c.webhooks.allow_private = false).await;
     for url in [
@@ -941,6 +1025,7 @@ on_both_stacks!(
     a_transfer_is_kept_when_the_llm_denies_the_escalation,
     profiles_shape_the_schema_and_custom_fields,
     webhooks_are_signed_retried_and_disabled_by_410,
+    a_late_webhook_attempt_after_a_takeover_is_not_recorded,
     webhook_targets_on_private_addresses_are_refused,
     backfill_reanalyses_with_progress_and_cancel,
     dashboards_answer_from_rollups_that_match_the_rows,

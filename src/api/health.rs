@@ -279,6 +279,11 @@ async fn render_analytics(app: &crate::app::App, out: &mut String) {
             "Webhook endpoints disabled by a 410 Gone",
             &app.webhooks.metrics.disabled,
         ),
+        (
+            "call_insights_webhook_claims_lost_total",
+            "Webhook attempts whose delivery another replica took over after their lease ran out (fenced: not recorded)",
+            &app.webhooks.metrics.claims_lost,
+        ),
     ] {
         let _ = writeln!(
             out,

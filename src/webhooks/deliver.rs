@@ -25,6 +25,8 @@ pub struct DeliveryMetrics {
     pub failed_attempts: std::sync::atomic::AtomicU64,
     pub gave_up: std::sync::atomic::AtomicU64,
     pub disabled: std::sync::atomic::AtomicU64,
+    /// Attempts whose delivery another replica took over (lease expired): not recorded.
+    pub claims_lost: std::sync::atomic::AtomicU64,
 }
 
 /// Everything the worker needs.
@@ -58,13 +60,17 @@ impl Deliverer {
         })
     }
 
-    /// Claims up to `n` due deliveries (a lease of twice the timeout keeps other replicas off them).
-    async fn claim(&self, n: usize) -> Result<Vec<Uuid>, DbErr> {
+    /// Claims up to `n` due deliveries (a lease of twice the timeout keeps other replicas off them),
+    /// with the lease's end: the claim's fencing token (see [`Self::update_fenced`]).
+    async fn claim(&self, n: usize) -> Result<Vec<(Uuid, DateTime<Utc>)>, DbErr> {
+        use chrono::SubsecRound;
         let backend = self.db.get_database_backend();
         let now = Utc::now();
-        let lease = now
+        // Whole microseconds: what PostgreSQL stores, so the fence compares equal.
+        let lease = (now
             + chrono::Duration::from_std(self.settings.timeout * 2 + Duration::from_secs(5))
-                .unwrap_or_default();
+                .unwrap_or_default())
+        .trunc_subsecs(6);
         let lock = if backend == DbBackend::Postgres {
             " FOR UPDATE SKIP LOCKED"
         } else {
@@ -79,21 +85,51 @@ impl Deliverer {
             Claimed::find_by_statement(stmt(backend, &sql, [lease.into(), now.into(), now.into()]))
                 .all(&self.db)
                 .await?;
-        Ok(rows.into_iter().map(|r| r.id).collect())
+        Ok(rows.into_iter().map(|r| (r.id, lease)).collect())
+    }
+
+    /// Writes `am` only while this worker's claim still holds the row (its lease unchanged). A
+    /// worker frozen past its lease finds another replica's newer lease there: its attempt is not
+    /// recorded (the receiver deduplicates the second POST by `webhook-id`). `Ok(false)` then.
+    async fn update_fenced(
+        &self,
+        am: wd::ActiveModel,
+        lease: DateTime<Utc>,
+    ) -> Result<bool, DbErr> {
+        let id = match &am.id {
+            sea_orm::ActiveValue::Set(id) | sea_orm::ActiveValue::Unchanged(id) => Some(*id),
+            sea_orm::ActiveValue::NotSet => None,
+        };
+        match wd::Entity::update(am)
+            .validate()?
+            .filter(wd::Column::LeaseUntil.eq(lease))
+            .exec_without_returning(&self.db)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(DbErr::RecordNotUpdated) => {
+                self.metrics
+                    .claims_lost
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(delivery_id = ?id, "webhook delivery taken over by another replica while this one was away (lease expired); this attempt is not recorded");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Delivers what is due now, up to `n`; returns how many attempts were made.
     pub async fn deliver_due(&self, n: usize) -> Result<usize, DbErr> {
         let ids = self.claim(n).await?;
         let count = ids.len();
-        let attempts = ids.into_iter().map(|id| self.attempt(id));
+        let attempts = ids.into_iter().map(|(id, lease)| self.attempt(id, lease));
         for r in futures::future::join_all(attempts).await {
             r?;
         }
         Ok(count)
     }
 
-    async fn attempt(&self, id: Uuid) -> Result<(), DbErr> {
+    async fn attempt(&self, id: Uuid, lease: DateTime<Utc>) -> Result<(), DbErr> {
         let Some(d) = wd::Entity::find_by_id(id).one(&self.db).await? else {
             return Ok(());
         };
@@ -105,7 +141,7 @@ impl Deliverer {
             am.status = Set("disabled".into());
             am.lease_until = Set(None);
             am.next_attempt_at = Set(None);
-            am.update(&self.db).await?;
+            self.update_fenced(am, lease).await?;
             return Ok(());
         }
         let secret = match self.keys.open(&endpoint.secret) {
@@ -115,6 +151,7 @@ impl Deliverer {
                 return self
                     .record(
                         d,
+                        lease,
                         None,
                         Some(format!("cannot read the signing secret: {e}")),
                         None,
@@ -128,6 +165,7 @@ impl Deliverer {
             return self
                 .record(
                     d,
+                    lease,
                     None,
                     Some("the signing secret is malformed".into()),
                     None,
@@ -168,7 +206,7 @@ impl Deliverer {
         };
         if let Some(refused) = guard {
             tracing::warn!(webhook_id = %endpoint.id, error = %refused, "webhook target refused");
-            return self.record(d, None, Some(refused), None, 0.0).await;
+            return self.record(d, lease, None, Some(refused), None, 0.0).await;
         }
         let sent = self
             .client
@@ -188,11 +226,12 @@ impl Deliverer {
                 // Drain a little of the body so the connection can be reused; never keep it.
                 let _ = tokio::time::timeout(Duration::from_secs(1), r.bytes()).await;
                 if status == 410 {
-                    return self.disable(d, &endpoint, ms).await;
+                    return self.disable(d, lease, &endpoint, ms).await;
                 }
                 let error =
                     (!(200..300).contains(&status)).then(|| format!("receiver answered {status}"));
-                self.record(d, Some(status), error, retry_after, ms).await
+                self.record(d, lease, Some(status), error, retry_after, ms)
+                    .await
             }
             Err(e) => {
                 let what = if e.is_timeout() {
@@ -202,7 +241,7 @@ impl Deliverer {
                     // text is logged and stored.
                     crate::stt::error_chain(&e.without_url())
                 };
-                self.record(d, None, Some(what), None, ms).await
+                self.record(d, lease, None, Some(what), None, ms).await
             }
         }
     }
@@ -211,6 +250,7 @@ impl Deliverer {
     async fn record(
         &self,
         d: wd::Model,
+        lease: DateTime<Utc>,
         status: Option<u16>,
         error: Option<String>,
         retry_after: Option<Duration>,
@@ -251,12 +291,18 @@ impl Deliverer {
             am.next_attempt_at = Set(None);
             tracing::warn!(delivery_id = %id, webhook_id = %endpoint_id, event, attempts, error = error.as_deref().unwrap_or(""), "webhook delivery failed for good");
         }
-        am.update(&self.db).await?;
+        self.update_fenced(am, lease).await?;
         Ok(())
     }
 
     /// 410 Gone: the endpoint is disabled with the reason, its pending deliveries stop.
-    async fn disable(&self, d: wd::Model, endpoint: &we::Model, ms: f64) -> Result<(), DbErr> {
+    async fn disable(
+        &self,
+        d: wd::Model,
+        lease: DateTime<Utc>,
+        endpoint: &we::Model,
+        ms: f64,
+    ) -> Result<(), DbErr> {
         self.metrics
             .disabled
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -279,7 +325,7 @@ impl Deliverer {
         am.last_error = Set(Some("410 Gone: endpoint disabled".into()));
         am.lease_until = Set(None);
         am.next_attempt_at = Set(None);
-        am.update(&self.db).await?;
+        self.update_fenced(am, lease).await?;
         wd::Entity::update_many()
             .col_expr(
                 wd::Column::Status,
