@@ -10,6 +10,7 @@ pub mod cache;
 pub mod error;
 pub(crate) mod extract;
 mod health;
+mod metrics;
 pub mod monitor;
 pub mod ratelimit;
 pub mod recordings;
@@ -274,7 +275,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(monitor::create_monitor_token))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
-        .routes(routes!(health::metrics))
+        .routes(routes!(metrics::metrics))
 }
 
 /// The OpenAPI document of the API (what `call-insights openapi` prints).

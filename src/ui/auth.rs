@@ -1,13 +1,16 @@
-//! UI sign-in and CSRF: every visitor holds a signed `ci_session` cookie (HttpOnly, SameSite=Strict,
+//! UI sign-in and CSRF (the sign-in page, sign-in and sign-out handlers are here too): every visitor holds a signed `ci_session` cookie (HttpOnly, SameSite=Strict,
 //! `Secure` behind an https `INSIGHTS_PUBLIC_BASE_URL`). Signed in, it names its API key by
 //! fingerprint and its tenant; a key removed from `INSIGHTS_API_KEYS` ends its sessions. Every
 //! unsafe request carries the session's CSRF token (form field `csrf` or header `X-CSRF-Token`).
 //! With no API keys configured the UI is open and the cookie only carries the CSRF nonce.
 
+use super::{UiError, render};
 use crate::api::AppState;
 use crate::api::auth::{Scope, fingerprint};
 use crate::app::App;
+use axum::Extension;
 use axum::body::Body;
+use axum::extract::{Form, Query};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -15,6 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
+use serde::Deserialize;
 
 pub const COOKIE: &str = "ci_session";
 /// Largest form body the UI accepts.
@@ -255,6 +259,75 @@ pub async fn layer(State(AppState(app)): State<AppState>, req: Request, next: Ne
             .append(header::SET_COOKIE, session.cookie(&app));
     }
     response
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SignInQuery {
+    pub next: Option<String>,
+}
+
+pub async fn sign_in_page(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<SignInQuery>,
+) -> Result<Response, UiError> {
+    if state.0.api_keys.is_open() {
+        return Ok(Redirect::to(&safe_next(q.next.as_deref())).into_response());
+    }
+    render(
+        "sign_in.html",
+        &ctx,
+        "",
+        serde_json::json!({"next": safe_next(q.next.as_deref()), "error": null}),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignInForm {
+    #[serde(default)]
+    pub api_key: String,
+    #[serde(default)]
+    pub next: String,
+}
+
+pub async fn sign_in(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Form(f): Form<SignInForm>,
+) -> Result<Response, UiError> {
+    let app = &state.0;
+    let next = safe_next(Some(&f.next));
+    let key = f.api_key.trim();
+    match app.api_keys.scope_of(key.as_bytes()) {
+        Some(scope) => {
+            let session = Session::signed_in(app, key.as_bytes(), &scope);
+            tracing::info!(tenant = scope.tenant().unwrap_or("*"), "UI sign-in");
+            let mut r = Redirect::to(&next).into_response();
+            r.headers_mut()
+                .append(header::SET_COOKIE, session.cookie(app));
+            Ok(r)
+        }
+        None => {
+            tracing::warn!("UI sign-in refused: unknown API key");
+            let mut r = render(
+                "sign_in.html",
+                &ctx,
+                "",
+                serde_json::json!({"next": next, "error": "That API key is not one this service knows."}),
+            )?;
+            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            Ok(r)
+        }
+    }
+}
+
+pub async fn sign_out(State(state): State<AppState>) -> Response {
+    let mut r = Redirect::to("/sign-in").into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        Session::signed_out(&state.0).cookie(&state.0),
+    );
+    r
 }
 
 #[cfg(test)]

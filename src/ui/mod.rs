@@ -11,6 +11,7 @@ mod insights;
 mod jobs;
 mod live;
 mod recordings;
+mod reports;
 mod sessions;
 pub mod waterfall;
 
@@ -47,13 +48,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/recordings/{id}/roles", post(recordings::roles))
         .route("/recordings/{id}/transcripts", post(recordings::transcribe))
         .route("/recordings/{id}/record", post(recordings::record))
-        .route("/reports", get(jobs::reports))
-        .route("/reports/{id}/analyze", post(jobs::analyze_report))
-        .route(
-            "/sign-in",
-            get(sessions::sign_in_page).post(sessions::sign_in),
-        )
-        .route("/sign-out", post(sessions::sign_out))
+        .route("/reports", get(reports::reports))
+        .route("/reports/{id}/analyze", post(reports::analyze_report))
+        .route("/sign-in", get(auth::sign_in_page).post(auth::sign_in))
+        .route("/sign-out", post(auth::sign_out))
         .layer(axum::middleware::from_fn_with_state(state, auth::layer));
     Router::new()
         .route("/ui/assets/{*file}", get(assets::serve))

@@ -1,7 +1,7 @@
 //! Sessions pages: the filtered list, the session page (the call as a picture), its waveform peaks,
-//! running the STT analysis and filing an STT report from it, and sign-in/out.
+//! running the STT analysis and filing an STT report from it. Sign-in/out is in `auth.rs`.
 
-use super::auth::{Ctx, Session, safe_next};
+use super::auth::Ctx;
 use super::waterfall::{self, Parts};
 use super::{UiError, render};
 use crate::api::AppState;
@@ -787,73 +787,4 @@ pub async fn report_issue(
     )
     .await?;
     Ok(Redirect::to(&format!("/reports?session_id={}#report-{}", s.id, view.id)).into_response())
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct SignInQuery {
-    pub next: Option<String>,
-}
-
-pub async fn sign_in_page(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<Ctx>,
-    Query(q): Query<SignInQuery>,
-) -> Result<Response, UiError> {
-    if state.0.api_keys.is_open() {
-        return Ok(Redirect::to(&safe_next(q.next.as_deref())).into_response());
-    }
-    render(
-        "sign_in.html",
-        &ctx,
-        "",
-        serde_json::json!({"next": safe_next(q.next.as_deref()), "error": null}),
-    )
-}
-
-#[derive(Debug, Deserialize)]
-pub struct SignInForm {
-    #[serde(default)]
-    pub api_key: String,
-    #[serde(default)]
-    pub next: String,
-}
-
-pub async fn sign_in(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<Ctx>,
-    Form(f): Form<SignInForm>,
-) -> Result<Response, UiError> {
-    let app = &state.0;
-    let next = safe_next(Some(&f.next));
-    let key = f.api_key.trim();
-    match app.api_keys.scope_of(key.as_bytes()) {
-        Some(scope) => {
-            let session = Session::signed_in(app, key.as_bytes(), &scope);
-            tracing::info!(tenant = scope.tenant().unwrap_or("*"), "UI sign-in");
-            let mut r = Redirect::to(&next).into_response();
-            r.headers_mut()
-                .append(header::SET_COOKIE, session.cookie(app));
-            Ok(r)
-        }
-        None => {
-            tracing::warn!("UI sign-in refused: unknown API key");
-            let mut r = render(
-                "sign_in.html",
-                &ctx,
-                "",
-                serde_json::json!({"next": next, "error": "That API key is not one this service knows."}),
-            )?;
-            *r.status_mut() = StatusCode::UNAUTHORIZED;
-            Ok(r)
-        }
-    }
-}
-
-pub async fn sign_out(State(state): State<AppState>) -> Response {
-    let mut r = Redirect::to("/sign-in").into_response();
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        Session::signed_out(&state.0).cookie(&state.0),
-    );
-    r
 }
