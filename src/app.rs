@@ -338,7 +338,7 @@ impl App {
             row_cache: self.row_cache.clone(),
             live: self.config.live.then(|| self.live.clone()),
             broker: self.redis.clone(),
-            updates_channel: crate::ingest::consumer::updates_channel(&self.config.stream),
+            updates_channel: crate::ingest::updates::channel(&self.config.stream),
             thresholds: self.thresholds.clone(),
             worker_id: self.config.consumer_name(),
             stt: self.stt.clone(),
@@ -353,7 +353,7 @@ impl App {
             stream: p.stream(partition),
             dlq_stream: p.dlq(partition),
             partition,
-            updates_channel: crate::ingest::consumer::updates_channel(&c.stream),
+            updates_channel: crate::ingest::updates::channel(&c.stream),
             group: c.consumer_group.clone(),
             consumer: c.consumer_name(),
             batch_size: c.batch_size,
@@ -389,7 +389,7 @@ impl App {
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         follow_updates(
             self.redis.clone(),
-            crate::ingest::consumer::updates_channel(&self.config.stream),
+            crate::ingest::updates::channel(&self.config.stream),
             self.session_versions.clone(),
             self.timeline_cache.clone(),
             shutdown,

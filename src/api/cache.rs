@@ -234,7 +234,7 @@ pub async fn follow_updates(
                         m = messages.next() => match m {
                             Some(m) => {
                                 let text: String = m.get_payload().unwrap_or_default();
-                                let ids: Vec<Uuid> = text.split(',').filter_map(|id| Uuid::try_parse(id.trim()).ok()).collect();
+                                let ids = crate::ingest::updates::decode(&text);
                                 for id in &ids {
                                     cache.remove(*id);
                                 }

@@ -310,14 +310,10 @@ pub async fn erase(
 async fn forget(app: &Eraser, s: &cs::Model) {
     (app.forget_cached)(s.id);
     app.row_cache.remove(&s.call_id);
-    let channel = crate::ingest::consumer::updates_channel(&app.stream);
-    if let Ok(mut conn) = app.broker.conn().await {
-        let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-            .arg(&channel)
-            .arg(s.id.simple().to_string())
-            .query_async(&mut conn)
-            .await;
-        if let Err(e) = r {
+    let channel = crate::ingest::updates::channel(&app.stream);
+    match app.broker.conn().await {
+        Ok(mut conn) => crate::ingest::updates::announce(&mut conn, &channel, &[s.id]).await,
+        Err(e) => {
             tracing::warn!(error = %e, "cannot announce an erasure to the other replicas");
         }
     }

@@ -586,24 +586,8 @@ impl InsightsStreamConsumer {
     /// Tells every API replica which sessions changed (`<stream>:updates`), so their caches drop them.
     /// Best effort after the commit: a replica that misses it is not subscribed and does not cache.
     async fn announce(&mut self, ids: &[uuid::Uuid]) {
-        if ids.is_empty() {
-            return;
-        }
-        let channel = &self.settings.updates_channel;
-        let message = ids
-            .iter()
-            .map(|id| id.simple().to_string())
-            .collect::<Vec<_>>()
-            .join(",");
         if let Some(conns) = self.conns.as_mut() {
-            let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(message)
-                .query_async(&mut conns.cmd)
-                .await;
-            if let Err(e) = r {
-                debug!(error = %e, "cannot announce updated sessions");
-            }
+            super::updates::announce(&mut conns.cmd, &self.settings.updates_channel, ids).await;
         }
     }
 
@@ -724,11 +708,6 @@ fn tally(report: &mut BatchReport, outcomes: &[EntryOutcome]) {
             EntryOutcome::Duplicate => report.duplicate += 1,
         }
     }
-}
-
-/// The pub/sub channel announcing sessions changed by ingest.
-pub fn updates_channel(stream: &str) -> String {
-    format!("{stream}:updates")
 }
 
 /// Creates the group at ID 0 with MKSTREAM, so reports published before the first start are consumed.

@@ -10,6 +10,7 @@ pub mod persist;
 pub mod pipeline;
 pub mod redis_reply;
 pub mod row_cache;
+pub mod updates;
 
 pub use consumer::{BatchReport, ConsumerError, ConsumerSettings, InsightsStreamConsumer};
 pub use contract::{ContractError, SessionReport, decode_report};

@@ -861,20 +861,8 @@ impl Worker {
         if ids.is_empty() {
             return;
         }
-        let message = ids
-            .iter()
-            .map(|id| id.simple().to_string())
-            .collect::<Vec<_>>()
-            .join(",");
         if let Ok(mut conn) = self.broker.conn().await {
-            let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                .arg(&self.updates_channel)
-                .arg(message)
-                .query_async(&mut conn)
-                .await;
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "cannot announce updated sessions");
-            }
+            crate::ingest::updates::announce(&mut conn, &self.updates_channel, ids).await;
         }
     }
 
