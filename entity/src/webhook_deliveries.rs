@@ -17,8 +17,7 @@ pub struct Model {
     pub message_id: String,
     /// The exact body sent (and signed).
     pub payload: String,
-    /// `pending`, `delivered`, `failed` (retries exhausted) or `disabled` (endpoint gone).
-    pub status: String,
+    pub status: Status,
     pub attempts: i32,
     /// `[{at, status_code, error, duration_ms}]`.
     pub attempt_log: Json,
@@ -28,6 +27,22 @@ pub struct Model {
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,
     pub delivered_at: Option<DateTimeUtc>,
+}
+
+/// Where a delivery is: `pending` (due at `next_attempt_at`), `delivered`, `failed` (retries
+/// exhausted) or `disabled` (its endpoint answered 410 Gone or was disabled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "delivered")]
+    Delivered,
+    #[sea_orm(string_value = "failed")]
+    Failed,
+    #[sea_orm(string_value = "disabled")]
+    Disabled,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -281,7 +281,7 @@ impl From<wd::Model> for DeliveryView {
             message_id: d.message_id,
             event_type: d.event_type,
             session_id: d.session_id,
-            status: d.status,
+            status: sea_orm::ActiveEnum::to_value(&d.status),
             attempts: d.attempts,
             attempt_log: d.attempt_log,
             last_status_code: d.last_status_code,

@@ -138,7 +138,7 @@ impl Deliverer {
         };
         if !endpoint.enabled {
             let mut am: wd::ActiveModel = d.into();
-            am.status = Set("disabled".into());
+            am.status = Set(wd::Status::Disabled);
             am.lease_until = Set(None);
             am.next_attempt_at = Set(None);
             self.update_fenced(am, lease).await?;
@@ -273,7 +273,7 @@ impl Deliverer {
         am.last_error = Set(error.clone());
         am.lease_until = Set(None);
         if error.is_none() {
-            am.status = Set("delivered".into());
+            am.status = Set(wd::Status::Delivered);
             am.delivered_at = Set(Some(now));
             am.next_attempt_at = Set(None);
             self.metrics.delivered.fetch_add(1, Relaxed);
@@ -287,7 +287,7 @@ impl Deliverer {
             tracing::info!(delivery_id = %id, webhook_id = %endpoint_id, event, attempts, error = error.as_deref().unwrap_or(""), next_attempt_at = %next, "webhook delivery failed; will retry");
         } else {
             self.metrics.gave_up.fetch_add(1, Relaxed);
-            am.status = Set("failed".into());
+            am.status = Set(wd::Status::Failed);
             am.next_attempt_at = Set(None);
             tracing::warn!(delivery_id = %id, webhook_id = %endpoint_id, event, attempts, error = error.as_deref().unwrap_or(""), "webhook delivery failed for good");
         }
@@ -318,7 +318,7 @@ impl Deliverer {
         log.push(json!({"at": now, "status_code": 410, "error": "410 Gone: endpoint disabled", "duration_ms": ms}));
         let attempts = d.attempts + 1;
         let mut am: wd::ActiveModel = d.into();
-        am.status = Set("disabled".into());
+        am.status = Set(wd::Status::Disabled);
         am.attempts = Set(attempts);
         am.attempt_log = Set(json!(log));
         am.last_status_code = Set(Some(410));
@@ -329,14 +329,14 @@ impl Deliverer {
         wd::Entity::update_many()
             .col_expr(
                 wd::Column::Status,
-                sea_orm::sea_query::Expr::value("disabled"),
+                sea_orm::sea_query::Expr::value(wd::Status::Disabled),
             )
             .col_expr(
                 wd::Column::NextAttemptAt,
                 sea_orm::sea_query::Expr::value(Option::<DateTime<Utc>>::None),
             )
             .filter(wd::Column::EndpointId.eq(endpoint.id))
-            .filter(wd::Column::Status.eq("pending"))
+            .filter(wd::Column::Status.eq(wd::Status::Pending))
             .exec(&self.db)
             .await?;
         Ok(())

@@ -361,7 +361,7 @@ pub async fn retry_delivery(
         .filter(|d| d.endpoint_id == e.id)
         .ok_or_else(|| WebhookError::NotFound(format!("delivery {delivery}")))?;
     let mut am: wd::ActiveModel = d.into();
-    am.status = Set("pending".into());
+    am.status = Set(wd::Status::Pending);
     am.attempts = Set(0);
     am.next_attempt_at = Set(Some(Utc::now()));
     am.lease_until = Set(None);
@@ -405,7 +405,7 @@ pub async fn enqueue<C: ConnectionTrait>(
                 event_type: Set(event_type.clone()),
                 message_id: Set(format!("msg_{}", Uuid::now_v7().simple())),
                 payload: Set(event_body(event_type, data)),
-                status: Set("pending".into()),
+                status: Set(wd::Status::Pending),
                 attempts: Set(0),
                 attempt_log: Set(json!([])),
                 next_attempt_at: Set(Some(now)),
