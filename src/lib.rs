@@ -9,7 +9,7 @@
 //! | delivery | `api`, `ui`, `main.rs` (the CLI) | parse the request, call the domain, render; map [`error::Error`] to an answer |
 //! | composition | `app` | builds every long-lived part once, in order; the context structs the domain takes |
 //! | domain | `ingest`, `sessions`, `diagnosis`, `conversation`, `recordings`, `stt_replay`, `stt_reports`, `analytics`, `webhooks`, `live`, `erasure` | what the product does |
-//! | infrastructure | `config`, `db`, `storage`, `broker`, `background` (the loop runner), `stt` (provider clients), `audio`, `metrics`, `produce` | the parts the domain uses |
+//! | infrastructure | `config`, `db`, `storage`, `broker`, `background` (the loop runner), `lease` (the leased queue), `stt` (provider clients), `audio`, `metrics`, `produce` | the parts the domain uses |
 //! | shared leaves | `error`, `tenancy`, `paging`, `signing_key`, `crypto`, `text`, `json_num` | small types every layer uses |
 //!
 //! Start with `docs/design.md` for how a report travels; each module's first line says what it owns.
@@ -29,6 +29,7 @@ pub mod erasure;
 pub mod error;
 pub mod ingest;
 pub mod json_num;
+pub mod lease;
 pub mod live;
 pub mod metrics;
 pub mod paging;

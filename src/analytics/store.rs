@@ -194,15 +194,19 @@ async fn fence<C: ConnectionTrait>(
     status: &str,
     error: Option<&str>,
 ) -> Result<bool, DbErr> {
-    let r = c
-        .execute_raw(stmt(
-            c.get_database_backend(),
-            "UPDATE analytics_queue SET status = ?, finished_at = ?, claim_token = NULL, lease_until = NULL, error = ? \
-             WHERE session_id = ? AND claim_token = ?",
-            [status.into(), Utc::now().into(), error.map(str::to_string).into(), claim.session_id.into(), claim.token.into()],
-        ))
-        .await?;
-    Ok(r.rows_affected() == 1)
+    super::worker::QUEUE
+        .fenced(
+            c,
+            claim.session_id.into(),
+            claim.token,
+            "status = ?, finished_at = ?, claim_token = NULL, lease_until = NULL, error = ?",
+            vec![
+                status.into(),
+                Utc::now().into(),
+                error.map(str::to_string).into(),
+            ],
+        )
+        .await
 }
 
 async fn count_for_job<C: ConnectionTrait>(
@@ -258,26 +262,29 @@ pub async fn requeue(
     after: std::time::Duration,
 ) -> Result<bool, DbErr> {
     let at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
-    let r = db
-        .execute_raw(stmt(
-            db.get_database_backend(),
-            "UPDATE analytics_queue SET status = 'queued', available_at = ?, claim_token = NULL, claimed_by = NULL, lease_until = NULL, error = ? \
-             WHERE session_id = ? AND claim_token = ?",
-            [at.into(), error.into(), claim.session_id.into(), claim.token.into()],
-        ))
-        .await?;
-    Ok(r.rows_affected() == 1)
+    super::worker::QUEUE
+        .fenced(
+            db,
+            claim.session_id.into(),
+            claim.token,
+            "status = 'queued', available_at = ?, claim_token = NULL, claimed_by = NULL, lease_until = NULL, error = ?",
+            vec![at.into(), error.into()],
+        )
+        .await
 }
 
 /// Hands a claim back untouched (shutdown): the start is not counted.
 pub async fn release(db: &DatabaseConnection, claim: &Claim) -> Result<(), DbErr> {
-    db.execute_raw(stmt(
-        db.get_database_backend(),
-        "UPDATE analytics_queue SET status = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
-         claim_token = NULL, claimed_by = NULL, lease_until = NULL WHERE session_id = ? AND claim_token = ?",
-        [claim.session_id.into(), claim.token.into()],
-    ))
-    .await?;
+    super::worker::QUEUE
+        .fenced(
+            db,
+            claim.session_id.into(),
+            claim.token,
+            "status = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+             claim_token = NULL, claimed_by = NULL, lease_until = NULL",
+            Vec::new(),
+        )
+        .await?;
     Ok(())
 }
 

@@ -9,9 +9,7 @@ use super::{Analytics, CallInput, reconcile};
 use crate::db::stmt;
 use chrono::Utc;
 use entity::call_sessions as cs;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, FromQueryResult, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, Value};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -60,6 +58,13 @@ struct ClaimRow {
     report_seq: i64,
 }
 
+/// The analytics queue as a leased queue (one row per session).
+pub const QUEUE: crate::lease::Queue = crate::lease::Queue {
+    table: "analytics_queue",
+    key: "session_id",
+    order: "available_at",
+};
+
 /// Claims up to `n` items that are due, or whose holder's lease ran out.
 pub async fn claim(
     db: &DatabaseConnection,
@@ -67,41 +72,21 @@ pub async fn claim(
     n: usize,
     lease: Duration,
 ) -> Result<Vec<Claim>, DbErr> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let backend = db.get_database_backend();
     let now = Utc::now();
-    let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
-    let token = Uuid::new_v4();
-    let lock = if backend == DbBackend::Postgres {
-        " FOR UPDATE SKIP LOCKED"
-    } else {
-        ""
-    };
-    let sql = format!(
-        "UPDATE analytics_queue SET status = 'running', claimed_by = ?, claim_token = ?, lease_until = ?, attempts = attempts + 1 \
-         WHERE session_id IN (SELECT session_id FROM analytics_queue WHERE \
-           (status = 'queued' AND available_at <= ?) OR (status = 'running' AND lease_until < ?) \
-           ORDER BY available_at LIMIT {n}{lock}) \
-         AND ((status = 'queued' AND available_at <= ?) OR (status = 'running' AND lease_until < ?)) \
-         RETURNING session_id, attempts, job_id, report_seq"
-    );
-    let rows = ClaimRow::find_by_statement(stmt(
-        backend,
-        &sql,
-        [
-            worker.into(),
-            token.into(),
-            until.into(),
-            now.into(),
-            now.into(),
-            now.into(),
-            now.into(),
-        ],
-    ))
-    .all(db)
-    .await?;
+    let (token, rows) = QUEUE
+        .claim::<ClaimRow>(
+            db,
+            worker,
+            lease,
+            n,
+            crate::lease::Due {
+                sql: "(status = 'queued' AND available_at <= ?) OR (status = 'running' AND lease_until < ?)",
+                values: vec![now.into(), now.into()],
+                also: "status = 'running'",
+                returning: "session_id, attempts, job_id, report_seq",
+            },
+        )
+        .await?;
     Ok(rows
         .into_iter()
         .map(|r| Claim {
@@ -116,15 +101,9 @@ pub async fn claim(
 
 /// Extends a claim's lease; false when the claim is no longer this worker's.
 pub async fn renew(db: &DatabaseConnection, claim: &Claim, lease: Duration) -> Result<bool, DbErr> {
-    let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
-    let r = db
-        .execute_raw(stmt(
-            db.get_database_backend(),
-            "UPDATE analytics_queue SET lease_until = ? WHERE session_id = ? AND claim_token = ?",
-            [until.into(), claim.session_id.into(), claim.token.into()],
-        ))
-        .await?;
-    Ok(r.rows_affected() == 1)
+    QUEUE
+        .renew(db, claim.session_id.into(), claim.token, lease)
+        .await
 }
 
 /// What became of one item.

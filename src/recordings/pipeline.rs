@@ -110,6 +110,13 @@ fn retry_delay(attempts: i32) -> Duration {
     Duration::from_secs(secs).mul_f64(0.75 + 0.5 * fastrand::f64())
 }
 
+/// The recordings table as a leased queue (a row with `work` is due).
+const QUEUE: crate::lease::Queue = crate::lease::Queue {
+    table: "recordings",
+    key: "id",
+    order: "available_at",
+};
+
 impl Worker {
     fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
@@ -117,40 +124,21 @@ impl Worker {
 
     /// Claims up to `n` recordings with work due (or whose holder's lease ran out).
     pub async fn claim(&self, n: usize) -> Result<Vec<Claim>, DbErr> {
-        if n == 0 {
-            return Ok(Vec::new());
-        }
         let now = Utc::now();
-        let until =
-            now + chrono::Duration::from_std(self.recordings.settings.lease).unwrap_or_default();
-        let token = Uuid::new_v4();
-        let lock = if self.backend() == DbBackend::Postgres {
-            " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
-        let due =
-            "work IS NOT NULL AND available_at <= ? AND (lease_until IS NULL OR lease_until < ?)";
-        let sql = format!(
-            "UPDATE recordings SET claimed_by = ?, claim_token = ?, lease_until = ?, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM recordings WHERE {due} ORDER BY available_at LIMIT {n}{lock}) AND {due} \
-             RETURNING id, attempts"
-        );
-        let rows = ClaimRow::find_by_statement(stmt(
-            self.backend(),
-            &sql,
-            [
-                self.worker_id.clone().into(),
-                token.into(),
-                until.into(),
-                now.into(),
-                now.into(),
-                now.into(),
-                now.into(),
-            ],
-        ))
-        .all(&self.db)
-        .await?;
+        let (token, rows) = QUEUE
+            .claim::<ClaimRow>(
+                &self.db,
+                &self.worker_id,
+                self.recordings.settings.lease,
+                n,
+                crate::lease::Due {
+                    sql: "work IS NOT NULL AND available_at <= ? AND (lease_until IS NULL OR lease_until < ?)",
+                    values: vec![now.into(), now.into()],
+                    also: "",
+                    returning: "id, attempts",
+                },
+            )
+            .await?;
         Ok(rows
             .into_iter()
             .map(|r| Claim {
@@ -163,18 +151,16 @@ impl Worker {
 
     /// Records `sets` on the claimed row; false when the claim is no longer this worker's.
     async fn fenced(&self, c: &Claim, sets: &str, mut values: Vec<Value>) -> Result<bool, DbErr> {
-        values.extend([Utc::now().into(), c.id.into(), c.token.into()]);
-        let r = self
-            .db
-            .execute_raw(stmt(
-                self.backend(),
-                &format!(
-                    "UPDATE recordings SET {sets}, updated_at = ? WHERE id = ? AND claim_token = ?"
-                ),
+        values.push(Utc::now().into());
+        QUEUE
+            .fenced(
+                &self.db,
+                c.id.into(),
+                c.token,
+                &format!("{sets}, updated_at = ?"),
                 values,
-            ))
-            .await?;
-        Ok(r.rows_affected() == 1)
+            )
+            .await
     }
 
     async fn must(&self, c: &Claim, sets: &str, values: Vec<Value>) -> Result<(), Stop> {
@@ -186,9 +172,14 @@ impl Worker {
     }
 
     async fn renew(&self, c: &Claim) -> Result<bool, DbErr> {
-        let until = Utc::now()
-            + chrono::Duration::from_std(self.recordings.settings.lease).unwrap_or_default();
-        self.fenced(c, "lease_until = ?", vec![until.into()]).await
+        QUEUE
+            .renew(
+                &self.db,
+                c.id.into(),
+                c.token,
+                self.recordings.settings.lease,
+            )
+            .await
     }
 
     /// Runs one claimed recording to its end, renewing the lease meanwhile.
