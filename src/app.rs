@@ -11,7 +11,7 @@ use crate::ingest::row_cache::RowCache;
 use crate::ingest::{ConsumerSettings, Ingestor, InsightsStreamConsumer};
 use crate::metrics::{HttpMetrics, IngestMetrics, PartitionMetrics};
 use crate::signing_key::Signer;
-use crate::storage::{AudioStore, FsStore, S3Settings, S3Store};
+use crate::storage::{Archive, AudioStore, FsStore, S3Settings, S3Store};
 use anyhow::Context;
 use sea_orm::DatabaseConnection;
 use std::net::SocketAddr;
@@ -42,7 +42,8 @@ pub struct App {
     pub thresholds: Arc<Thresholds>,
     /// API keys and the tenant each may see.
     pub api_keys: ApiKeys,
-    /// Signs the service's own audio URLs (filesystem store).
+    /// Signs what the service hands out and takes back: its audio URLs (filesystem store), UI
+    /// sign-in cookies, live-stream tokens.
     pub signer: Signer,
     /// HTTP request durations by route and status.
     pub http_metrics: HttpMetrics,
@@ -67,8 +68,6 @@ pub struct App {
     /// Recordings: settings, transcription clients, Twilio accounts.
     pub recordings: Arc<crate::recordings::Recordings>,
 }
-
-pub use crate::storage::Archive;
 
 /// Builds the archive the configuration asks for: `INSIGHTS_ARCHIVE_S3_*` (any unset value taken
 /// from the audio store's S3 settings), else a folder of the audio store (`archive/` in its bucket,
@@ -268,7 +267,7 @@ impl App {
         })
     }
 
-    pub fn worker_settings(&self) -> crate::stt_replay::jobs::WorkerSettings {
+    fn worker_settings(&self) -> crate::stt_replay::jobs::WorkerSettings {
         let c = &self.config;
         crate::stt_replay::jobs::WorkerSettings {
             worker_id: c.consumer_name(),
