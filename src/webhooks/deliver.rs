@@ -344,33 +344,18 @@ impl Deliverer {
 
     /// Delivers until `shutdown`: polls for due rows, never more than the concurrency in flight.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut outage = false;
-        loop {
-            if shutdown.is_cancelled() {
-                return;
-            }
-            let done = match self.deliver_due(self.settings.concurrency).await {
-                Ok(n) => {
-                    if outage {
-                        tracing::info!("webhook deliveries resumed");
-                        outage = false;
-                    }
-                    n
-                }
-                Err(e) => {
-                    if !outage {
-                        tracing::error!(error = %e, "webhook delivery worker cannot reach the database; retrying");
-                        outage = true;
-                    }
-                    0
-                }
-            };
-            if done == 0 {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(self.settings.poll) => {}
-                }
-            }
-        }
+        use crate::background::{Pass, Schedule, run};
+        let schedule = Schedule {
+            name: "webhook delivery",
+            every: self.settings.poll,
+            max_backoff: self.settings.poll.max(Duration::from_secs(5)),
+            run_at_start: true,
+        };
+        let this = &self;
+        run(schedule, None, shutdown, || async move {
+            let n = this.deliver_due(this.settings.concurrency).await?;
+            Ok::<_, DbErr>(if n > 0 { Pass::More } else { Pass::Idle })
+        })
+        .await;
     }
 }
