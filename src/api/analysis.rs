@@ -5,9 +5,11 @@
 use super::AppState;
 use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
+use super::extract::ApiQuery;
 use super::extract::parse_uuid;
-use super::extract::{ApiQuery, storable};
-use super::sessions::{cursor_of, decode_cursor, load_session, page_limit};
+use super::sessions::{load_session, page_limit};
+use crate::error::storable;
+use crate::paging::{cursor_of, decode_cursor};
 use crate::stt::ProviderId;
 use crate::stt_replay::batch::{self, check_language, parse_providers};
 pub use crate::stt_replay::batch::{

@@ -389,7 +389,7 @@ fn window(scope: &Scope, p: WindowParams, default_hours: i64) -> Result<Window, 
     // Ingest stores no NUL (it becomes U+FFFD), so a value holding one matches nothing.
     w.impossible = [&w.tenant_id, &w.agent_id]
         .iter()
-        .any(|v| v.as_deref().is_some_and(|v| !super::extract::storable(v)));
+        .any(|v| v.as_deref().is_some_and(|v| !crate::error::storable(v)));
     Ok(w)
 }
 

@@ -25,6 +25,3 @@ pub fn parse_uuid(param: &'static str, raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw)
         .map_err(|_| ApiError::bad_request(param, format!("{param} must be a UUID, got {raw:?}")))
 }
-
-pub use crate::error::storable;
-pub use crate::json_num::json_i64;

@@ -209,7 +209,7 @@ pub async fn get_active_calls(
         (None, t) => t,
     };
     let agent = p.agent_id.filter(|a| !a.is_empty());
-    let storable = |v: &Option<String>| v.as_deref().is_none_or(super::extract::storable);
+    let storable = |v: &Option<String>| v.as_deref().is_none_or(crate::error::storable);
     let timeout_ms = state.0.config.active_call_timeout_ms;
     let calls = if storable(&tenant) && storable(&agent) {
         active::active_calls(

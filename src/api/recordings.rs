@@ -508,7 +508,7 @@ pub async fn get_transcript(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordRequest {
-    #[serde(deserialize_with = "super::extract::json_i64")]
+    #[serde(deserialize_with = "crate::json_num::json_i64")]
     #[schema(minimum = 1, value_type = i64)]
     pub version: i64,
 }

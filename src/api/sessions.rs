@@ -10,8 +10,8 @@ use crate::sessions::{self as domain, SeverityFilter};
 pub use crate::sessions::{
     Component, ConversationResponse, ConversationTurn, DiagnosisResponse, IssueResponse,
     LatencyStats, LatencySummary, Outcome, Pipeline, SessionDetail, SessionFilter, SessionList,
-    SessionSummary, TimelineItem, TimelineKind, TimelineResponse, TurnLatency, Vad, cursor_of,
-    decode_cursor, filter_sessions, page_limit,
+    SessionSummary, TimelineItem, TimelineKind, TimelineResponse, TurnLatency, Vad,
+    filter_sessions, page_limit,
 };
 use axum::Json;
 use axum::extract::{Path, State};

@@ -181,8 +181,6 @@ pub fn filter_sessions(scope: &Scope, f: &SessionFilter) -> Option<sea_orm::Sele
     Some(q)
 }
 
-pub use crate::paging::{cursor_of, decode_cursor, keyset_page};
-
 /// One page of sessions matching `filter`, newest first, after `cursor`.
 pub async fn list(
     db: &DatabaseConnection,
@@ -198,7 +196,7 @@ pub async fn list(
             next_cursor: None,
         });
     };
-    let (rows, next_cursor) = keyset_page(
+    let (rows, next_cursor) = crate::paging::keyset_page(
         db,
         q,
         (cs::Column::StartedAt, cs::Column::Id),
@@ -867,6 +865,7 @@ mod tests {
         let mut m = crate::ingest::models::session_model(&r);
         m.id = Uuid::new_v4();
         let now = m.started_at;
+        use crate::paging::{cursor_of, decode_cursor};
         let (at, id) = decode_cursor(&cursor_of(m.started_at, m.id)).unwrap();
         assert_eq!((at.timestamp_micros(), id), (now.timestamp_micros(), m.id));
         assert!(decode_cursor("not-a-cursor!").is_err());

@@ -303,7 +303,7 @@ pub async fn list_jobs(
         };
         q = q.filter(job::Column::Kind.eq(kind.as_str()));
     }
-    let (jobs, next_cursor) = crate::sessions::keyset_page(
+    let (jobs, next_cursor) = crate::paging::keyset_page(
         db,
         q,
         (job::Column::CreatedAt, job::Column::Id),

@@ -388,17 +388,22 @@ pub async fn run_item(
     let (job_id, session_id) = (it.job_id, it.session_id);
     let token = app.registry.register(job_id, session_id, &shutdown);
     let end = run_guarded(&app, &job_row, &it, &worker, &token, &shutdown, marked_at).await;
-    match finish_item(&app.db, &job_row, &it, &worker.worker_id, &end).await {
-        Ok(true) => {}
+    // Every way a run can find its item taken over is counted here, once.
+    let lost = match finish_item(&app.db, &job_row, &it, &worker.worker_id, &end).await {
+        Ok(true) => matches!(end, RunEnd::Lost),
         Ok(false) => {
             warn!(job = %job_id, session = %session_id, ?end, "analysis item taken over by another worker while this one was away (lease expired); this run's end is not recorded");
-            app.registry
-                .claims_lost
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            true
         }
         Err(e) => {
             warn!(job = %job_id, session = %session_id, error = %e, "cannot record the end of an analysis item; its lease will expire and it will run again");
+            matches!(end, RunEnd::Lost)
         }
+    };
+    if lost {
+        app.registry
+            .claims_lost
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     app.registry.unregister(job_id, session_id);
 }
@@ -437,9 +442,6 @@ async fn run_guarded(
                 Ok(true) => {}
                 Ok(false) => {
                     warn!(job = %job_row.id, session = %it.session_id, "analysis item taken over by another worker while this one was away (lease expired) before its run began; this run stops");
-                    app.registry
-                        .claims_lost
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return RunEnd::Lost;
                 }
                 Err(e) => return RunEnd::Retry(format!("database: {e}")),
@@ -462,7 +464,6 @@ async fn run_guarded(
         () = &mut renew => {
             if taken_over(&app.db, it, &worker.worker_id).await {
                 warn!(job = %job_row.id, session = %it.session_id, "analysis item taken over by another worker while this one was away (lease expired); this run stops");
-                app.registry.claims_lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return RunEnd::Lost;
             }
             None
@@ -486,9 +487,6 @@ async fn run_guarded(
                 Ok(true) => RunEnd::Completed,
                 Ok(false) => {
                     warn!(job = %job_row.id, session = %it.session_id, "analysis item taken over by another worker while this one was away (lease expired); its result is discarded");
-                    app.registry
-                        .claims_lost
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     RunEnd::Lost
                 }
                 Err(e) => RunEnd::Retry(format!("database: {e}")),

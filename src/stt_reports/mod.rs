@@ -359,7 +359,7 @@ pub async fn list(
     if let Some(i) = f.issue_type {
         q = q.filter(rep::Column::IssueType.eq(i.as_str()));
     }
-    let (rows, next_cursor) = crate::sessions::keyset_page(
+    let (rows, next_cursor) = crate::paging::keyset_page(
         db,
         q,
         (rep::Column::CreatedAt, rep::Column::Id),

@@ -96,10 +96,7 @@ impl Deliverer {
         am: wd::ActiveModel,
         lease: DateTime<Utc>,
     ) -> Result<bool, DbErr> {
-        let id = match &am.id {
-            sea_orm::ActiveValue::Set(id) | sea_orm::ActiveValue::Unchanged(id) => Some(*id),
-            sea_orm::ActiveValue::NotSet => None,
-        };
+        let id = am.id.try_as_ref().copied();
         match wd::Entity::update(am)
             .validate()?
             .filter(wd::Column::LeaseUntil.eq(lease))
