@@ -147,7 +147,7 @@ fn main() {
         speech_levels: Some(
             json!({"overall_dbfs": levels, "turns": (0..100).map(|k| json!({"turn_index": 2 * k, "dbfs": levels})).collect::<Vec<_>>()}),
         ),
-        status: "stored".into(),
+        status: entity::audio_segments::Status::Stored,
         error: None,
         report_seq: 10,
     };

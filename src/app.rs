@@ -221,6 +221,7 @@ impl App {
             db.clone(),
             config.webhooks.clone(),
             analytics.keys.clone(),
+            config.consumer_name(),
         )
         .context("cannot build the webhook client")?;
         if config.webhooks.allow_private {

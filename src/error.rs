@@ -23,9 +23,13 @@ pub enum Error {
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(String),
-    /// The service is not set up for this (e.g. no STT provider configured).
+    /// The service is not set up for this (e.g. no STT provider configured), or a part of it it
+    /// needs (the audio store) is unreachable.
     #[error("{0}")]
     Unavailable(String),
+    /// The input is larger than a configured limit (named in the message).
+    #[error("{0}")]
+    TooLarge(String),
     /// A failure of ours (the database, the store): logged with its cause by whoever answers.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -47,6 +51,36 @@ impl Error {
 impl From<sea_orm::DbErr> for Error {
     fn from(e: sea_orm::DbErr) -> Self {
         Error::Internal(e.into())
+    }
+}
+
+impl From<crate::storage::StorageError> for Error {
+    fn from(e: crate::storage::StorageError) -> Self {
+        match e {
+            crate::storage::StorageError::Unavailable(m) => {
+                Error::Unavailable(format!("the audio store is unavailable: {m}"))
+            }
+            other => Error::Internal(other.into()),
+        }
+    }
+}
+
+impl Error {
+    /// What went wrong, in full (an internal error's cause chain too): for logs and for the
+    /// stored error of a background run, never for an HTTP answer.
+    pub fn detail(&self) -> String {
+        match self {
+            Error::Internal(e) => format!("{e:#}"),
+            other => other.to_string(),
+        }
+    }
+
+    /// The database error inside, when that is what this is (callers that retry on it).
+    pub fn into_db(self) -> Result<sea_orm::DbErr, Self> {
+        match self {
+            Error::Internal(e) => e.downcast::<sea_orm::DbErr>().map_err(Error::Internal),
+            other => Err(other),
+        }
     }
 }
 

@@ -1,8 +1,9 @@
-//! The leased work queue (the analytics queue, the recording pipeline): a worker claims due rows
-//! with a lease and one fencing token per claim (`FOR UPDATE SKIP LOCKED` on PostgreSQL, a guarded
-//! `UPDATE` on SQLite), renews the lease while it works, and fences every write of its run by the
-//! token: a worker that was away past its lease finds another claim's token on the row and writes
-//! nothing (`Ok(false)`).
+//! The leased work queue behind every queue of the service (STT analysis items, the analytics queue,
+//! the webhook outbox, the recording pipeline): a worker claims due rows with a lease and one fencing
+//! token per claim (`FOR UPDATE SKIP LOCKED` on PostgreSQL, a guarded `UPDATE` on SQLite), renews
+//! the lease while it works, and fences every write of its run by the token — completing or handing
+//! the row back clears the claim. A worker that was away past its lease finds another claim's token
+//! (or none) on the row and writes nothing (`Ok(false)`).
 
 use crate::db::stmt;
 use chrono::Utc;
@@ -10,22 +11,28 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryRe
 use std::time::Duration;
 use uuid::Uuid;
 
-/// A table used as a queue: its key column and the order due rows are claimed in. The table has
-/// `claimed_by`, `claim_token`, `lease_until` and `attempts` columns.
+/// A table used as a queue: its key columns and the order due rows are claimed in. The table has
+/// `claimed_by`, `claim_token` and `lease_until` columns.
 #[derive(Debug, Clone, Copy)]
 pub struct Queue {
     pub table: &'static str,
-    pub key: &'static str,
+    /// The primary key's columns (one, or several for a composite key).
+    pub key: &'static [&'static str],
     pub order: &'static str,
 }
 
-/// What to claim: rows matching `due` (SQL with `?` placeholders and their `values`), and what else
-/// the claim sets (`also`, e.g. `status = 'running'`) and returns.
-#[derive(Debug, Clone)]
+/// Clears a claim: what completing a row or handing it back sets besides its own columns.
+pub const CLEAR_CLAIM: &str = "claim_token = NULL, claimed_by = NULL, lease_until = NULL";
+
+/// What to claim: rows matching `due` (SQL with `?` placeholders and their `values`), what else
+/// the claim sets (`also` with its `also_values`, e.g. `status = 'running', attempts = attempts + 1`)
+/// and what it returns.
+#[derive(Debug, Clone, Default)]
 pub struct Due<'a> {
     pub sql: &'a str,
     pub values: Vec<Value>,
     pub also: &'a str,
+    pub also_values: Vec<Value>,
     pub returning: &'a str,
 }
 
@@ -54,7 +61,8 @@ impl Queue {
         } else {
             ""
         };
-        let Queue { table, key, order } = self;
+        let Queue { table, order, .. } = self;
+        let key = self.key.join(", ");
         let also = if due.also.is_empty() {
             String::new()
         } else {
@@ -63,13 +71,14 @@ impl Queue {
         // The condition again outside the subquery: on SQLite (no row locks) a second process that
         // read the same candidates claims only those still due.
         let sql = format!(
-            "UPDATE {table} SET claimed_by = ?, claim_token = ?, lease_until = ?, attempts = attempts + 1{also} \
-             WHERE {key} IN (SELECT {key} FROM {table} WHERE {d} ORDER BY {order} LIMIT {n}{lock}) AND ({d}) \
+            "UPDATE {table} SET claimed_by = ?, claim_token = ?, lease_until = ?{also} \
+             WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {d} ORDER BY {order} LIMIT {n}{lock}) AND ({d}) \
              RETURNING {returning}",
             d = due.sql,
             returning = due.returning,
         );
         let mut values: Vec<Value> = vec![worker.into(), token.into(), until(lease).into()];
+        values.extend(due.also_values);
         values.extend(due.values.iter().cloned());
         values.extend(due.values);
         let rows = R::find_by_statement(stmt(backend, &sql, values))
@@ -78,20 +87,31 @@ impl Queue {
         Ok((token, rows))
     }
 
-    /// `UPDATE … SET {sets} WHERE key = ? AND claim_token = ?`: false when the claim is no longer
-    /// held (another worker's token, or none).
+    /// `UPDATE … SET {sets} WHERE key = ? AND claim_token = ?` (`key`: the key columns' values):
+    /// false when the claim is no longer held (another worker's token, or none).
     pub async fn fenced<C: ConnectionTrait>(
         &self,
         c: &C,
-        key: Value,
+        key: &[Value],
         token: Uuid,
         sets: &str,
         mut values: Vec<Value>,
     ) -> Result<bool, DbErr> {
-        values.extend([key, token.into()]);
+        if key.len() != self.key.len() {
+            return Err(DbErr::Custom(format!(
+                "{}: {} key values for {} key columns",
+                self.table,
+                key.len(),
+                self.key.len()
+            )));
+        }
+        values.extend(key.iter().cloned());
+        values.push(token.into());
+        let by_key: Vec<String> = self.key.iter().map(|k| format!("{k} = ?")).collect();
         let sql = format!(
-            "UPDATE {} SET {sets} WHERE {} = ? AND claim_token = ?",
-            self.table, self.key
+            "UPDATE {} SET {sets} WHERE {} AND claim_token = ?",
+            self.table,
+            by_key.join(" AND ")
         );
         let r = c
             .execute_raw(stmt(c.get_database_backend(), &sql, values))
@@ -99,11 +119,28 @@ impl Queue {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Completes the claimed row or hands it back: `sets` and the claim cleared, fenced.
+    pub async fn release<C: ConnectionTrait>(
+        &self,
+        c: &C,
+        key: &[Value],
+        token: Uuid,
+        sets: &str,
+        values: Vec<Value>,
+    ) -> Result<bool, DbErr> {
+        let sets = if sets.is_empty() {
+            CLEAR_CLAIM.to_string()
+        } else {
+            format!("{sets}, {CLEAR_CLAIM}")
+        };
+        self.fenced(c, key, token, &sets, values).await
+    }
+
     /// Extends the claim's lease by `lease` from now; false when the claim is no longer held.
     pub async fn renew<C: ConnectionTrait>(
         &self,
         c: &C,
-        key: Value,
+        key: &[Value],
         token: Uuid,
         lease: Duration,
     ) -> Result<bool, DbErr> {

@@ -550,7 +550,7 @@ async fn import(config: Config, args: ImportArgs) -> anyhow::Result<()> {
             if r.work.is_none() {
                 done += 1;
             } else {
-                *stages.entry(r.status).or_default() += 1;
+                *stages.entry(r.status.to_string()).or_default() += 1;
             }
         }
         bar.set_position(done);
@@ -578,7 +578,7 @@ async fn import(config: Config, args: ImportArgs) -> anyhow::Result<()> {
     let mut failed = 0;
     for (path, id) in &accepted {
         let r = store::load(&app.db, None, *id).await?;
-        if r.status == "failed" {
+        if r.status == call_insights::recordings::Status::Failed {
             failed += 1;
         }
         println!(

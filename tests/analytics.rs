@@ -349,7 +349,7 @@ async fn a_crashed_or_frozen_worker_loses_nothing_and_changes_nothing(db: Db, st
             .unwrap();
     let profile = a.profiles.for_agent(Some("bot"));
     let outcome = store::Outcome {
-        status: "failed",
+        status: entity::call_analytics::Status::Failed,
         analyzer: "llm",
         analysis: None,
         error: Some("late".into()),

@@ -70,7 +70,10 @@ async fn every_valid_contract_example_ingests(db: Db, store: Store) {
 
     let inline = env.segments("call-0900002-134f069b").await;
     assert_eq!(inline.len(), 2, "{inline:#?}");
-    assert!(inline.iter().all(|s| s.status == "stored"), "{inline:#?}");
+    assert!(
+        inline.iter().all(|s| s.status.as_str() == "stored"),
+        "{inline:#?}"
+    );
     let seg = &inline[0];
     assert_eq!(
         (
@@ -439,9 +442,9 @@ async fn audio_in_all_three_forms_is_stored_and_measured(db: Db, store: Store) {
     );
     assert_eq!(s.duration_ms, Some(250));
 
-    assert_eq!(by_id("gone").status, "missing");
+    assert_eq!(by_id("gone").status.as_str(), "missing");
     assert!(by_id("gone").error.as_ref().unwrap().contains("not found"));
-    assert_eq!(by_id("no-field").status, "missing");
+    assert_eq!(by_id("no-field").status.as_str(), "missing");
     assert!(
         by_id("no-field")
             .error
@@ -449,7 +452,7 @@ async fn audio_in_all_three_forms_is_stored_and_measured(db: Db, store: Store) {
             .unwrap()
             .contains("audio:absent")
     );
-    assert_eq!(by_id("none").status, "missing");
+    assert_eq!(by_id("none").status.as_str(), "missing");
     assert!(env.session("call-audio").await.unwrap().has_near_miss);
     env.cleanup().await;
 }
@@ -482,7 +485,7 @@ async fn a_truncated_wav_is_recorded_as_an_error_and_the_rest_of_the_report_is_s
     let segs = env.segments("call-truncated").await;
     let by_id = |id: &str| segs.iter().find(|s| s.segment_id == id).unwrap();
     let broken = by_id("broken");
-    assert_eq!(broken.status, "error");
+    assert_eq!(broken.status.as_str(), "error");
     assert!(
         broken.error.as_ref().unwrap().contains("truncated WAV"),
         "{broken:?}"
@@ -499,7 +502,7 @@ async fn a_truncated_wav_is_recorded_as_an_error_and_the_rest_of_the_report_is_s
             .contains("not a WAV")
     );
     assert!(by_id("bad-b64").error.as_ref().unwrap().contains("base64"));
-    assert_eq!(by_id("fine").status, "stored");
+    assert_eq!(by_id("fine").status.as_str(), "stored");
     assert_eq!(env.count("conversation_turns").await, 2);
     env.cleanup().await;
 }

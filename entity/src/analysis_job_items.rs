@@ -18,6 +18,8 @@ pub struct Model {
     pub error: Option<String>,
     /// The worker holding it while `running`.
     pub claimed_by: Option<String>,
+    /// The claim's fencing token: every write of a run is conditional on it (see `lease`).
+    pub claim_token: Option<Uuid>,
     /// A `running` item whose lease is past was abandoned by its worker and is claimed again.
     pub lease_until: Option<DateTimeUtc>,
     pub started_at: Option<DateTimeUtc>,

@@ -10,7 +10,7 @@ pub struct Model {
     pub id: Uuid,
     pub tenant_id: Option<String>,
     /// `running`, `completed` or `cancelled`.
-    pub status: String,
+    pub status: Status,
     pub filter: Json,
     pub total: i32,
     pub completed: i32,
@@ -21,6 +21,15 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
 }
+
+crate::status_enum!(
+    /// A backfill job is `running` until every call it queued ended (`completed`) or it is `cancelled`.
+    Status {
+        Running = "running",
+        Completed = "completed",
+        Cancelled = "cancelled",
+    }
+);
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}

@@ -14,7 +14,7 @@ pub struct Model {
     /// The final report's `seq` that asked for this run.
     pub report_seq: i64,
     /// `queued`, `running`, `done`, `failed` or `cancelled`.
-    pub status: String,
+    pub status: Status,
     pub attempts: i32,
     /// The backfill job that queued it, if any.
     pub job_id: Option<Uuid>,
@@ -27,6 +27,17 @@ pub struct Model {
     pub enqueued_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
 }
+
+crate::status_enum!(
+    /// Where a call's analytics run is: `queued` → `running` (claimed, leased) → `done`, `failed` or `cancelled`.
+    Status {
+        Queued = "queued",
+        Running = "running",
+        Done = "done",
+        Failed = "failed",
+        Cancelled = "cancelled",
+    }
+);
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}

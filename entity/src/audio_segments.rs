@@ -42,11 +42,20 @@ pub struct Model {
     /// (`{"overall_dbfs": -23.1, "turns": [{"turn_index": 0, "dbfs": -22.8}, ...]}`).
     pub speech_levels: Option<Json>,
     /// `stored`, `missing` or `error`.
-    pub status: String,
+    pub status: Status,
     pub error: Option<String>,
     /// `seq` of the report that last wrote this row.
     pub report_seq: i64,
 }
+
+crate::status_enum!(
+    /// Whether the segment's audio is `stored`, was announced but `missing`, or could not be stored (`error`).
+    Status {
+        Stored = "stored",
+        Missing = "missing",
+        Error = "error",
+    }
+);
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {

@@ -16,7 +16,7 @@ pub struct Model {
     pub started_at: DateTimeUtc,
     pub ended_at: Option<DateTimeUtc>,
     /// `completed`, `skipped` or `failed`.
-    pub status: String,
+    pub status: Status,
     pub schema_version: i32,
     /// `llm` or `offline`.
     pub analyzer: String,
@@ -59,6 +59,15 @@ pub struct Model {
     pub analyzed_report_seq: i64,
     pub analyzed_at: DateTimeUtc,
 }
+
+crate::status_enum!(
+    /// How the call's analysis ended: `completed`, `skipped` (nothing to analyse) or `failed`.
+    Status {
+        Completed = "completed",
+        Skipped = "skipped",
+        Failed = "failed",
+    }
+);
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}

@@ -15,7 +15,7 @@ pub struct Model {
     pub model: Option<String>,
     pub language: Option<String>,
     /// `queued`, `completed` or `failed`.
-    pub status: String,
+    pub status: Status,
     pub error: Option<String>,
     pub transcript: Option<String>,
     pub words: Option<Json>,
@@ -26,6 +26,15 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub completed_at: Option<DateTimeUtc>,
 }
+
+crate::status_enum!(
+    /// A transcript version is `queued` until its provider answered (`completed`) or gave up (`failed`).
+    Status {
+        Queued = "queued",
+        Completed = "completed",
+        Failed = "failed",
+    }
+);
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}

@@ -55,7 +55,7 @@ pub struct Model {
     /// a session's analytics (made from report `seq`) say which transcript they came from.
     pub derivations: Option<Json>,
     /// `queued`, `fetching`, `transcribing`, `analysing`, `completed` or `failed`.
-    pub status: String,
+    pub status: Status,
     pub error: Option<String>,
     /// What is left to do (`process`), or none.
     pub work: Option<String>,
@@ -69,6 +69,18 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub completed_at: Option<DateTimeUtc>,
 }
+
+crate::status_enum!(
+    /// Where a recording is: `queued` → `fetching` → `transcribing` → `analysing` → `completed`, or `failed`.
+    Status {
+        Queued = "queued",
+        Fetching = "fetching",
+        Transcribing = "transcribing",
+        Analysing = "analysing",
+        Completed = "completed",
+        Failed = "failed",
+    }
+);
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}

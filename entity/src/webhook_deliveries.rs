@@ -23,6 +23,9 @@ pub struct Model {
     pub attempt_log: Json,
     pub next_attempt_at: Option<DateTimeUtc>,
     pub lease_until: Option<DateTimeUtc>,
+    /// The worker attempting it, and its claim's fencing token (see `lease`).
+    pub claimed_by: Option<String>,
+    pub claim_token: Option<Uuid>,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,

@@ -12,6 +12,7 @@ mod m20261201_000006_index_active_calls_partial;
 mod m20261201_000007_create_live_outbox;
 mod m20261202_000008_create_service_secrets;
 mod m20261203_000009_create_recordings;
+mod m20261203_000010_claim_tokens;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_create_live_outbox::Migration),
             Box::new(m20261202_000008_create_service_secrets::Migration),
             Box::new(m20261203_000009_create_recordings::Migration),
+            Box::new(m20261203_000010_claim_tokens::Migration),
         ]
     }
 }

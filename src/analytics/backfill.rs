@@ -4,6 +4,7 @@
 //! analysed before keep their previous result until the new one is stored.
 
 use crate::db::stmt;
+use crate::error::Error;
 use crate::tenancy::Scope;
 use chrono::{DateTime, Utc};
 use entity::analytics_backfill_jobs as bj;
@@ -35,18 +36,6 @@ pub struct BackfillFilter {
     #[schema(minimum = 1, maximum = 1000)]
     #[serde(default, deserialize_with = "crate::json_num::json_opt_u32")]
     pub schema_version_below: Option<u32>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum BackfillError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error(transparent)]
-    Db(#[from] DbErr),
 }
 
 /// A job with its progress.
@@ -88,7 +77,7 @@ async fn view(db: &DatabaseConnection, m: bj::Model) -> Result<BackfillJob, DbEr
     let total = i64::from(m.total);
     Ok(BackfillJob {
         id: m.id,
-        status: m.status,
+        status: m.status.to_string(),
         tenant_id: m.tenant_id,
         filter: serde_json::from_value(m.filter).unwrap_or_default(),
         total: m.total,
@@ -120,10 +109,10 @@ pub async fn create(
     db: &DatabaseConnection,
     scope: &Scope,
     mut filter: BackfillFilter,
-) -> Result<BackfillJob, BackfillError> {
+) -> Result<BackfillJob, Error> {
     if let Some(t) = scope.tenant() {
         match &filter.tenant_id {
-            Some(x) if x != t => return Err(BackfillError::NotFound(format!("tenant {x}"))),
+            Some(x) if x != t => return Err(Error::NotFound(format!("tenant {x}"))),
             _ => filter.tenant_id = Some(t.to_string()),
         }
     }
@@ -133,8 +122,9 @@ pub async fn create(
         .schema_version_below
         .is_some_and(|v| !(1..=1000).contains(&v))
     {
-        return Err(BackfillError::Invalid(
-            "schema_version_below must be between 1 and 1000".into(),
+        return Err(Error::invalid(
+            "body",
+            "schema_version_below must be between 1 and 1000",
         ));
     }
     let only_missing = filter.only_missing.unwrap_or(true);
@@ -188,9 +178,12 @@ pub async fn create(
             .await?
     };
     if targets.len() > MAX_JOB_CALLS {
-        return Err(BackfillError::Invalid(format!(
-            "the filter selects more than {MAX_JOB_CALLS} calls; narrow it with since/until or tenant_id"
-        )));
+        return Err(Error::invalid(
+            "body",
+            format!(
+                "the filter selects more than {MAX_JOB_CALLS} calls; narrow it with since/until or tenant_id"
+            ),
+        ));
     }
     let id = Uuid::now_v7();
     let now = Utc::now();
@@ -228,7 +221,7 @@ pub async fn rerun(
     db: &DatabaseConnection,
     scope: &Scope,
     session: &entity::call_sessions::Model,
-) -> Result<BackfillJob, BackfillError> {
+) -> Result<BackfillJob, Error> {
     let id = Uuid::now_v7();
     let now = Utc::now();
     let txn = db.begin().await?;
@@ -243,7 +236,7 @@ pub async fn rerun(
     let queued = queue_for_job(&txn, id, std::slice::from_ref(&target), now, true).await?;
     if queued == 0 {
         txn.rollback().await?;
-        return Err(BackfillError::Conflict(format!(
+        return Err(Error::Conflict(format!(
             "the analytics of session {} is running now",
             session.id
         )));
@@ -264,7 +257,7 @@ async fn insert_job<C: ConnectionTrait>(
     bj::ActiveModel {
         id: Set(id),
         tenant_id: Set(tenant_id),
-        status: Set("running".into()),
+        status: Set(bj::Status::Running),
         filter: Set(filter),
         total: Set(total),
         completed: Set(0),
@@ -324,11 +317,7 @@ async fn queue_for_job<C: ConnectionTrait>(
     Ok(queued)
 }
 
-pub async fn get(
-    db: &DatabaseConnection,
-    scope: &Scope,
-    id: Uuid,
-) -> Result<BackfillJob, BackfillError> {
+pub async fn get(db: &DatabaseConnection, scope: &Scope, id: Uuid) -> Result<BackfillJob, Error> {
     let m = bj::Entity::find_by_id(id).one(db).await?;
     match m {
         Some(m)
@@ -336,7 +325,7 @@ pub async fn get(
         {
             Ok(view(db, m).await?)
         }
-        _ => Err(BackfillError::NotFound(format!("backfill job {id}"))),
+        _ => Err(Error::NotFound(format!("backfill job {id}"))),
     }
 }
 
@@ -363,10 +352,10 @@ pub async fn cancel(
     db: &DatabaseConnection,
     scope: &Scope,
     id: Uuid,
-) -> Result<BackfillJob, BackfillError> {
+) -> Result<BackfillJob, Error> {
     let job = get(db, scope, id).await?;
     if job.status != "running" {
-        return Err(BackfillError::Conflict(format!(
+        return Err(Error::Conflict(format!(
             "backfill job {id} is {}",
             job.status
         )));

@@ -162,7 +162,7 @@ pub async fn submit(
     reviewer: Option<String>,
     verdicts: &ReviewVerdicts,
 ) -> Result<ar::Model, crate::error::Error> {
-    if row.status != "completed" {
+    if row.status != ca::Status::Completed {
         return Err(crate::error::Error::invalid(
             "verdicts",
             format!(
@@ -353,7 +353,7 @@ pub async fn review_session(
     let row = store::find(db, session_id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("analytics of session {}", session_id)))?;
-    if row.status != "completed" {
+    if row.status != ca::Status::Completed {
         return Err(Error::Conflict(format!(
             "the call's analytics is {}; only completed ones are reviewed",
             row.status

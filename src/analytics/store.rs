@@ -32,7 +32,7 @@ pub struct Claim {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// `completed`, `skipped` or `failed`.
-    pub status: &'static str,
+    pub status: ca::Status,
     pub analyzer: &'static str,
     pub analysis: Option<Analysis>,
     pub error: Option<String>,
@@ -134,7 +134,7 @@ impl CallAnalyticsView {
             call_id: m.call_id.clone(),
             tenant_id: m.tenant_id.clone(),
             agent_id: m.agent_id.clone(),
-            status: m.status.clone(),
+            status: m.status.to_string(),
             error: m.error.clone(),
             schema_version: m.schema_version,
             analyzer: m.analyzer.clone(),
@@ -197,7 +197,7 @@ async fn fence<C: ConnectionTrait>(
     super::worker::QUEUE
         .fenced(
             c,
-            claim.session_id.into(),
+            &[claim.session_id.into()],
             claim.token,
             "status = ?, finished_at = ?, claim_token = NULL, lease_until = NULL, error = ?",
             vec![
@@ -265,7 +265,7 @@ pub async fn requeue(
     super::worker::QUEUE
         .fenced(
             db,
-            claim.session_id.into(),
+            &[claim.session_id.into()],
             claim.token,
             "status = 'queued', available_at = ?, claim_token = NULL, claimed_by = NULL, lease_until = NULL, error = ?",
             vec![at.into(), error.into()],
@@ -278,7 +278,7 @@ pub async fn release(db: &DatabaseConnection, claim: &Claim) -> Result<(), DbErr
     super::worker::QUEUE
         .fenced(
             db,
-            claim.session_id.into(),
+            &[claim.session_id.into()],
             claim.token,
             "status = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
              claim_token = NULL, claimed_by = NULL, lease_until = NULL",
@@ -294,7 +294,7 @@ fn contribution(call: &CallInput, model: &ca::Model) -> Contribution {
         hour: rollup::hour_of(s.started_at),
         agent: s.agent_id.clone().unwrap_or_default(),
         intent: model.intent.clone().unwrap_or_default(),
-        status: model.status.clone(),
+        status: model.status.to_string(),
         with_issues: s.has_issues,
         duration: s.duration_seconds,
         sentiment: model.sentiment_score,
@@ -334,7 +334,7 @@ pub async fn store(
         agent_id: s.agent_id.clone(),
         started_at: s.started_at,
         ended_at: s.ended_at,
-        status: outcome.status.to_string(),
+        status: outcome.status,
         schema_version: SCHEMA_VERSION,
         analyzer: outcome.analyzer.to_string(),
         model: outcome.model.clone(),
@@ -374,7 +374,7 @@ pub async fn store(
     model.rollup = serde_json::to_value(&contrib).ok();
 
     let txn = db.begin().await?;
-    let queue_status = if outcome.status == "failed" {
+    let queue_status = if outcome.status == ca::Status::Failed {
         "failed"
     } else {
         "done"
@@ -424,7 +424,7 @@ pub async fn store(
         }
     }
     crate::webhooks::enqueue(&txn, &s.tenant_id, Some(s.id), &events).await?;
-    count_for_job(&txn, claim.job_id, outcome.status).await?;
+    count_for_job(&txn, claim.job_id, outcome.status.as_str()).await?;
     if let Some(e) = live {
         crate::live::outbox::insert(&txn, std::slice::from_mut(e)).await?;
     }

@@ -61,7 +61,7 @@ struct ClaimRow {
 /// The analytics queue as a leased queue (one row per session).
 pub const QUEUE: crate::lease::Queue = crate::lease::Queue {
     table: "analytics_queue",
-    key: "session_id",
+    key: &["session_id"],
     order: "available_at",
 };
 
@@ -82,7 +82,8 @@ pub async fn claim(
             crate::lease::Due {
                 sql: "(status = 'queued' AND available_at <= ?) OR (status = 'running' AND lease_until < ?)",
                 values: vec![now.into(), now.into()],
-                also: "status = 'running'",
+                also: "status = 'running', attempts = attempts + 1",
+                also_values: Vec::new(),
                 returning: "session_id, attempts, job_id, report_seq",
             },
         )
@@ -102,7 +103,7 @@ pub async fn claim(
 /// Extends a claim's lease; false when the claim is no longer this worker's.
 pub async fn renew(db: &DatabaseConnection, claim: &Claim, lease: Duration) -> Result<bool, DbErr> {
     QUEUE
-        .renew(db, claim.session_id.into(), claim.token, lease)
+        .renew(db, &[claim.session_id.into()], claim.token, lease)
         .await
 }
 
@@ -180,7 +181,7 @@ async fn process(
         && old.conversation_hash.as_deref() == Some(hash.as_str())
         && old.schema_version == super::schema::SCHEMA_VERSION
         && old.prompt_version.as_deref() == Some(profile.prompt_version.as_str())
-        && old.status != "failed"
+        && old.status != entity::call_analytics::Status::Failed
     {
         let ok = store::store_unchanged(db, claim).await?;
         a.metrics.unchanged.fetch_add(1, Relaxed);
@@ -194,7 +195,7 @@ async fn process(
     let spoken = call.spoken_turns().count();
     let outcome = if spoken < 2 {
         Outcome {
-            status: "skipped",
+            status: entity::call_analytics::Status::Skipped,
             analyzer: analyzer.kind(),
             analysis: None,
             error: Some(format!(
@@ -213,7 +214,7 @@ async fn process(
             Ok(mut answer) => {
                 let disagreements = reconcile(&call, &mut answer.analysis);
                 Outcome {
-                    status: "completed",
+                    status: entity::call_analytics::Status::Completed,
                     analyzer: analyzer.kind(),
                     cost_usd: answer.usage.as_ref().and_then(|u| analyzer.cost(u)),
                     analysis: Some(answer.analysis),
@@ -238,7 +239,7 @@ async fn process(
                 });
             }
             Err(f) => Outcome {
-                status: "failed",
+                status: entity::call_analytics::Status::Failed,
                 analyzer: analyzer.kind(),
                 cost_usd: f.usage.as_ref().and_then(|u| analyzer.cost(u)),
                 analysis: None,
@@ -272,7 +273,7 @@ async fn process(
         }),
     );
     if let Some(e) = &outcome.error {
-        tracing::info!(session_id = %claim.session_id, status, reason = %e, "analytics stored without a result");
+        tracing::info!(session_id = %claim.session_id, %status, reason = %e, "analytics stored without a result");
     }
     let live = a.live.as_ref().map(|_| &mut ready);
     let stored = store::store(db, &a.keys, claim, &call, profile, outcome, live).await?;
@@ -284,12 +285,13 @@ async fn process(
     if let Some(hub) = &a.live {
         hub.publish(std::slice::from_ref(&ready)).await;
     }
+    use entity::call_analytics::Status as S;
     Ok(match status {
-        "completed" => {
+        S::Completed => {
             a.metrics.completed.fetch_add(1, Relaxed);
             ItemResult::Completed
         }
-        "skipped" => {
+        S::Skipped => {
             a.metrics.skipped.fetch_add(1, Relaxed);
             ItemResult::Skipped
         }
@@ -313,7 +315,7 @@ async fn give_up(
     let profile = a.profiles.for_agent(call.session.agent_id.as_deref());
     let last = a.settings.max_attempts;
     let outcome = Outcome {
-        status: "failed",
+        status: entity::call_analytics::Status::Failed,
         analyzer: a.analyzer.as_ref().map_or("offline", |x| x.kind()),
         analysis: None,
         error: Some(format!(
@@ -363,6 +365,70 @@ pub async fn process_available(
 /// How long analytics waits for an ingest backlog before it takes one call at a time anyway.
 const BACKLOG_GRACE: Duration = Duration::from_secs(60);
 
+/// The analytics queue's worker as the shared pool drives it (`background::run_pool`).
+struct Pool {
+    a: Arc<Analytics>,
+    db: DatabaseConnection,
+    worker: String,
+    concurrency: usize,
+    /// Since when ingest has been working through a backlog (analytics holds back meanwhile).
+    backlog_since: std::sync::Mutex<Option<Instant>>,
+}
+
+impl crate::background::Work for Pool {
+    type Claim = Claim;
+    type Error = DbErr;
+
+    /// While ingest works through a backlog, analytics waits (the calls stay queued, durably):
+    /// ingest keeps the cores and the database. A backlog that lasts over a minute lets one call
+    /// at a time through, so sustained overload cannot starve analytics.
+    fn limit(&self) -> usize {
+        let backlog = self
+            .a
+            .ingest
+            .as_ref()
+            .is_some_and(|m| m.backlogged.load(Relaxed) > 0);
+        let mut since = self
+            .backlog_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (backlog, *since) {
+            (false, _) => {
+                *since = None;
+                self.concurrency
+            }
+            (true, None) => {
+                *since = Some(Instant::now());
+                0
+            }
+            (true, Some(t)) if t.elapsed() < BACKLOG_GRACE => 0,
+            (true, Some(_)) => 1,
+        }
+    }
+
+    async fn claim(&self, n: usize) -> Result<Vec<Claim>, DbErr> {
+        claim(&self.db, &self.worker, n, self.a.lease()).await
+    }
+
+    async fn run(self: Arc<Self>, c: Claim) {
+        match run_one(&self.a, &self.db, &c).await {
+            Ok(r) => {
+                tracing::debug!(session_id = %c.session_id, result = ?r, "analytics item done")
+            }
+            Err(e) => {
+                self.a.metrics.db_errors.fetch_add(1, Relaxed);
+                tracing::warn!(session_id = %c.session_id, error = %e, "analytics item hit a database error; it runs again after its lease");
+            }
+        }
+    }
+
+    async fn hand_back(&self, c: &Claim) {
+        if let Err(e) = store::release(&self.db, c).await {
+            tracing::warn!(session_id = %c.session_id, error = %e, "cannot hand an analytics item back; it runs again after its lease");
+        }
+    }
+}
+
 /// Runs until `shutdown`, `concurrency` items at once; on shutdown the runs in flight are stopped
 /// and their items handed back (their start not counted).
 pub async fn run_worker(
@@ -375,88 +441,23 @@ pub async fn run_worker(
     if concurrency == 0 || a.analyzer.is_none() {
         return;
     }
-    let mut running: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
-    let mut claims_in_flight: std::collections::HashMap<tokio::task::Id, Claim> =
-        Default::default();
-    let mut outage = false;
-    let mut backlog_since: Option<Instant> = None;
-    loop {
-        // While ingest works through a backlog, analytics waits (the calls stay queued, durably):
-        // ingest keeps the cores and the database. A backlog that lasts over a minute lets one call
-        // at a time through, so sustained overload cannot starve analytics.
-        let backlog = a
-            .ingest
-            .as_ref()
-            .is_some_and(|m| m.backlogged.load(Relaxed) > 0);
-        let limit = match (backlog, backlog_since) {
-            (false, _) => {
-                backlog_since = None;
-                concurrency
-            }
-            (true, None) => {
-                backlog_since = Some(Instant::now());
-                0
-            }
-            (true, Some(t)) if t.elapsed() < BACKLOG_GRACE => 0,
-            (true, Some(_)) => 1,
-        };
-        let free = limit.saturating_sub(running.len());
-        let mut claimed = 0;
-        if free > 0 && !shutdown.is_cancelled() {
-            match claim(&db, &worker, free, a.lease()).await {
-                Ok(cs) => {
-                    if outage {
-                        tracing::info!("analytics worker reaches the database again");
-                        outage = false;
-                    }
-                    claimed = cs.len();
-                    for c in cs {
-                        let (a2, db2, c2) = (a.clone(), db.clone(), c.clone());
-                        let handle = running.spawn(async move {
-                            match run_one(&a2, &db2, &c2).await {
-                                Ok(r) => tracing::debug!(session_id = %c2.session_id, result = ?r, "analytics item done"),
-                                Err(e) => {
-                                    a2.metrics.db_errors.fetch_add(1, Relaxed);
-                                    tracing::warn!(session_id = %c2.session_id, error = %e, "analytics item hit a database error; it runs again after its lease");
-                                }
-                            }
-                        });
-                        claims_in_flight.insert(handle.id(), c);
-                    }
-                }
-                Err(e) => {
-                    if !outage {
-                        tracing::error!(error = %e, "analytics worker cannot claim work; retrying");
-                        outage = true;
-                    }
-                }
-            }
-        }
-        if claimed > 0 && running.len() < limit {
-            continue;
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                let id = match done {
-                    Ok((id, ())) => id,
-                    Err(e) => {
-                        if e.is_panic() {
-                            tracing::error!(error = %e, "an analytics run panicked; its item runs again after its lease");
-                        }
-                        e.id()
-                    }
-                };
-                claims_in_flight.remove(&id);
-            }
-            _ = tokio::time::sleep(a.poll()) => {}
-        }
-    }
-    running.abort_all();
-    while running.join_next().await.is_some() {}
-    for c in claims_in_flight.values() {
-        if let Err(e) = store::release(&db, c).await {
-            tracing::warn!(session_id = %c.session_id, error = %e, "cannot hand an analytics item back; it runs again after its lease");
-        }
-    }
+    let poll = a.poll();
+    let pool = Pool {
+        a,
+        db,
+        worker,
+        concurrency,
+        backlog_since: std::sync::Mutex::new(None),
+    };
+    crate::background::run_pool(
+        Arc::new(pool),
+        crate::background::PoolSchedule {
+            name: "analytics worker",
+            poll,
+            max_backoff: poll.max(Duration::from_secs(5)),
+            on_stop: crate::background::OnStop::Abort,
+        },
+        shutdown,
+    )
+    .await;
 }

@@ -8,8 +8,6 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
 use super::extract::parse_uuid;
 use super::sessions::{load_session, page_limit};
-use crate::error::storable;
-use crate::paging::{cursor_of, decode_cursor};
 use crate::stt::ProviderId;
 use crate::stt_replay::batch::{self, check_language, parse_providers};
 pub use crate::stt_replay::batch::{
@@ -23,7 +21,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use entity::session_analyses as sa;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::EntityTrait;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
@@ -304,104 +302,21 @@ pub async fn list_analyses(
     ApiQuery(p): ApiQuery<AnalysisListParams>,
 ) -> Result<Json<AnalysisList>, ApiError> {
     let limit = page_limit(p.limit)?;
-    if p.tenant_id.as_deref().is_some_and(|t| !storable(t)) {
-        return Ok(Json(AnalysisList {
-            items: Vec::new(),
-            next_cursor: None,
-        }));
-    }
-    // The result column is large: list without it.
-    let mut q = sa::Entity::find().select_only().columns([
-        sa::Column::SessionId,
-        sa::Column::TenantId,
-        sa::Column::CallId,
-        sa::Column::Status,
-        sa::Column::JobId,
-        sa::Column::RequestedProviders,
-        sa::Column::Providers,
-        sa::Column::Language,
-        sa::Column::Error,
-        sa::Column::StartedAt,
-        sa::Column::RanAt,
-        sa::Column::DurationMs,
-        sa::Column::UpdatedAt,
-    ]);
-    if let Some(t) = scope.tenant() {
-        q = q.filter(sa::Column::TenantId.eq(t));
-    }
-    if let Some(t) = &p.tenant_id {
-        q = q.filter(sa::Column::TenantId.eq(t.as_str()));
-    }
-    if let Some(s) = p.status {
-        q = q.filter(sa::Column::Status.eq(sa::Status::from(s)));
-    }
-    if let Some(c) = &p.cursor {
-        let (at, id) = decode_cursor(c)?;
-        q = q.filter(
-            Condition::any().add(sa::Column::UpdatedAt.lt(at)).add(
-                Condition::all()
-                    .add(sa::Column::UpdatedAt.eq(at))
-                    .add(sa::Column::SessionId.lt(id)),
-            ),
-        );
-    }
-    let mut rows: Vec<ListRow> = q
-        .order_by_desc(sa::Column::UpdatedAt)
-        .order_by_desc(sa::Column::SessionId)
-        .limit(u64::from(limit) + 1)
-        .into_model::<ListRow>()
-        .all(&state.0.db)
-        .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| cursor_of(r.updated_at, r.session_id))
-    } else {
-        None
-    };
+    let (rows, next_cursor) = crate::stt_replay::results::list(
+        &state.0.db,
+        &crate::stt_replay::results::Filter {
+            scope_tenant: scope.tenant(),
+            tenant: p.tenant_id.as_deref(),
+            status: p.status.map(sa::Status::from),
+            cursor: p.cursor.as_deref(),
+            limit,
+        },
+    )
+    .await?;
     Ok(Json(AnalysisList {
-        items: rows
-            .into_iter()
-            .map(|r| {
-                view(
-                    sa::Model {
-                        session_id: r.session_id,
-                        tenant_id: r.tenant_id,
-                        call_id: r.call_id,
-                        status: r.status,
-                        job_id: r.job_id,
-                        requested_providers: r.requested_providers,
-                        providers: r.providers,
-                        language: r.language,
-                        result: None,
-                        error: r.error,
-                        started_at: r.started_at,
-                        ran_at: r.ran_at,
-                        duration_ms: r.duration_ms,
-                        updated_at: r.updated_at,
-                    },
-                    false,
-                )
-            })
-            .collect(),
+        items: rows.into_iter().map(|r| view(r, false)).collect(),
         next_cursor,
     }))
-}
-
-#[derive(Debug, sea_orm::FromQueryResult)]
-struct ListRow {
-    session_id: Uuid,
-    tenant_id: String,
-    call_id: String,
-    status: sa::Status,
-    job_id: Option<Uuid>,
-    requested_providers: Option<serde_json::Value>,
-    providers: Option<serde_json::Value>,
-    language: Option<String>,
-    error: Option<String>,
-    started_at: DateTime<Utc>,
-    ran_at: Option<DateTime<Utc>>,
-    duration_ms: Option<f64>,
-    updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

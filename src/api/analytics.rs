@@ -6,7 +6,7 @@ use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, parse_uuid};
 use super::sessions::load_session;
-use crate::analytics::backfill::{self, BackfillError, BackfillFilter, BackfillJob};
+use crate::analytics::backfill::{self, BackfillFilter, BackfillJob};
 use crate::analytics::dashboards::{
     self, IntentStats, Overview, QualityPoint, TopLead, TrendSeries, Window,
 };
@@ -22,17 +22,6 @@ use sea_orm::EntityTrait;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-
-impl From<BackfillError> for ApiError {
-    fn from(e: BackfillError) -> Self {
-        match e {
-            BackfillError::Invalid(m) => ApiError::bad_request("body", m),
-            BackfillError::NotFound(m) => ApiError::NotFound(m),
-            BackfillError::Conflict(m) => ApiError::Conflict(m),
-            BackfillError::Db(e) => e.into(),
-        }
-    }
-}
 
 fn enabled(state: &AppState) -> Result<(), ApiError> {
     if state.0.analytics.enabled() {

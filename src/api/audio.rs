@@ -69,7 +69,7 @@ pub async fn get_audio_url(
     let key = g
         .s3_key
         .clone()
-        .filter(|_| g.status != "missing")
+        .filter(|_| g.status != entity::audio_segments::Status::Missing)
         .ok_or_else(not_found)?;
     let base = crate::api::urls::base_url(&state.0, &headers);
     let (url, expires_at) =
@@ -85,7 +85,7 @@ pub async fn get_audio_url(
         url,
         expires_at,
         content_type: "audio/wav",
-        status: g.status,
+        status: g.status.to_string(),
     })
     .into_response())
 }

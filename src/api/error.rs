@@ -85,6 +85,7 @@ impl From<crate::error::Error> for ApiError {
             Error::Conflict(m) => ApiError::Conflict(m),
             Error::Forbidden(m) => ApiError::Forbidden(m),
             Error::Unavailable(m) => ApiError::Unavailable(m),
+            Error::TooLarge(m) => ApiError::TooLarge(m),
             Error::Internal(e) => ApiError::Internal(e),
         }
     }

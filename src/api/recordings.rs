@@ -20,25 +20,6 @@ use tower::ServiceExt;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Invalid { param, message } => ApiError::bad_request(param, message),
-            Error::NotFound(what) => ApiError::NotFound(what),
-            Error::Conflict(m) => ApiError::Conflict(m),
-            Error::Forbidden(m) => ApiError::Forbidden(m),
-            Error::Unavailable(m) => ApiError::Unavailable(m),
-            Error::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
-            Error::Db(d) => ApiError::internal(d),
-            Error::Storage(crate::storage::StorageError::Unavailable(m)) => {
-                ApiError::Unavailable(format!("the audio store is unavailable: {m}"))
-            }
-            Error::Storage(s) => ApiError::internal(s),
-            Error::Io(m) => ApiError::internal(anyhow::anyhow!(m)),
-        }
-    }
-}
-
 /// Multipart upload: the audio and optional metadata (any other part is refused).
 #[derive(ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]

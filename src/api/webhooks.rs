@@ -4,7 +4,7 @@ use super::AppState;
 use super::auth::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, parse_uuid};
-use crate::webhooks::{self, NewEndpoint, WebhookError};
+use crate::webhooks::{self, NewEndpoint};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -14,18 +14,6 @@ use entity::{webhook_deliveries as wd, webhook_endpoints as we};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-
-impl From<WebhookError> for ApiError {
-    fn from(e: WebhookError) -> Self {
-        match e {
-            WebhookError::Invalid(m) => ApiError::bad_request("body", m),
-            WebhookError::Refused(m) => ApiError::Forbidden(m),
-            WebhookError::NotFound(m) => ApiError::NotFound(m),
-            WebhookError::Conflict(m) => ApiError::Conflict(m),
-            WebhookError::Db(e) => e.into(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
 pub enum WebhookEvent {

@@ -437,7 +437,7 @@ pub fn rnnoise_over_attenuation(s: &Snapshot<'_>, t: &Thresholds) -> Vec<Issue> 
     let find = |ty: &str| {
         s.segments
             .iter()
-            .find(|g| g.segment_type == ty && g.status == "stored")
+            .find(|g| g.segment_type == ty && g.status == audio_segments::Status::Stored)
             .and_then(speech_level)
     };
     let (Some((pre, pre_turns)), Some((post, post_turns))) =
@@ -475,7 +475,7 @@ pub fn rnnoise_over_attenuation(s: &Snapshot<'_>, t: &Thresholds) -> Vec<Issue> 
 pub fn clipping(s: &Snapshot<'_>, t: &Thresholds) -> Vec<Issue> {
     s.segments
         .iter()
-        .filter(|g| g.status == "stored")
+        .filter(|g| g.status == audio_segments::Status::Stored)
         .filter_map(|g| {
             let ratio = g.clipped_ratio?;
             let runs = g.clip_runs.unwrap_or(0);
@@ -503,12 +503,16 @@ pub fn low_snr(s: &Snapshot<'_>, t: &Thresholds) -> Vec<Issue> {
         let post: Vec<_> = s
             .segments
             .iter()
-            .filter(|g| g.segment_type == "full_post_rnnoise" && g.status == "stored")
+            .filter(|g| {
+                g.segment_type == "full_post_rnnoise" && g.status == audio_segments::Status::Stored
+            })
             .collect();
         if post.is_empty() {
             s.segments
                 .iter()
-                .filter(|g| g.segment_type == "stt_input" && g.status == "stored")
+                .filter(|g| {
+                    g.segment_type == "stt_input" && g.status == audio_segments::Status::Stored
+                })
                 .collect()
         } else {
             post

@@ -123,7 +123,7 @@ pub fn segment_model(g: &SegmentRow) -> seg::Model {
         clipped_ratio: m.map(|m| m.clipped_ratio),
         clip_runs: m.map(|m| i32::try_from(m.clip_runs).unwrap_or(i32::MAX)),
         speech_levels: g.speech_levels.clone(),
-        status: g.status.as_str().into(),
+        status: g.status,
         error: g.error.clone(),
         report_seq: g.report_seq,
     }

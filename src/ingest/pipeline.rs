@@ -439,22 +439,8 @@ fn merge(batch: &[DecodedEntry], idxs: Vec<usize>) -> CallSnapshot<'_> {
     snap
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SegmentStatus {
-    Stored,
-    Missing,
-    Error,
-}
-
-impl SegmentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SegmentStatus::Stored => "stored",
-            SegmentStatus::Missing => "missing",
-            SegmentStatus::Error => "error",
-        }
-    }
-}
+/// Whether a segment's audio is stored, missing or failed (the `audio_segments.status` enum).
+pub use entity::audio_segments::Status as SegmentStatus;
 
 impl SegmentRow {
     fn new(seg: &AudioSegment, seq: i64) -> Self {

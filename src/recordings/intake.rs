@@ -4,7 +4,7 @@
 //! Twilio recording twice, are one recording.
 
 use super::spool::Spooled;
-use super::{Error, Recordings, status, twilio, work};
+use super::{Error, Recordings, Status, twilio, work};
 use crate::storage::AudioStore;
 use chrono::{DateTime, Utc};
 use entity::{call_sessions as cs, recordings as rec};
@@ -129,7 +129,7 @@ fn accepted(m: &rec::Model, duplicate: bool) -> Accepted {
     Accepted {
         recording_id: m.id,
         session_id: m.session_id,
-        status: m.status.clone(),
+        status: m.status.to_string(),
         duplicate,
     }
 }
@@ -353,7 +353,7 @@ async fn insert(db: &DatabaseConnection, n: NewRow) -> Result<Option<rec::Model>
         duplicate_of: Set(None),
         derivation_seq: Set(0),
         derivations: Set(None),
-        status: Set(status::QUEUED.into()),
+        status: Set(Status::Queued),
         error: Set(None),
         work: Set(Some(work::PROCESS.into())),
         attempts: Set(0),

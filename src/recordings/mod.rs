@@ -21,16 +21,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A recording's progress.
-pub mod status {
-    pub const QUEUED: &str = "queued";
-    pub const FETCHING: &str = "fetching";
-    pub const TRANSCRIBING: &str = "transcribing";
-    pub const ANALYSING: &str = "analysing";
-    pub const COMPLETED: &str = "completed";
-    pub const FAILED: &str = "failed";
-    pub const ALL: [&str; 6] = [QUEUED, FETCHING, TRANSCRIBING, ANALYSING, COMPLETED, FAILED];
-}
+/// A recording's progress (`recordings.status`).
+pub use entity::recordings::Status;
 
 /// What is left to do on a recording (`recordings.work`).
 pub mod work {
@@ -72,40 +64,8 @@ pub fn default_roles() -> Vec<String> {
     vec!["customer".into(), "agent".into()]
 }
 
-/// Why a recording request cannot be done, for the delivery layer to answer.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{message}")]
-    Invalid {
-        param: &'static str,
-        message: String,
-    },
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("the recording is larger than {limit} bytes (INSIGHTS_RECORDING_MAX_BYTES)")]
-    TooLarge { limit: u64 },
-    #[error(transparent)]
-    Db(#[from] sea_orm::DbErr),
-    #[error(transparent)]
-    Storage(#[from] crate::storage::StorageError),
-    #[error("{0}")]
-    Io(String),
-}
-
-impl Error {
-    pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
-        Error::Invalid {
-            param,
-            message: message.into(),
-        }
-    }
-}
+/// Why a recording request cannot be done: the domain's one error type.
+pub use crate::error::Error;
 
 /// Settings (`INSIGHTS_RECORDING_*`, `INSIGHTS_TWILIO_*`).
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use super::spool::{Spool, Spooled};
 use super::store::roles_of;
 use super::transcribe::{Audio, Transcript};
 use super::turns::{self, Word};
-use super::{Recordings, intake, status, work};
+use super::{Recordings, Status, intake, work};
 use crate::db::stmt;
 use crate::diagnosis::Thresholds;
 use crate::ingest::contract::{
@@ -113,7 +113,7 @@ fn retry_delay(attempts: i32) -> Duration {
 /// The recordings table as a leased queue (a row with `work` is due).
 const QUEUE: crate::lease::Queue = crate::lease::Queue {
     table: "recordings",
-    key: "id",
+    key: &["id"],
     order: "available_at",
 };
 
@@ -134,7 +134,8 @@ impl Worker {
                 crate::lease::Due {
                     sql: "work IS NOT NULL AND available_at <= ? AND (lease_until IS NULL OR lease_until < ?)",
                     values: vec![now.into(), now.into()],
-                    also: "",
+                    also: "attempts = attempts + 1",
+                    also_values: Vec::new(),
                     returning: "id, attempts",
                 },
             )
@@ -155,7 +156,7 @@ impl Worker {
         QUEUE
             .fenced(
                 &self.db,
-                c.id.into(),
+                &[c.id.into()],
                 c.token,
                 &format!("{sets}, updated_at = ?"),
                 values,
@@ -175,7 +176,7 @@ impl Worker {
         QUEUE
             .renew(
                 &self.db,
-                c.id.into(),
+                &[c.id.into()],
                 c.token,
                 self.recordings.settings.lease,
             )
@@ -189,7 +190,7 @@ impl Worker {
             self.fenced(
                 c,
                 "work = NULL, status = ?, error = COALESCE(error, ?), claim_token = NULL, lease_until = NULL",
-                vec![status::FAILED.into(), why.clone().into()],
+                vec![Status::Failed.into(), why.clone().into()],
             )
             .await?;
             return Ok(RunResult::Failed(why));
@@ -222,7 +223,7 @@ impl Worker {
                     .fenced(
                         c,
                         "work = NULL, status = ?, error = NULL, claim_token = NULL, claimed_by = NULL, lease_until = NULL, completed_at = ?",
-                        vec![status::COMPLETED.into(), Utc::now().into()],
+                        vec![Status::Completed.into(), Utc::now().into()],
                     )
                     .await?;
                 Ok(if done {
@@ -239,7 +240,7 @@ impl Worker {
                     .fenced(
                         c,
                         "work = NULL, status = ?, error = ?, claim_token = NULL, claimed_by = NULL, lease_until = NULL",
-                        vec![status::FAILED.into(), why.clone().into()],
+                        vec![Status::Failed.into(), why.clone().into()],
                     )
                     .await?;
                 Ok(if done {
@@ -258,7 +259,7 @@ impl Worker {
                         .fenced(
                             c,
                             "work = NULL, status = ?, error = ?, claim_token = NULL, claimed_by = NULL, lease_until = NULL",
-                            vec![status::FAILED.into(), why.clone().into()],
+                            vec![Status::Failed.into(), why.clone().into()],
                         )
                         .await?;
                     return Ok(if done {
@@ -352,7 +353,7 @@ impl Worker {
         }
         // 4. Turns, metrics, and the session.
         if what != work::TRANSCRIBE || !had_record {
-            self.must(c, "status = ?", vec![status::ANALYSING.into()])
+            self.must(c, "status = ?", vec![Status::Analysing.into()])
                 .await?;
             self.derive(c).await?;
         }
@@ -362,7 +363,7 @@ impl Worker {
     /// Fetches a URL or Twilio recording into the store. `None` when its bytes turn out to be a
     /// recording this tenant already has (this one then points at it).
     async fn fetch(&self, c: &Claim, m: &rec::Model) -> Result<Option<rec::Model>, Stop> {
-        self.must(c, "status = ?", vec![status::FETCHING.into()])
+        self.must(c, "status = ?", vec![Status::Fetching.into()])
             .await?;
         let url = m
             .source_url
@@ -447,7 +448,7 @@ impl Worker {
         }
         let mut spool = Spool::create(&s.spool_dir, s.max_bytes)
             .await
-            .map_err(|e| Stop::Retry(e.to_string()))?;
+            .map_err(|e| Stop::Retry(e.detail()))?;
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
@@ -457,14 +458,14 @@ impl Worker {
                 ))
             })?;
             spool.write(&chunk).await.map_err(|e| match e {
-                super::Error::TooLarge { .. } => Stop::Fail(e.to_string()),
-                other => Stop::Retry(other.to_string()),
+                super::Error::TooLarge(m) => Stop::Fail(m),
+                other => Stop::Retry(other.detail()),
             })?;
         }
         if spool.size() == 0 {
             return Err(Stop::Fail("the download was empty".into()));
         }
-        spool.finish().await.map_err(|e| Stop::Retry(e.to_string()))
+        spool.finish().await.map_err(|e| Stop::Retry(e.detail()))
     }
 
     /// `{RecordingUrl}.wav?RequestedChannels=2` (falling back to the file that exists when Twilio has
@@ -563,13 +564,12 @@ impl Worker {
         ext: &str,
         scratch: &Path,
     ) -> Result<(), Stop> {
-        let mut versions =
-            super::store::transcripts(&self.db, m.id)
-                .await
-                .map_err(|e| match e {
-                    super::Error::Db(d) => Stop::Db(d),
-                    other => Stop::Retry(other.to_string()),
-                })?;
+        let mut versions = super::store::transcripts(&self.db, m.id)
+            .await
+            .map_err(|e| match e.into_db() {
+                Ok(d) => Stop::Db(d),
+                Err(other) => Stop::Retry(other.detail()),
+            })?;
         if versions.is_empty() {
             let v = rt::ActiveModel {
                 recording_id: sea_orm::Set(m.id),
@@ -577,7 +577,7 @@ impl Worker {
                 provider: sea_orm::Set(m.provider.clone()),
                 model: sea_orm::Set(m.model.clone()),
                 language: sea_orm::Set(None),
-                status: sea_orm::Set("queued".into()),
+                status: sea_orm::Set(rt::Status::Queued),
                 error: sea_orm::Set(None),
                 transcript: sea_orm::Set(None),
                 words: sea_orm::Set(None),
@@ -597,7 +597,7 @@ impl Worker {
                 .await?;
             versions = super::store::transcripts(&self.db, m.id)
                 .await
-                .map_err(|e| Stop::Retry(e.to_string()))?;
+                .map_err(|e| Stop::Retry(e.detail()))?;
         }
         let audio = Audio {
             path: local.to_path_buf(),
@@ -610,8 +610,8 @@ impl Worker {
             language: m.language.clone(),
             scratch: scratch.to_path_buf(),
         };
-        for v in versions.iter().filter(|v| v.status == "queued") {
-            self.must(c, "status = ?", vec![status::TRANSCRIBING.into()])
+        for v in versions.iter().filter(|v| v.status == rt::Status::Queued) {
+            self.must(c, "status = ?", vec![Status::Transcribing.into()])
                 .await?;
             let provider = ProviderId::parse(&v.provider)
                 .ok_or_else(|| Stop::Fail(format!("unknown provider {}", v.provider)))?;
@@ -872,72 +872,52 @@ impl Worker {
         }
     }
 
-    /// Runs until `shutdown`, `concurrency` recordings at once; runs in flight at shutdown are stopped
-    /// and their recordings handed back at once (not after their lease).
+    /// Runs until `shutdown`, `concurrency` recordings at once (the shared pool runner); runs in
+    /// flight at shutdown are stopped and their recordings handed back at once (not after their
+    /// lease).
     pub async fn run_until(self: Arc<Self>, shutdown: CancellationToken) {
-        let concurrency = self.recordings.settings.concurrency;
-        let mut running: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
-        let mut held: std::collections::HashMap<tokio::task::Id, Claim> = Default::default();
-        let mut outage = false;
-        loop {
-            let free = concurrency.saturating_sub(running.len());
-            let mut claimed = 0;
-            if free > 0 && !shutdown.is_cancelled() {
-                match self.claim(free).await {
-                    Ok(cs) => {
-                        if outage {
-                            info!("recording worker reaches the database again");
-                            outage = false;
-                        }
-                        claimed = cs.len();
-                        for c in cs {
-                            let w = self.clone();
-                            let handle = running.spawn(async move {
-                                match w.run(&c).await {
-                                    Ok(r) => tracing::debug!(recording_id = %c.id, result = ?r, "recording run ended"),
-                                    Err(e) => warn!(recording_id = %c.id, error = %e, "recording run hit a database error; it runs again after its lease"),
-                                }
-                            });
-                            held.insert(handle.id(), c);
-                        }
-                    }
-                    Err(e) => {
-                        if !outage {
-                            tracing::error!(error = %e, "recording worker cannot claim work; retrying");
-                            outage = true;
-                        }
-                    }
-                }
-            }
-            if claimed > 0 && running.len() < concurrency {
-                continue;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                    let id = match done {
-                        Ok((id, ())) => id,
-                        Err(e) => {
-                            if e.is_panic() {
-                                tracing::error!(error = %e, "a recording run panicked; the recording runs again after its lease");
-                            }
-                            e.id()
-                        }
-                    };
-                    held.remove(&id);
-                }
-                _ = tokio::time::sleep(self.recordings.settings.poll) => {}
+        let poll = self.recordings.settings.poll;
+        crate::background::run_pool(
+            self,
+            crate::background::PoolSchedule {
+                name: "recording worker",
+                poll,
+                max_backoff: poll.max(Duration::from_secs(5)),
+                on_stop: crate::background::OnStop::Abort,
+            },
+            shutdown,
+        )
+        .await;
+    }
+}
+
+impl crate::background::Work for Worker {
+    type Claim = Claim;
+    type Error = DbErr;
+
+    fn limit(&self) -> usize {
+        self.recordings.settings.concurrency
+    }
+
+    async fn claim(&self, n: usize) -> Result<Vec<Claim>, DbErr> {
+        Worker::claim(self, n).await
+    }
+
+    async fn run(self: Arc<Self>, c: Claim) {
+        match Worker::run(&self, &c).await {
+            Ok(r) => tracing::debug!(recording_id = %c.id, result = ?r, "recording run ended"),
+            Err(e) => {
+                warn!(recording_id = %c.id, error = %e, "recording run hit a database error; it runs again after its lease")
             }
         }
-        running.abort_all();
-        while running.join_next().await.is_some() {}
-        for c in held.values() {
-            if let Err(e) = self
-                .fenced(c, "claim_token = NULL, claimed_by = NULL, lease_until = NULL, attempts = attempts - 1", vec![])
-                .await
-            {
-                warn!(recording_id = %c.id, error = %e, "cannot hand a recording back; it runs again after its lease");
-            }
+    }
+
+    async fn hand_back(&self, c: &Claim) {
+        if let Err(e) = self
+            .fenced(c, "claim_token = NULL, claimed_by = NULL, lease_until = NULL, attempts = attempts - 1", vec![])
+            .await
+        {
+            warn!(recording_id = %c.id, error = %e, "cannot hand a recording back; it runs again after its lease");
         }
     }
 }

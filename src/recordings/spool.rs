@@ -32,13 +32,13 @@ impl Drop for Spooled {
 
 impl Spool {
     pub async fn create(dir: &Path, limit: u64) -> Result<Self, Error> {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| Error::Io(format!("cannot create {}: {e}", dir.display())))?;
+        tokio::fs::create_dir_all(dir).await.map_err(|e| {
+            Error::internal(anyhow::anyhow!("cannot create {}: {e}", dir.display()))
+        })?;
         let path = dir.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
-        let file = tokio::fs::File::create(&path)
-            .await
-            .map_err(|e| Error::Io(format!("cannot create {}: {e}", path.display())))?;
+        let file = tokio::fs::File::create(&path).await.map_err(|e| {
+            Error::internal(anyhow::anyhow!("cannot create {}: {e}", path.display()))
+        })?;
         Ok(Spool {
             file,
             hasher: Sha256::new(),
@@ -56,13 +56,16 @@ impl Spool {
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), Error> {
         self.size += chunk.len() as u64;
         if self.size > self.limit {
-            return Err(Error::TooLarge { limit: self.limit });
+            return Err(Error::TooLarge(format!(
+                "the recording is larger than {} bytes (INSIGHTS_RECORDING_MAX_BYTES)",
+                self.limit
+            )));
         }
         self.hasher.update(chunk);
         self.file
             .write_all(chunk)
             .await
-            .map_err(|e| Error::Io(format!("cannot spool the recording: {e}")))
+            .map_err(|e| Error::internal(anyhow::anyhow!("cannot spool the recording: {e}")))
     }
 
     pub fn size(&self) -> u64 {
@@ -79,7 +82,7 @@ impl Spool {
         } = self;
         file.flush()
             .await
-            .map_err(|e| Error::Io(format!("cannot spool the recording: {e}")))?;
+            .map_err(|e| Error::internal(anyhow::anyhow!("cannot spool the recording: {e}")))?;
         guard.sha256 = hasher
             .finalize()
             .iter()

@@ -2,7 +2,7 @@
 //! cursor), the views the API answers, and the requests for more work (re-transcription, a new channel
 //! map, another transcript of record) that hand a recording back to the pipeline.
 
-use super::{Error, status, work};
+use super::{Error, Status, work};
 use crate::conversation::ConversationMetrics;
 use crate::db::stmt;
 use chrono::{DateTime, Utc};
@@ -103,7 +103,7 @@ pub fn view(m: rec::Model) -> RecordingView {
         source: m.source,
         external_id: m.external_id,
         file_name: m.file_name,
-        status: m.status,
+        status: m.status.to_string(),
         error: m.error,
         sha256: m.sha256,
         size_bytes: m.size_bytes,
@@ -192,13 +192,13 @@ pub fn versions(
             provider: r.provider.clone(),
             model: r.model.clone(),
             language: r.language.clone(),
-            status: r.status.clone(),
+            status: r.status.to_string(),
             error: r.error.clone(),
             created_at: r.created_at,
             completed_at: r.completed_at,
             word_count: r.words.as_ref().and_then(|w| w.as_array().map(Vec::len)),
             of_record: Some(r.version) == of_record,
-            wer_vs_record: if Some(r.version) == of_record && r.status == "completed" {
+            wer_vs_record: if Some(r.version) == of_record && r.status == rt::Status::Completed {
                 Some(0.0)
             } else {
                 r.wer_vs_record
@@ -288,13 +288,17 @@ pub async fn list(
         cursor: f.cursor.clone(),
     };
     if let Some(s) = &f.status
-        && !status::ALL.contains(&s.as_str())
+        && !Status::ALL.iter().any(|x| x.as_str() == s.as_str())
     {
         return Err(Error::invalid(
             "status",
             format!(
                 "unknown status {s:?}: expected one of {}",
-                status::ALL.join(", ")
+                Status::ALL
+                    .iter()
+                    .map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
@@ -364,7 +368,7 @@ pub async fn request_work<C: ConnectionTrait>(
     db: &C,
     id: Uuid,
     what: &str,
-    shown: &str,
+    shown: Status,
 ) -> Result<(), sea_orm::DbErr> {
     let now = Utc::now();
     db.execute_raw(stmt(
@@ -449,7 +453,7 @@ pub async fn set_roles(
     let mut am: rec::ActiveModel = m.clone().into();
     am.channel_roles = Set(serde_json::json!(roles));
     am.update(&txn).await?;
-    request_work(&txn, m.id, work::DERIVE, status::ANALYSING).await?;
+    request_work(&txn, m.id, work::DERIVE, Status::Analysing).await?;
     txn.commit().await?;
     Ok(())
 }
@@ -486,7 +490,7 @@ pub async fn queue_transcript(
         provider: Set(provider.as_str().into()),
         model: Set(model),
         language: Set(None),
-        status: Set("queued".into()),
+        status: Set(rt::Status::Queued),
         error: Set(None),
         transcript: Set(None),
         words: Set(None),
@@ -501,7 +505,7 @@ pub async fn queue_transcript(
     .map_err(|_| {
         Error::Conflict("another re-transcription was asked for at the same moment; retry".into())
     })?;
-    request_work(&txn, m.id, work::TRANSCRIBE, status::TRANSCRIBING).await?;
+    request_work(&txn, m.id, work::TRANSCRIBE, Status::Transcribing).await?;
     txn.commit().await?;
     Ok(next)
 }
@@ -525,7 +529,7 @@ pub async fn set_transcript_of_record(
                 m.id
             ))
         })?;
-    if row.status != "completed" {
+    if row.status != rt::Status::Completed {
         return Err(Error::Conflict(format!(
             "transcript version {version} is {}{}",
             row.status,
@@ -540,7 +544,7 @@ pub async fn set_transcript_of_record(
     am.transcript_version = Set(Some(row.version));
     am.update(&txn).await?;
     clear_scores(&txn, m.id).await?;
-    request_work(&txn, m.id, work::DERIVE, status::ANALYSING).await?;
+    request_work(&txn, m.id, work::DERIVE, Status::Analysing).await?;
     txn.commit().await?;
     Ok(())
 }

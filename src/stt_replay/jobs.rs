@@ -1,11 +1,12 @@
 //! Analysis jobs: every full-call analysis — one session asked for through the API (`single`) or up to
 //! 50 in a batch — is a job row with one item row per session. Items are the work queue:
 //!
-//! - a worker claims `queued` items (and `running` ones whose lease ran out: their worker died) in a
-//!   transaction, with `FOR UPDATE SKIP LOCKED` on PostgreSQL so replicas share the work; SQLite
-//!   serialises writers, which is enough for one process;
+//! - a worker claims `queued` items (and `running` ones whose lease ran out: their worker died) on
+//!   the shared leased queue (`lease`: `FOR UPDATE SKIP LOCKED` on PostgreSQL so replicas share the
+//!   work, one fencing token per claim);
 //! - while it runs an item the worker renews its lease; a renewal that finds the item no longer
-//!   `running` under its name (cancelled, or reclaimed) aborts the run;
+//!   held by its claim (cancelled, or reclaimed) aborts the run, and every write of the run is
+//!   fenced by the claim's token;
 //! - cancelling a job marks its unfinished items `cancelled` and aborts this process's runs at once
 //!   (dropping the replay drops its HTTP calls); other replicas notice at their next renewal;
 //! - on shutdown, runs are aborted and their items handed back (`queued`), so a restart resumes them.
@@ -15,23 +16,23 @@
 
 use super::replay::{ReplayError, ReplayOptions, SessionReplay, replay_session};
 use super::summary::{AnalysisSummary, summarize};
+use crate::db::stmt;
+use crate::lease::{CLEAR_CLAIM, Due, Queue};
 use crate::stt::{Priority, ProviderId};
 use chrono::{DateTime, Utc};
 use entity::analysis_job_items::Status as ItemStatus;
 use entity::analysis_jobs::Status as JobStatus;
 use entity::{analysis_job_items as item, analysis_jobs as job, session_analyses as sa};
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict, Query as SqlQuery};
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, TransactionTrait,
 };
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -184,6 +185,7 @@ pub async fn create_job(
     claim_for: Option<(&str, Duration)>,
 ) -> Result<(job::Model, Vec<item::Model>), DbErr> {
     let at = now();
+    let token = Uuid::new_v4();
     let id = Uuid::now_v7();
     let txn = db.begin().await?;
     let job_row = job::Model {
@@ -218,6 +220,7 @@ pub async fn create_job(
             attempts: i32::from(claim_for.is_some()),
             error: None,
             claimed_by: claim_for.map(|(w, _)| w.to_string()),
+            claim_token: claim_for.map(|_| token),
             lease_until: claim_for.map(|(_, lease)| at + lease),
             started_at: claim_for.map(|_| at),
             finished_at: None,
@@ -232,8 +235,36 @@ pub async fn create_job(
     Ok((job_row, items))
 }
 
+/// The items as a leased queue (`lease`): claimed oldest job first (ids are UUIDv7), then in the
+/// batch's own order; every write of a run is fenced by its claim's token. A finished item keeps
+/// `claimed_by` (who ran it); handing one back clears it.
+const QUEUE: Queue = Queue {
+    table: "analysis_job_items",
+    key: &["job_id", "session_id"],
+    order: "job_id, position",
+};
+
+/// Items a worker may take: queued ones, and running ones whose lease ran out (their worker died),
+/// of running jobs.
+const RUNNABLE: &str = "(status = 'queued' OR (status = 'running' AND lease_until < ?)) \
+     AND job_id IN (SELECT id FROM analysis_jobs WHERE status = 'running')";
+
+fn key_of(it: &item::Model) -> [sea_orm::Value; 2] {
+    [it.job_id.into(), it.session_id.into()]
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Abandoned {
+    job_id: Uuid,
+    session_id: Uuid,
+    claimed_by: Option<String>,
+    attempts: i32,
+    error: Option<String>,
+}
+
 /// Claims up to `n` runnable items for `worker`: queued batch items, and items of any job whose
-/// worker died (an abandoned single analysis is finished by whoever finds it).
+/// worker died (an abandoned single analysis is finished by whoever finds it). An item already
+/// started `MAX_ATTEMPTS` times is failed (with its last error) instead.
 pub async fn claim(
     db: &DatabaseConnection,
     worker: &str,
@@ -244,93 +275,37 @@ pub async fn claim(
         return Ok(Vec::new());
     }
     let at = now();
-    let txn = db.begin().await?;
-    let running_jobs = SqlQuery::select()
-        .column(job::Column::Id)
-        .from(job::Entity)
-        .and_where(Expr::col(job::Column::Status).eq(JobStatus::Running))
-        .to_owned();
-    let mut q = item::Entity::find()
-        .filter(
-            Condition::any()
-                .add(item::Column::Status.eq(ItemStatus::Queued))
-                .add(
-                    Condition::all()
-                        .add(item::Column::Status.eq(ItemStatus::Running))
-                        .add(item::Column::LeaseUntil.lt(at)),
-                ),
+    let backend = db.get_database_backend();
+    give_up_exhausted(db, at).await?;
+    // Who held the abandoned ones, for the log (a claim's RETURNING sees only the new values).
+    let abandoned: HashMap<(Uuid, Uuid), Option<String>> = Abandoned::find_by_statement(stmt(
+        backend,
+        &format!("SELECT job_id, session_id, claimed_by, attempts, error FROM analysis_job_items WHERE status = 'running' AND lease_until < ? AND ({RUNNABLE})"),
+        [at.into(), at.into()],
+    ))
+    .all(db)
+    .await?
+    .into_iter()
+    .map(|a| ((a.job_id, a.session_id), a.claimed_by))
+    .collect();
+    let (_, claimed) = QUEUE
+        .claim::<item::Model>(
+            db,
+            worker,
+            lease,
+            n,
+            Due {
+                sql: &format!("({RUNNABLE}) AND attempts < ?"),
+                values: vec![at.into(), MAX_ATTEMPTS.into()],
+                also: "status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, ?)",
+                also_values: vec![at.into()],
+                returning: "*",
+            },
         )
-        .filter(item::Column::JobId.in_subquery(running_jobs))
-        // Job ids are UUIDv7: older jobs first, then the batch's own order.
-        .order_by_asc(item::Column::JobId)
-        .order_by_asc(item::Column::Position)
-        .limit(n as u64);
-    if db.get_database_backend() == DbBackend::Postgres {
-        q = q.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-    }
-    let candidates = q.all(&txn).await?;
-    let mut claimed = Vec::new();
-    for c in candidates {
-        let abandoned = c.status == ItemStatus::Running;
-        if c.attempts >= MAX_ATTEMPTS {
-            item::Entity::update_many()
-                .col_expr(item::Column::Status, Expr::value(ItemStatus::Failed))
-                .col_expr(
-                    item::Column::Error,
-                    Expr::value(format!(
-                        "started {} times without finishing (worker crashes or passing failures){}",
-                        c.attempts,
-                        c.error
-                            .as_deref()
-                            .map(|e| format!("; last error: {e}"))
-                            .unwrap_or_default()
-                    )),
-                )
-                .col_expr(item::Column::FinishedAt, Expr::value(at))
-                .col_expr(
-                    item::Column::LeaseUntil,
-                    Expr::value(Option::<DateTime<Utc>>::None),
-                )
-                .filter(item::Column::JobId.eq(c.job_id))
-                .filter(item::Column::SessionId.eq(c.session_id))
-                .exec(&txn)
-                .await?;
-            continue;
-        }
-        // Guarded, so a second process on the same SQLite file cannot take it twice.
-        let guard = if abandoned {
-            Condition::all()
-                .add(item::Column::Status.eq(ItemStatus::Running))
-                .add(item::Column::LeaseUntil.lt(at))
-        } else {
-            Condition::all().add(item::Column::Status.eq(ItemStatus::Queued))
-        };
-        let res = item::Entity::update_many()
-            .col_expr(item::Column::Status, Expr::value(ItemStatus::Running))
-            .col_expr(item::Column::ClaimedBy, Expr::value(worker))
-            .col_expr(item::Column::LeaseUntil, Expr::value(at + lease))
-            .col_expr(item::Column::Attempts, Expr::value(c.attempts + 1))
-            .col_expr(
-                item::Column::StartedAt,
-                Expr::value(c.started_at.unwrap_or(at)),
-            )
-            .filter(item::Column::JobId.eq(c.job_id))
-            .filter(item::Column::SessionId.eq(c.session_id))
-            .filter(guard)
-            .exec(&txn)
-            .await?;
-        if res.rows_affected == 1 {
-            if abandoned {
-                info!(job = %c.job_id, session = %c.session_id, previous = ?c.claimed_by, "reclaiming an abandoned analysis item");
-            }
-            claimed.push(item::Model {
-                status: ItemStatus::Running,
-                claimed_by: Some(worker.to_string()),
-                lease_until: Some(at + lease),
-                attempts: c.attempts + 1,
-                started_at: Some(c.started_at.unwrap_or(at)),
-                ..c
-            });
+        .await?;
+    for c in &claimed {
+        if let Some(previous) = abandoned.get(&(c.job_id, c.session_id)) {
+            info!(job = %c.job_id, session = %c.session_id, ?previous, attempts = c.attempts, "reclaiming an abandoned analysis item");
         }
     }
     let job_ids: Vec<Uuid> = claimed.iter().map(|c| c.job_id).collect();
@@ -339,17 +314,72 @@ pub async fn claim(
     } else {
         job::Entity::find()
             .filter(job::Column::Id.is_in(job_ids))
-            .all(&txn)
+            .all(db)
             .await?
             .into_iter()
             .map(|j| (j.id, j))
             .collect()
     };
-    txn.commit().await?;
     Ok(claimed
         .into_iter()
         .filter_map(|c| jobs.get(&c.job_id).cloned().map(|j| (j, c)))
         .collect())
+}
+
+/// Fails the runnable items already started `MAX_ATTEMPTS` times (a run that keeps killing its
+/// worker must not take every replica down in turn), settling their analyses and jobs.
+async fn give_up_exhausted(db: &DatabaseConnection, at: DateTime<Utc>) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let exhausted = Abandoned::find_by_statement(stmt(
+        backend,
+        &format!(
+            "SELECT job_id, session_id, claimed_by, attempts, error FROM analysis_job_items WHERE ({RUNNABLE}) AND attempts >= ?"
+        ),
+        [at.into(), MAX_ATTEMPTS.into()],
+    ))
+    .all(db)
+    .await?;
+    for x in exhausted {
+        let reason = format!(
+            "started {} times without finishing (worker crashes or passing failures){}",
+            x.attempts,
+            x.error
+                .as_deref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        );
+        // Guarded by the same condition: a second process finds it failed already.
+        let res = db
+            .execute_raw(stmt(
+                backend,
+                &format!(
+                    "UPDATE analysis_job_items SET status = 'failed', error = ?, finished_at = ?, {CLEAR_CLAIM} \
+                     WHERE job_id = ? AND session_id = ? AND ({RUNNABLE}) AND attempts >= ?"
+                ),
+                [
+                    reason.clone().into(),
+                    at.into(),
+                    x.job_id.into(),
+                    x.session_id.into(),
+                    at.into(),
+                    MAX_ATTEMPTS.into(),
+                ],
+            ))
+            .await?;
+        if res.rows_affected() == 1 {
+            warn!(job = %x.job_id, session = %x.session_id, %reason, "analysis item given up");
+            settle_analysis(
+                db,
+                x.job_id,
+                x.session_id,
+                sa::Status::Failed,
+                Some(&reason),
+            )
+            .await?;
+            complete_job_if_done(db, x.job_id).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The stored analysis: the replay grid plus its summary (served as `AnalysisResultView`).
@@ -386,10 +416,17 @@ pub async fn run_item(
     marked_at: Option<DateTime<Utc>>,
 ) {
     let (job_id, session_id) = (it.job_id, it.session_id);
+    let Some(claim) = it.claim_token else {
+        warn!(job = %job_id, session = %session_id, "an analysis item without a claim cannot run; it runs after its lease");
+        return;
+    };
     let token = app.registry.register(job_id, session_id, &shutdown);
-    let end = run_guarded(&app, &job_row, &it, &worker, &token, &shutdown, marked_at).await;
+    let end = run_guarded(
+        &app, &job_row, &it, claim, &worker, &token, &shutdown, marked_at,
+    )
+    .await;
     // Every way a run can find its item taken over is counted here, once.
-    let lost = match finish_item(&app.db, &job_row, &it, &worker.worker_id, &end).await {
+    let lost = match finish_item(&app.db, &job_row, &it, claim, &end).await {
         Ok(true) => matches!(end, RunEnd::Lost),
         Ok(false) => {
             warn!(job = %job_id, session = %session_id, ?end, "analysis item taken over by another worker while this one was away (lease expired); this run's end is not recorded");
@@ -408,10 +445,12 @@ pub async fn run_item(
     app.registry.unregister(job_id, session_id);
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_guarded(
     app: &Runner,
     job_row: &job::Model,
     it: &item::Model,
+    claim: Uuid,
     worker: &WorkerSettings,
     token: &CancellationToken,
     shutdown: &CancellationToken,
@@ -438,7 +477,7 @@ async fn run_guarded(
         Some(at) => at,
         None => {
             let at = now();
-            match mark_running_fenced(&app.db, job_row, it, &worker.worker_id, at).await {
+            match mark_running_fenced(&app.db, job_row, it, claim, at).await {
                 Ok(true) => {}
                 Ok(false) => {
                     warn!(job = %job_row.id, session = %it.session_id, "analysis item taken over by another worker while this one was away (lease expired) before its run began; this run stops");
@@ -449,7 +488,7 @@ async fn run_guarded(
             at
         }
     };
-    let renew = renew_lease(&app.db, it, worker);
+    let renew = renew_lease(&app.db, it, claim, worker);
     let replay = replay_session(
         &app.db,
         app.store.clone(),
@@ -462,7 +501,7 @@ async fn run_guarded(
     let outcome = tokio::select! {
         _ = token.cancelled() => None,
         () = &mut renew => {
-            if taken_over(&app.db, it, &worker.worker_id).await {
+            if taken_over(&app.db, it, claim).await {
                 warn!(job = %job_row.id, session = %it.session_id, "analysis item taken over by another worker while this one was away (lease expired); this run stops");
                 return RunEnd::Lost;
             }
@@ -483,7 +522,7 @@ async fn run_guarded(
                 summary: summarize(&grid),
                 grid,
             };
-            match store_result(&app.db, it, &worker.worker_id, &result, started).await {
+            match store_result(&app.db, it, claim, &result, started).await {
                 Ok(true) => RunEnd::Completed,
                 Ok(false) => {
                     warn!(job = %job_row.id, session = %it.session_id, "analysis item taken over by another worker while this one was away (lease expired); its result is discarded");
@@ -501,37 +540,33 @@ async fn run_guarded(
     }
 }
 
-/// Another worker claimed the item (it may have finished it already).
-async fn taken_over(db: &DatabaseConnection, it: &item::Model, worker: &str) -> bool {
+/// Another worker claimed the item (it may have finished it already): it is no longer held by
+/// `claim` and was not cancelled.
+async fn taken_over(db: &DatabaseConnection, it: &item::Model, claim: Uuid) -> bool {
     matches!(
-        item::Entity::find()
-            .filter(item::Column::JobId.eq(it.job_id))
-            .filter(item::Column::SessionId.eq(it.session_id))
+        item::Entity::find_by_id((it.job_id, it.session_id))
             .one(db)
             .await,
-        Ok(Some(row)) if row.claimed_by.is_some() && row.claimed_by.as_deref() != Some(worker)
+        Ok(Some(row)) if row.claim_token != Some(claim) && row.status != ItemStatus::Cancelled
     )
 }
 
 /// Renews the item's lease until it is no longer ours; resolves when that happens.
-async fn renew_lease(db: &DatabaseConnection, it: &item::Model, worker: &WorkerSettings) {
+async fn renew_lease(
+    db: &DatabaseConnection,
+    it: &item::Model,
+    claim: Uuid,
+    worker: &WorkerSettings,
+) {
     let mut failures = 0u32;
     loop {
         tokio::time::sleep(worker.renew_every()).await;
-        let res = item::Entity::update_many()
-            .col_expr(item::Column::LeaseUntil, Expr::value(now() + worker.lease))
-            .filter(item::Column::JobId.eq(it.job_id))
-            .filter(item::Column::SessionId.eq(it.session_id))
-            .filter(item::Column::Status.eq(ItemStatus::Running))
-            .filter(item::Column::ClaimedBy.eq(worker.worker_id.as_str()))
-            .exec(db)
-            .await;
-        match res {
-            Ok(r) if r.rows_affected == 0 => {
+        match QUEUE.renew(db, &key_of(it), claim, worker.lease).await {
+            Ok(false) => {
                 info!(job = %it.job_id, session = %it.session_id, "analysis item cancelled or taken over: stopping its run");
                 return;
             }
-            Ok(_) => failures = 0,
+            Ok(true) => failures = 0,
             Err(e) => {
                 failures += 1;
                 warn!(error = %e, failures, "cannot renew an analysis item's lease");
@@ -588,27 +623,24 @@ pub async fn mark_running(
     Ok(())
 }
 
-/// Whether the item is still ours (running, claimed by `worker`), and if so holds it until `txn`
-/// ends: the first statement of the transaction is a no-op write of the item, which takes its row
-/// lock on PostgreSQL (a worker taking it over waits, or skips it) and SQLite's write lock (a read
-/// first would pin an old snapshot that SQLite refuses to upgrade once another connection wrote).
+/// Whether the item is still held by `claim`, and if so holds it until `txn` ends: the first
+/// statement of the transaction is a fenced no-op write of the item, which takes its row lock on
+/// PostgreSQL (a worker taking it over waits, or skips it) and SQLite's write lock (a read first
+/// would pin an old snapshot that SQLite refuses to upgrade once another connection wrote).
 async fn lock_if_ours(
     txn: &DatabaseTransaction,
     it: &item::Model,
-    worker: &str,
+    claim: Uuid,
 ) -> Result<bool, DbErr> {
-    let res = item::Entity::update_many()
-        .col_expr(
-            item::Column::LeaseUntil,
-            Expr::col(item::Column::LeaseUntil),
+    QUEUE
+        .fenced(
+            txn,
+            &key_of(it),
+            claim,
+            "lease_until = lease_until",
+            Vec::new(),
         )
-        .filter(item::Column::JobId.eq(it.job_id))
-        .filter(item::Column::SessionId.eq(it.session_id))
-        .filter(item::Column::Status.eq(ItemStatus::Running))
-        .filter(item::Column::ClaimedBy.eq(worker))
-        .exec(txn)
-        .await?;
-    Ok(res.rows_affected == 1)
+        .await
 }
 
 /// `mark_running`, fenced like `store_result`: a worker frozen between its claim and the start of
@@ -618,11 +650,11 @@ async fn mark_running_fenced(
     db: &DatabaseConnection,
     job_row: &job::Model,
     it: &item::Model,
-    worker: &str,
+    claim: Uuid,
     started: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     let txn = db.begin().await?;
-    if !lock_if_ours(&txn, it, worker).await? {
+    if !lock_if_ours(&txn, it, claim).await? {
         txn.rollback().await?;
         return Ok(false);
     }
@@ -637,13 +669,13 @@ async fn mark_running_fenced(
 async fn store_result(
     db: &DatabaseConnection,
     it: &item::Model,
-    worker: &str,
+    claim: Uuid,
     result: &AnalysisResult,
     started: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     let job_id = it.job_id;
     let txn = db.begin().await?;
-    if !lock_if_ours(&txn, it, worker).await? {
+    if !lock_if_ours(&txn, it, claim).await? {
         txn.rollback().await?;
         return Ok(false);
     }
@@ -670,89 +702,91 @@ async fn store_result(
         .await?;
     // The item completes with its result: a worker frozen after this commit leaves nothing for
     // another to take over (and run a second time).
-    item::Entity::update_many()
-        .col_expr(item::Column::Status, Expr::value(ItemStatus::Completed))
-        .col_expr(item::Column::FinishedAt, Expr::value(at))
-        .col_expr(
-            item::Column::LeaseUntil,
-            Expr::value(Option::<DateTime<Utc>>::None),
+    QUEUE
+        .fenced(
+            &txn,
+            &key_of(it),
+            claim,
+            "status = 'completed', finished_at = ?, claim_token = NULL, lease_until = NULL",
+            vec![at.into()],
         )
-        .filter(item::Column::JobId.eq(it.job_id))
-        .filter(item::Column::SessionId.eq(it.session_id))
-        .exec(&txn)
         .await?;
     txn.commit().await?;
     Ok(true)
 }
 
 /// Records how the run ended on the item, the session's analysis row and (when it was the last
-/// item) the job. `Ok(false)`: the item was no longer this worker's (taken over while it was
-/// away), so nothing of the run was recorded.
+/// item) the job. `Ok(false)`: the item was no longer held by this run's claim (taken over while
+/// it was away), so nothing of the run was recorded.
 async fn finish_item(
     db: &DatabaseConnection,
     job_row: &job::Model,
     it: &item::Model,
-    worker: &str,
+    claim: Uuid,
     end: &RunEnd,
 ) -> Result<bool, DbErr> {
-    let at = now();
-    let ours = Condition::all()
-        .add(item::Column::JobId.eq(it.job_id))
-        .add(item::Column::SessionId.eq(it.session_id))
-        .add(item::Column::Status.eq(ItemStatus::Running))
-        .add(item::Column::ClaimedBy.eq(worker));
-    let update = item::Entity::update_many().filter(ours);
-    let none_ts = Option::<DateTime<Utc>>::None;
+    let key = key_of(it);
     match end {
         // `store_result` completed the item with its result, in one transaction.
         RunEnd::Completed => {}
         RunEnd::Failed(reason) => {
-            let res = update
-                .col_expr(item::Column::Status, Expr::value(ItemStatus::Failed))
-                .col_expr(item::Column::Error, Expr::value(reason.clone()))
-                .col_expr(item::Column::FinishedAt, Expr::value(at))
-                .col_expr(item::Column::LeaseUntil, Expr::value(none_ts))
-                .exec(db)
+            let ours = QUEUE
+                .fenced(
+                    db,
+                    &key,
+                    claim,
+                    "status = 'failed', error = ?, finished_at = ?, claim_token = NULL, lease_until = NULL",
+                    vec![reason.clone().into(), now().into()],
+                )
                 .await?;
-            if res.rows_affected == 0 {
+            if !ours {
                 // Taken over meanwhile: the session's analysis is the other worker's to settle.
                 info!(job = %it.job_id, session = %it.session_id, %reason, "analysis failed after its item was taken over or cancelled; not recorded");
-                return Ok(!taken_over(db, it, worker).await);
+                return Ok(!taken_over(db, it, claim).await);
             }
             warn!(job = %it.job_id, session = %it.session_id, %reason, "analysis failed");
-            settle_analysis(db, it, sa::Status::Failed, Some(reason)).await?;
+            settle_analysis(
+                db,
+                it.job_id,
+                it.session_id,
+                sa::Status::Failed,
+                Some(reason),
+            )
+            .await?;
         }
         RunEnd::Lost => return Ok(true),
         RunEnd::Aborted => {
             // Whoever cancelled marked the item; the analysis falls back to its previous result.
-            settle_analysis(db, it, sa::Status::Cancelled, None).await?;
+            settle_analysis(db, it.job_id, it.session_id, sa::Status::Cancelled, None).await?;
         }
         RunEnd::Retry(reason) => {
-            let res = update
-                .col_expr(item::Column::Status, Expr::value(ItemStatus::Queued))
-                .col_expr(item::Column::Error, Expr::value(reason.clone()))
-                .col_expr(item::Column::ClaimedBy, Expr::value(Option::<String>::None))
-                .col_expr(item::Column::LeaseUntil, Expr::value(none_ts))
-                .exec(db)
+            let ours = QUEUE
+                .release(
+                    db,
+                    &key,
+                    claim,
+                    "status = 'queued', error = ?",
+                    vec![reason.clone().into()],
+                )
                 .await?;
-            if res.rows_affected == 0 {
-                return Ok(!taken_over(db, it, worker).await);
+            if !ours {
+                return Ok(!taken_over(db, it, claim).await);
             }
             warn!(job = %it.job_id, session = %it.session_id, %reason, attempts = it.attempts, "analysis interrupted; queued again");
             return Ok(true);
         }
         RunEnd::Shutdown => {
-            let res = update
-                .col_expr(item::Column::Status, Expr::value(ItemStatus::Queued))
-                .col_expr(item::Column::ClaimedBy, Expr::value(Option::<String>::None))
-                .col_expr(item::Column::LeaseUntil, Expr::value(none_ts))
-                .col_expr(
-                    item::Column::Attempts,
-                    Expr::value(std::cmp::max(it.attempts - 1, 0)),
+            // Handed back, this start not counted.
+            let ours = QUEUE
+                .release(
+                    db,
+                    &key,
+                    claim,
+                    "status = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END",
+                    Vec::new(),
                 )
-                .exec(db)
                 .await?;
-            return Ok(res.rows_affected > 0 || !taken_over(db, it, worker).await);
+            return Ok(ours || !taken_over(db, it, claim).await);
         }
     }
     complete_job_if_done(db, job_row.id).await?;
@@ -763,14 +797,15 @@ async fn finish_item(
 /// (`completed`) when there is one, else `status`.
 async fn settle_analysis(
     db: &DatabaseConnection,
-    it: &item::Model,
+    job_id: Uuid,
+    session_id: Uuid,
     status: sa::Status,
     error: Option<&String>,
 ) -> Result<(), DbErr> {
-    let Some(row) = sa::Entity::find_by_id(it.session_id).one(db).await? else {
+    let Some(row) = sa::Entity::find_by_id(session_id).one(db).await? else {
         return Ok(());
     };
-    if row.job_id != Some(it.job_id) || row.status != sa::Status::Running {
+    if row.job_id != Some(job_id) || row.status != sa::Status::Running {
         return Ok(()); // another run took over
     }
     let status = if row.result.is_some() && status == sa::Status::Cancelled {
@@ -782,8 +817,8 @@ async fn settle_analysis(
         .col_expr(sa::Column::Status, Expr::value(status))
         .col_expr(sa::Column::Error, Expr::value(error.cloned()))
         .col_expr(sa::Column::UpdatedAt, Expr::value(now()))
-        .filter(sa::Column::SessionId.eq(it.session_id))
-        .filter(sa::Column::JobId.eq(it.job_id))
+        .filter(sa::Column::SessionId.eq(session_id))
+        .filter(sa::Column::JobId.eq(job_id))
         .exec(db)
         .await?;
     Ok(())
@@ -824,6 +859,7 @@ pub async fn cancel_job(app: &Runner, job_id: Uuid) -> Result<bool, DbErr> {
         .filter(job::Column::Status.eq(JobStatus::Running))
         .exec(&app.db)
         .await?;
+    // The claims go with it: a run of another replica finds its item no longer held.
     item::Entity::update_many()
         .col_expr(item::Column::Status, Expr::value(ItemStatus::Cancelled))
         .col_expr(item::Column::FinishedAt, Expr::value(at))
@@ -831,6 +867,7 @@ pub async fn cancel_job(app: &Runner, job_id: Uuid) -> Result<bool, DbErr> {
             item::Column::LeaseUntil,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
+        .col_expr(item::Column::ClaimToken, Expr::value(Option::<Uuid>::None))
         .filter(item::Column::JobId.eq(job_id))
         .filter(item::Column::Status.is_in([ItemStatus::Queued, ItemStatus::Running]))
         .exec(&app.db)
@@ -841,8 +878,49 @@ pub async fn cancel_job(app: &Runner, job_id: Uuid) -> Result<bool, DbErr> {
     Ok(res.rows_affected > 0)
 }
 
+/// The item queue's worker as the shared pool drives it (`background::run_pool`).
+struct Pool {
+    app: Runner,
+    shutdown: CancellationToken,
+}
+
+impl crate::background::Work for Pool {
+    type Claim = (job::Model, item::Model);
+    type Error = DbErr;
+
+    fn limit(&self) -> usize {
+        self.app.worker.concurrency
+    }
+
+    async fn claim(&self, n: usize) -> Result<Vec<Self::Claim>, DbErr> {
+        let w = &self.app.worker;
+        claim(&self.app.db, &w.worker_id, w.lease, n).await
+    }
+
+    fn run(
+        self: Arc<Self>,
+        (j, it): Self::Claim,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        run_item(
+            self.app.clone(),
+            j,
+            it,
+            self.app.worker.clone(),
+            self.shutdown.clone(),
+            None,
+        )
+    }
+
+    /// Never called: runs see the shutdown and hand their items back themselves (`OnStop::Drain`).
+    async fn hand_back(&self, _: &Self::Claim) {}
+
+    async fn woken(&self) {
+        self.app.registry.wake.notified().await;
+    }
+}
+
 /// Runs batch items until `shutdown`: claims up to `concurrency` at a time, wakes on new local jobs,
-/// on a finished run and every `poll`. On shutdown aborts its runs and hands their items back.
+/// on a finished run and every `poll`. On shutdown its runs hand their items back.
 pub async fn run_worker(app: Runner, shutdown: CancellationToken) {
     let settings = app.worker.clone();
     if settings.concurrency == 0 {
@@ -854,49 +932,21 @@ pub async fn run_worker(app: Runner, shutdown: CancellationToken) {
         return;
     }
     info!(worker = %settings.worker_id, concurrency = settings.concurrency, "analysis worker started");
-    let mut runs = JoinSet::new();
-    let mut failures = 0u32;
-    loop {
-        let free = settings.concurrency.saturating_sub(runs.len());
-        if free > 0 && !shutdown.is_cancelled() {
-            match claim(&app.db, &settings.worker_id, settings.lease, free).await {
-                Ok(claimed) => {
-                    failures = 0;
-                    for (j, it) in claimed {
-                        runs.spawn(run_item(
-                            app.clone(),
-                            j,
-                            it,
-                            settings.clone(),
-                            shutdown.clone(),
-                            None,
-                        ));
-                    }
-                }
-                Err(e) => {
-                    failures += 1;
-                    if failures == 1 || failures.is_power_of_two() {
-                        warn!(error = %e, failures, "cannot claim analysis items");
-                    }
-                }
-            }
-        }
-        let wake = app.registry.wake.notified();
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = wake => {}
-            Some(done) = runs.join_next(), if !runs.is_empty() => {
-                if let Err(e) = done
-                    && e.is_panic()
-                {
-                    tracing::error!(error = %e, "an analysis run panicked; its item runs again after its lease");
-                }
-            }
-            _ = tokio::time::sleep(settings.poll) => {}
-        }
-    }
-    // Runs see the shutdown token and hand their items back.
-    while runs.join_next().await.is_some() {}
+    let pool = Pool {
+        app: app.clone(),
+        shutdown: shutdown.clone(),
+    };
+    crate::background::run_pool(
+        Arc::new(pool),
+        crate::background::PoolSchedule {
+            name: "analysis worker",
+            poll: settings.poll,
+            max_backoff: settings.poll.max(Duration::from_secs(5)),
+            on_stop: crate::background::OnStop::Drain,
+        },
+        shutdown,
+    )
+    .await;
     stop_runs(&app).await;
     info!("analysis worker stopped");
 }

@@ -648,7 +648,7 @@ fn pick_segment<'a>(
             _ => format!("the call has no {} segment", kind.segment_type()),
         });
     };
-    if segment.status != "stored" || segment.s3_key.is_none() {
+    if segment.status != audio_segments::Status::Stored || segment.s3_key.is_none() {
         return Err(format!(
             "segment {} has no stored audio (status {}{})",
             segment.segment_id,

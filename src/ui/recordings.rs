@@ -9,7 +9,7 @@ use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::conversation::ConversationMetrics;
 use crate::recordings::store::{self, Filter, RecordingView};
-use crate::recordings::{intake, status};
+use crate::recordings::{Status, intake};
 use axum::Extension;
 use axum::extract::{Form, FromRequest, Multipart, Path, Query, Request, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -54,7 +54,7 @@ pub async fn list(
             "items": page.items,
             "next_cursor": page.next_cursor,
             "status": q.status,
-            "statuses": status::ALL,
+            "statuses": Status::ALL,
             "providers": app.recordings.configured(),
             "default_provider": app.recordings.settings.default_provider,
             "max_mb": app.recordings.settings.max_bytes / (1 << 20),
@@ -107,12 +107,12 @@ pub async fn show(
     if let (Some(s), "completed") = (v.session_id, v.status.as_str()) {
         return Ok(Redirect::to(&format!("/sessions/{s}")).into_response());
     }
-    let working = v.status != status::COMPLETED && v.status != status::FAILED;
+    let working = v.status != Status::Completed.as_str() && v.status != Status::Failed.as_str();
     render(
         "recording.html",
         &ctx,
         "recordings",
-        json!({"r": v, "working": working, "steps": status::ALL}),
+        json!({"r": v, "working": working, "steps": Status::ALL}),
     )
 }
 
@@ -236,7 +236,7 @@ pub async fn panel(state: &AppState, session_id: Uuid) -> Result<Option<Panel>, 
         v.duration_ms.unwrap_or(0),
         v.conversation_metrics.as_ref(),
     );
-    let working = v.status != status::COMPLETED && v.status != status::FAILED;
+    let working = v.status != Status::Completed.as_str() && v.status != Status::Failed.as_str();
     Ok(Some(Panel {
         metrics: v.conversation_metrics.clone(),
         svg,

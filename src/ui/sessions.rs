@@ -265,7 +265,7 @@ struct EventRow {
     data: Option<String>,
 }
 
-const MISSING: &str = "missing";
+const MISSING: seg::Status = seg::Status::Missing;
 
 async fn segment_url(
     app: &crate::app::App,
@@ -328,7 +328,7 @@ pub async fn page(
                     url,
                     offset_ms: g.offset_ms.unwrap_or(0),
                     duration_ms: g.duration_ms,
-                    status: g.status.clone(),
+                    status: g.status.to_string(),
                 }),
                 None => {
                     missing_renditions.push(format!("{label}: audio not stored ({})", g.status))

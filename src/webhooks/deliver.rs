@@ -1,16 +1,16 @@
-//! The delivery worker: claims due outbox rows with a lease, POSTs them signed, and records every
-//! attempt on the row. 2xx delivers; 410 disables the endpoint; anything else (3xx included: no
+//! The delivery worker: claims due outbox rows with a lease (the shared leased queue, fenced by a
+//! per-claim token), POSTs them signed, and records every attempt on the row. 2xx delivers; 410 disables the endpoint; anything else (3xx included: no
 //! redirects are followed), a timeout or a refused target is retried on the schedule with jitter,
 //! `Retry-After` honoured, until the schedule runs out.
 
 use super::{Settings, sign};
 use crate::crypto::Keys;
-use crate::db::stmt;
+use crate::lease::{Due, Queue};
 use chrono::{DateTime, Utc};
 use entity::{webhook_deliveries as wd, webhook_endpoints as we};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
+    QueryFilter, Set,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -37,6 +37,8 @@ pub struct Deliverer {
     pub keys: Arc<Keys>,
     pub client: reqwest::Client,
     pub metrics: Arc<DeliveryMetrics>,
+    /// This worker's name in `claimed_by`.
+    pub worker_id: String,
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -44,11 +46,19 @@ struct Claimed {
     id: Uuid,
 }
 
+/// The outbox as a leased queue: due rows oldest first.
+const QUEUE: Queue = Queue {
+    table: "webhook_deliveries",
+    key: &["id"],
+    order: "next_attempt_at",
+};
+
 impl Deliverer {
     pub fn new(
         db: DatabaseConnection,
         settings: Settings,
         keys: Arc<Keys>,
+        worker_id: String,
     ) -> anyhow::Result<Self> {
         let client = super::ssrf::client(settings.allow_private, settings.timeout)?;
         Ok(Deliverer {
@@ -57,49 +67,45 @@ impl Deliverer {
             keys,
             client,
             metrics: Arc::default(),
+            worker_id,
         })
     }
 
-    /// Claims up to `n` due deliveries (a lease of twice the timeout keeps other replicas off them),
-    /// with the lease's end: the claim's fencing token (see [`Self::update_fenced`]).
-    async fn claim(&self, n: usize) -> Result<Vec<(Uuid, DateTime<Utc>)>, DbErr> {
-        use chrono::SubsecRound;
-        let backend = self.db.get_database_backend();
+    /// Claims up to `n` due deliveries (a lease of twice the timeout and 5 s keeps other replicas
+    /// off them; an attempt never outlasts the timeout, so it is not renewed), with the claim's
+    /// fencing token (see [`Self::update_fenced`]).
+    async fn claim(&self, n: usize) -> Result<Vec<(Uuid, Uuid)>, DbErr> {
         let now = Utc::now();
-        // Whole microseconds: what PostgreSQL stores, so the fence compares equal.
-        let lease = (now
-            + chrono::Duration::from_std(self.settings.timeout * 2 + Duration::from_secs(5))
-                .unwrap_or_default())
-        .trunc_subsecs(6);
-        let lock = if backend == DbBackend::Postgres {
-            " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "UPDATE webhook_deliveries SET lease_until = ? WHERE id IN (\
-             SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ? \
-             AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_attempt_at LIMIT {n}{lock}) RETURNING id"
-        );
-        let rows =
-            Claimed::find_by_statement(stmt(backend, &sql, [lease.into(), now.into(), now.into()]))
-                .all(&self.db)
-                .await?;
-        Ok(rows.into_iter().map(|r| (r.id, lease)).collect())
+        let lease = self.settings.timeout * 2 + Duration::from_secs(5);
+        let (token, rows) = QUEUE
+            .claim::<Claimed>(
+                &self.db,
+                &self.worker_id,
+                lease,
+                n,
+                Due {
+                    sql: "status = 'pending' AND next_attempt_at <= ? \
+                          AND (lease_until IS NULL OR lease_until < ?)",
+                    values: vec![now.into(), now.into()],
+                    returning: "id",
+                    ..Due::default()
+                },
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.id, token)).collect())
     }
 
-    /// Writes `am` only while this worker's claim still holds the row (its lease unchanged). A
-    /// worker frozen past its lease finds another replica's newer lease there: its attempt is not
+    /// Writes `am` (and clears the claim) only while this worker's claim still holds the row. A
+    /// worker frozen past its lease finds another replica's claim there: its attempt is not
     /// recorded (the receiver deduplicates the second POST by `webhook-id`). `Ok(false)` then.
-    async fn update_fenced(
-        &self,
-        am: wd::ActiveModel,
-        lease: DateTime<Utc>,
-    ) -> Result<bool, DbErr> {
+    async fn update_fenced(&self, mut am: wd::ActiveModel, token: Uuid) -> Result<bool, DbErr> {
         let id = am.id.try_as_ref().copied();
+        am.lease_until = Set(None);
+        am.claimed_by = Set(None);
+        am.claim_token = Set(None);
         match wd::Entity::update(am)
             .validate()?
-            .filter(wd::Column::LeaseUntil.eq(lease))
+            .filter(wd::Column::ClaimToken.eq(token))
             .exec_without_returning(&self.db)
             .await
         {
@@ -119,14 +125,14 @@ impl Deliverer {
     pub async fn deliver_due(&self, n: usize) -> Result<usize, DbErr> {
         let ids = self.claim(n).await?;
         let count = ids.len();
-        let attempts = ids.into_iter().map(|(id, lease)| self.attempt(id, lease));
+        let attempts = ids.into_iter().map(|(id, token)| self.attempt(id, token));
         for r in futures::future::join_all(attempts).await {
             r?;
         }
         Ok(count)
     }
 
-    async fn attempt(&self, id: Uuid, lease: DateTime<Utc>) -> Result<(), DbErr> {
+    async fn attempt(&self, id: Uuid, token: Uuid) -> Result<(), DbErr> {
         let Some(d) = wd::Entity::find_by_id(id).one(&self.db).await? else {
             return Ok(());
         };
@@ -136,9 +142,8 @@ impl Deliverer {
         if !endpoint.enabled {
             let mut am: wd::ActiveModel = d.into();
             am.status = Set(wd::Status::Disabled);
-            am.lease_until = Set(None);
             am.next_attempt_at = Set(None);
-            self.update_fenced(am, lease).await?;
+            self.update_fenced(am, token).await?;
             return Ok(());
         }
         let secret = match self.keys.open(&endpoint.secret) {
@@ -148,7 +153,7 @@ impl Deliverer {
                 return self
                     .record(
                         d,
-                        lease,
+                        token,
                         None,
                         Some(format!("cannot read the signing secret: {e}")),
                         None,
@@ -162,7 +167,7 @@ impl Deliverer {
             return self
                 .record(
                     d,
-                    lease,
+                    token,
                     None,
                     Some("the signing secret is malformed".into()),
                     None,
@@ -203,7 +208,7 @@ impl Deliverer {
         };
         if let Some(refused) = guard {
             tracing::warn!(webhook_id = %endpoint.id, error = %refused, "webhook target refused");
-            return self.record(d, lease, None, Some(refused), None, 0.0).await;
+            return self.record(d, token, None, Some(refused), None, 0.0).await;
         }
         let sent = self
             .client
@@ -223,11 +228,11 @@ impl Deliverer {
                 // Drain a little of the body so the connection can be reused; never keep it.
                 let _ = tokio::time::timeout(Duration::from_secs(1), r.bytes()).await;
                 if status == 410 {
-                    return self.disable(d, lease, &endpoint, ms).await;
+                    return self.disable(d, token, &endpoint, ms).await;
                 }
                 let error =
                     (!(200..300).contains(&status)).then(|| format!("receiver answered {status}"));
-                self.record(d, lease, Some(status), error, retry_after, ms)
+                self.record(d, token, Some(status), error, retry_after, ms)
                     .await
             }
             Err(e) => {
@@ -238,7 +243,7 @@ impl Deliverer {
                     // text is logged and stored.
                     crate::stt::error_chain(&e.without_url())
                 };
-                self.record(d, lease, None, Some(what), None, ms).await
+                self.record(d, token, None, Some(what), None, ms).await
             }
         }
     }
@@ -247,7 +252,7 @@ impl Deliverer {
     async fn record(
         &self,
         d: wd::Model,
-        lease: DateTime<Utc>,
+        token: Uuid,
         status: Option<u16>,
         error: Option<String>,
         retry_after: Option<Duration>,
@@ -268,7 +273,6 @@ impl Deliverer {
         am.attempt_log = Set(json!(log));
         am.last_status_code = Set(status.map(i32::from));
         am.last_error = Set(error.clone());
-        am.lease_until = Set(None);
         if error.is_none() {
             am.status = Set(wd::Status::Delivered);
             am.delivered_at = Set(Some(now));
@@ -288,7 +292,7 @@ impl Deliverer {
             am.next_attempt_at = Set(None);
             tracing::warn!(delivery_id = %id, webhook_id = %endpoint_id, event, attempts, error = error.as_deref().unwrap_or(""), "webhook delivery failed for good");
         }
-        self.update_fenced(am, lease).await?;
+        self.update_fenced(am, token).await?;
         Ok(())
     }
 
@@ -296,7 +300,7 @@ impl Deliverer {
     async fn disable(
         &self,
         d: wd::Model,
-        lease: DateTime<Utc>,
+        token: Uuid,
         endpoint: &we::Model,
         ms: f64,
     ) -> Result<(), DbErr> {
@@ -320,9 +324,8 @@ impl Deliverer {
         am.attempt_log = Set(json!(log));
         am.last_status_code = Set(Some(410));
         am.last_error = Set(Some("410 Gone: endpoint disabled".into()));
-        am.lease_until = Set(None);
         am.next_attempt_at = Set(None);
-        self.update_fenced(am, lease).await?;
+        self.update_fenced(am, token).await?;
         wd::Entity::update_many()
             .col_expr(
                 wd::Column::Status,

@@ -6,6 +6,7 @@ pub mod deliver;
 pub mod ssrf;
 
 use crate::crypto::Keys;
+use crate::error::Error;
 use crate::tenancy::Scope;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -126,21 +127,6 @@ impl Settings {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
-    #[error("{0}")]
-    Invalid(String),
-    /// The target is not allowed (private address, off the allowlist).
-    #[error("{0}")]
-    Refused(String),
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error(transparent)]
-    Db(#[from] DbErr),
-}
-
 /// A new secret: `whsec_` + base64 of 32 random bytes.
 pub fn new_secret() -> String {
     let mut key = [0u8; 32];
@@ -191,22 +177,23 @@ pub fn verify(
 
 /// Validates a target URL: http(s), a host on the allowlist (when there is one), and (unless
 /// allowed) a public address.
-pub async fn check_url(url: &str, settings: &Settings) -> Result<reqwest::Url, WebhookError> {
+pub async fn check_url(url: &str, settings: &Settings) -> Result<reqwest::Url, Error> {
     let allow_private = settings.allow_private;
     let parsed = reqwest::Url::parse(url)
-        .map_err(|e| WebhookError::Invalid(format!("url {url:?} is not a URL: {e}")))?;
+        .map_err(|e| Error::invalid("body", format!("url {url:?} is not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(WebhookError::Invalid(format!(
-            "url must be http or https, got {}",
-            parsed.scheme()
-        )));
+        return Err(Error::invalid(
+            "body",
+            format!("url must be http or https, got {}", parsed.scheme()),
+        ));
     }
     let Some(host) = parsed.host_str() else {
-        return Err(WebhookError::Invalid("url has no host".into()));
+        return Err(Error::invalid("body", "url has no host"));
     };
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(WebhookError::Invalid(
-            "url must not carry credentials; the signature authenticates deliveries".into(),
+        return Err(Error::invalid(
+            "body",
+            "url must not carry credentials; the signature authenticates deliveries",
         ));
     }
     if !settings.allowed_hosts.is_empty()
@@ -215,7 +202,7 @@ pub async fn check_url(url: &str, settings: &Settings) -> Result<reqwest::Url, W
             .iter()
             .any(|h| h.eq_ignore_ascii_case(host))
     {
-        return Err(WebhookError::Refused(format!(
+        return Err(Error::Forbidden(format!(
             "host {host} is not in INSIGHTS_WEBHOOK_ALLOWED_HOSTS"
         )));
     }
@@ -223,7 +210,7 @@ pub async fn check_url(url: &str, settings: &Settings) -> Result<reqwest::Url, W
         let port = parsed.port_or_known_default().unwrap_or(443);
         match ssrf::check_host(host, port).await {
             Ok(_) => {}
-            Err(ssrf::HostError::Refused(r)) => return Err(WebhookError::Refused(r.to_string())),
+            Err(ssrf::HostError::Refused(r)) => return Err(Error::Forbidden(r.to_string())),
             // A host that does not resolve now cannot be private now; the connect-time guard
             // judges whatever it resolves to later.
             Err(ssrf::HostError::Unresolved(e)) => {
@@ -247,23 +234,23 @@ pub async fn create_endpoint(
     keys: &Keys,
     settings: &Settings,
     new: NewEndpoint,
-) -> Result<(we::Model, String), WebhookError> {
+) -> Result<(we::Model, String), Error> {
     if new.events.is_empty() {
-        return Err(WebhookError::Invalid(format!(
-            "events must name at least one of {EVENT_TYPES:?}"
-        )));
+        return Err(Error::invalid(
+            "body",
+            format!("events must name at least one of {EVENT_TYPES:?}"),
+        ));
     }
     for e in &new.events {
         if !EVENT_TYPES.contains(&e.as_str()) {
-            return Err(WebhookError::Invalid(format!(
-                "unknown event {e:?}; expected one of {EVENT_TYPES:?}"
-            )));
+            return Err(Error::invalid(
+                "body",
+                format!("unknown event {e:?}; expected one of {EVENT_TYPES:?}"),
+            ));
         }
     }
     if new.url.len() > 2048 {
-        return Err(WebhookError::Invalid(
-            "url is longer than 2048 characters".into(),
-        ));
+        return Err(Error::invalid("body", "url is longer than 2048 characters"));
     }
     check_url(&new.url, settings).await?;
     let secret = new_secret();
@@ -303,10 +290,10 @@ pub async fn get_endpoint(
     db: &DatabaseConnection,
     scope: &Scope,
     id: Uuid,
-) -> Result<we::Model, WebhookError> {
+) -> Result<we::Model, Error> {
     match we::Entity::find_by_id(id).one(db).await? {
         Some(e) if scope.allows(&e.tenant_id) => Ok(e),
-        _ => Err(WebhookError::NotFound(format!("webhook {id}"))),
+        _ => Err(Error::NotFound(format!("webhook {id}"))),
     }
 }
 
@@ -315,7 +302,7 @@ pub async fn delete_endpoint(
     db: &DatabaseConnection,
     scope: &Scope,
     id: Uuid,
-) -> Result<(), WebhookError> {
+) -> Result<(), Error> {
     let e = get_endpoint(db, scope, id).await?;
     wd::Entity::delete_many()
         .filter(wd::Column::EndpointId.eq(e.id))
@@ -330,7 +317,7 @@ pub async fn list_deliveries(
     scope: &Scope,
     endpoint: Uuid,
     limit: u64,
-) -> Result<Vec<wd::Model>, WebhookError> {
+) -> Result<Vec<wd::Model>, Error> {
     let e = get_endpoint(db, scope, endpoint).await?;
     Ok(wd::Entity::find()
         .filter(wd::Column::EndpointId.eq(e.id))
@@ -346,10 +333,10 @@ pub async fn retry_delivery(
     scope: &Scope,
     endpoint: Uuid,
     delivery: Uuid,
-) -> Result<wd::Model, WebhookError> {
+) -> Result<wd::Model, Error> {
     let e = get_endpoint(db, scope, endpoint).await?;
     if !e.enabled {
-        return Err(WebhookError::Conflict(format!(
+        return Err(Error::Conflict(format!(
             "webhook {} is disabled ({}); register the endpoint again",
             e.id,
             e.disabled_reason.unwrap_or_default()
@@ -359,7 +346,7 @@ pub async fn retry_delivery(
         .one(db)
         .await?
         .filter(|d| d.endpoint_id == e.id)
-        .ok_or_else(|| WebhookError::NotFound(format!("delivery {delivery}")))?;
+        .ok_or_else(|| Error::NotFound(format!("delivery {delivery}")))?;
     let mut am: wd::ActiveModel = d.into();
     am.status = Set(wd::Status::Pending);
     am.attempts = Set(0);
@@ -410,6 +397,8 @@ pub async fn enqueue<C: ConnectionTrait>(
                 attempt_log: Set(json!([])),
                 next_attempt_at: Set(Some(now)),
                 lease_until: Set(None),
+                claimed_by: Set(None),
+                claim_token: Set(None),
                 last_status_code: Set(None),
                 last_error: Set(None),
                 created_at: Set(now),
