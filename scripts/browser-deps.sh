@@ -6,13 +6,11 @@ cd "$(dirname "$0")/.."
 log() { echo "browser-deps: $*" >&2; }
 if [ ! -x /usr/bin/chromium ]; then
   log "installing chromium (apt)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 && apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >&2
+  scripts/apt-install.sh chromium
 fi
 if ! command -v node >/dev/null 2>&1; then
   log "installing nodejs and npm (apt)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 && apt-get -o DPkg::Lock::Timeout=600 install -y -qq nodejs npm >&2
+  scripts/apt-install.sh nodejs npm
 fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   log "installing playwright-core (npm ci)"

@@ -20,8 +20,7 @@ log() { echo "services: $*" >&2; }
 have() { command -v "$1" >/dev/null 2>&1; }
 apt_install() {
   log "installing $* (apt)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 && apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" >&2
+  "$(dirname "$0")/apt-install.sh" "$@"
 }
 
 # --- Audio tools for the recording tests: espeak-ng (synthesised calls), sox with MP3 and opusenc ---

@@ -52,6 +52,10 @@ pub struct ConsumerSettings {
     pub dlq_maxlen: usize,
 }
 
+/// Most entries one XREADGROUP asks for: a batch is read in chunks of this many so its bytes stop
+/// near `batch_memory_bytes` (see `Consumer::read`).
+const READ_CHUNK: usize = 16;
+
 /// What one step did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BatchReport {
@@ -309,14 +313,55 @@ impl InsightsStreamConsumer {
         self.handle(entries).await
     }
 
+    /// Reads up to the next batch's COUNT entries after `id` (`>`: new ones; an id: our own pending
+    /// ones after it), in chunks of at most [`READ_CHUNK`], stopping once the batch holds
+    /// `batch_memory_bytes`: a reply cannot be bounded in bytes, but a chunk can, so a batch overshoots
+    /// its budget by at most one chunk whatever order small and large entries arrive in (small
+    /// partials growing COUNT, then finals carrying audio). Only the first chunk blocks.
     async fn read(&mut self, id: &str, block: bool) -> Result<Vec<RawEntry>, ConsumerError> {
+        let want = self.next_count.max(1);
+        let budget = self.settings.batch_memory_bytes.max(1);
+        let mut largest = self.largest_entry.max(1);
+        let mut out: Vec<RawEntry> = Vec::new();
+        let mut bytes = 0usize;
+        let mut cursor = id.to_string();
+        loop {
+            let fits = (budget.saturating_sub(bytes) / largest).max(1);
+            let count = (want - out.len()).min(READ_CHUNK).min(fits);
+            let chunk = self
+                .read_chunk(&cursor, count, block && out.is_empty())
+                .await?;
+            let got = chunk.len();
+            for e in &chunk {
+                let size = e.size_bytes();
+                bytes += size;
+                largest = largest.max(size);
+            }
+            if cursor != ">"
+                && let Some(last) = chunk.last()
+            {
+                cursor = last.id.clone();
+            }
+            out.extend(chunk);
+            if got < count || out.len() >= want || bytes >= budget {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn read_chunk(
+        &mut self,
+        id: &str,
+        count: usize,
+        block: bool,
+    ) -> Result<Vec<RawEntry>, ConsumerError> {
         let s = &self.settings;
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&s.group)
             .arg(&s.consumer)
             .arg("COUNT")
-            .arg(self.next_count);
+            .arg(count);
         if block && !s.block.is_zero() {
             cmd.arg("BLOCK").arg(s.block.as_millis() as u64);
         }
