@@ -135,20 +135,29 @@ pub async fn run_claim(
     let lease = a.lease();
     let work = process(a, db, claim);
     tokio::pin!(work);
-    let mut tick = tokio::time::interval(lease / 4);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            r = &mut work => return r,
-            _ = tick.tick() => {
-                if !renew(db, claim, lease).await? {
-                    // Taken over, re-queued by a newer report — or this run's own result was just
-                    // committed (its fence clears the token). The run goes on without renewals: its
-                    // store is fenced, so a lost claim stores nothing and reports `Lost` itself.
-                    tracing::debug!(session_id = %claim.session_id, "analytics lease not renewed; finishing the run fenced");
-                    return work.await;
-                }
+    // Renewals run beside the work, never instead of it: a renewal waiting for SQLite's write lock
+    // while the work holds it in a transaction (and is not polled) would deadlock both until the
+    // busy timeout.
+    let renewals = async {
+        let mut tick = tokio::time::interval(lease / 4);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if !renew(db, claim, lease).await? {
+                return Ok::<(), DbErr>(());
             }
+        }
+    };
+    tokio::pin!(renewals);
+    tokio::select! {
+        r = &mut work => r,
+        stopped = &mut renewals => {
+            stopped?;
+            // Taken over, re-queued by a newer report — or this run's own result was just
+            // committed (its fence clears the token). The run goes on without renewals: its
+            // store is fenced, so a lost claim stores nothing and reports `Lost` itself.
+            tracing::debug!(session_id = %claim.session_id, "analytics lease not renewed; finishing the run fenced");
+            work.await
         }
     }
 }

@@ -203,17 +203,26 @@ impl Worker {
         ));
         let work = self.process(c, &scratch);
         tokio::pin!(work);
-        let mut tick = tokio::time::interval(lease / 4);
-        tick.tick().await;
-        let outcome = loop {
-            tokio::select! {
-                r = &mut work => break r,
-                _ = tick.tick() => {
-                    if !self.renew(c).await? {
-                        // Taken over, or new work asked for: the run goes on fenced and records nothing.
-                        break (&mut work).await;
-                    }
+        // Renewals run beside the work, never instead of it: a renewal waiting for SQLite's write
+        // lock while the work holds it in a transaction (and is not polled) would deadlock both
+        // until the busy timeout.
+        let renewals = async {
+            let mut tick = tokio::time::interval(lease / 4);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if !self.renew(c).await? {
+                    return Ok::<(), DbErr>(());
                 }
+            }
+        };
+        tokio::pin!(renewals);
+        let outcome = tokio::select! {
+            r = &mut work => r,
+            stopped = &mut renewals => {
+                stopped?;
+                // Taken over, or new work asked for: the run goes on fenced and records nothing.
+                (&mut work).await
             }
         };
         let _ = tokio::fs::remove_dir_all(&scratch).await;
