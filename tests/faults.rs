@@ -381,7 +381,8 @@ async fn a_frozen_replica_resumed_after_its_entries_were_claimed_changes_nothing
     let a = replica(&env, "replica-a");
     let b = replica(&env, "replica-b");
     let mut published = Published::new();
-    under_way(&env, "freeze", 80, 3, false, &mut published).await;
+    // A backlog long enough that the freeze below lands while replica-a holds entries on a fast day.
+    under_way(&env, "freeze", 200, 3, false, &mut published).await;
     // Frozen past the claim idle time (3 s) while it holds entries: the other replica claims them.
     let held = freeze_holding_entries(&env, &a, "replica-a").await;
     eprintln!("replica-a frozen holding {held} pending entries");
