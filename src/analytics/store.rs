@@ -263,11 +263,11 @@ pub async fn requeue(
 ) -> Result<bool, DbErr> {
     let at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
     super::worker::QUEUE
-        .fenced(
+        .release(
             db,
             &[claim.session_id.into()],
             claim.token,
-            "status = 'queued', available_at = ?, claim_token = NULL, claimed_by = NULL, lease_until = NULL, error = ?",
+            "status = 'queued', available_at = ?, error = ?",
             vec![at.into(), error.into()],
         )
         .await
@@ -276,12 +276,11 @@ pub async fn requeue(
 /// Hands a claim back untouched (shutdown): the start is not counted.
 pub async fn release(db: &DatabaseConnection, claim: &Claim) -> Result<(), DbErr> {
     super::worker::QUEUE
-        .fenced(
+        .release(
             db,
             &[claim.session_id.into()],
             claim.token,
-            "status = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
-             claim_token = NULL, claimed_by = NULL, lease_until = NULL",
+            "status = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END",
             Vec::new(),
         )
         .await?;

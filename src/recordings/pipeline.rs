@@ -923,7 +923,11 @@ impl crate::background::Work for Worker {
 
     async fn hand_back(&self, c: &Claim) {
         if let Err(e) = self
-            .fenced(c, "claim_token = NULL, claimed_by = NULL, lease_until = NULL, attempts = attempts - 1", vec![])
+            .fenced(
+                c,
+                &format!("attempts = attempts - 1, {}", crate::lease::CLEAR_CLAIM),
+                vec![],
+            )
             .await
         {
             warn!(recording_id = %c.id, error = %e, "cannot hand a recording back; it runs again after its lease");
