@@ -7,6 +7,7 @@
 //!   cargo bench --bench ingest -- --audio --calls 200           # ≈60 s of 16 kHz audio per call, to Garage
 //!
 //! Options: --calls N --partials K --audio --gzip --concurrency C --batch-size B --sqlite
+//! (`BENCH_KEEP_DB=1` keeps the run's database for inspection; `INSIGHTS_INGEST_LANES` is passed on)
 //!          --analytics offline|off (post-call analytics in the service, default offline)
 //!          --live true|false (live monitoring events, default true)
 //!
@@ -350,8 +351,10 @@ async fn main() -> anyhow::Result<()> {
         .env("INSIGHTS_CONSUMER_NAME", "bench")
         .env("INSIGHTS_ANALYTICS", &args.analytics)
         .env("INSIGHTS_LIVE", &args.live);
-    if let Ok(v) = std::env::var("MALLOC_ARENA_MAX") {
-        cmd.env("MALLOC_ARENA_MAX", v);
+    for var in ["MALLOC_ARENA_MAX", "INSIGHTS_INGEST_LANES"] {
+        if let Ok(v) = std::env::var(var) {
+            cmd.env(var, v);
+        }
     }
     if let Some(b) = &args.batch_size {
         cmd.env("INSIGHTS_BATCH_SIZE", b);
@@ -538,7 +541,9 @@ async fn main() -> anyhow::Result<()> {
         .query_async(&mut conn)
         .await
         .unwrap_or(());
-    if !args.sqlite {
+    if std::env::var_os("BENCH_KEEP_DB").is_some() {
+        println!("kept the database for inspection: {db_url}");
+    } else if !args.sqlite {
         let admin = Database::connect(&admin_url).await?;
         admin
             .execute_unprepared(&format!(

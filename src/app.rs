@@ -365,6 +365,12 @@ impl App {
             max_payload_bytes: c.max_payload_bytes,
             batch_memory_bytes: c.batch_memory_bytes,
             dlq_maxlen: c.dlq_maxlen,
+            // SQLite serialises writers: concurrent transactions would only wait on each other.
+            ingest_lanes: if self.db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+                1
+            } else {
+                c.ingest_lanes.clamp(1, 16)
+            },
         }
     }
 

@@ -220,6 +220,15 @@ pub struct Config {
     /// Target bytes of entries held per batch (COUNT adapts to entry size).
     #[arg(long, env = "INSIGHTS_BATCH_MEMORY_BYTES", default_value_t = 16 << 20, global = true)]
     pub batch_memory_bytes: usize,
+    /// Transactions one consumer runs at once: a large batch is split by call into this many lanes
+    /// written concurrently (PostgreSQL; SQLite always writes one at a time).
+    #[arg(
+        long,
+        env = "INSIGHTS_INGEST_LANES",
+        default_value_t = 2,
+        global = true
+    )]
+    pub ingest_lanes: usize,
     #[arg(long, env = "INSIGHTS_BLOCK_MS", default_value_t = 2000, global = true)]
     pub block_ms: u64,
     /// Idle time before another consumer's pending entry is claimed.

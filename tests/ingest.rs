@@ -23,6 +23,7 @@ on_both_stacks!(
     an_entry_that_keeps_failing_goes_to_the_dlq_after_the_delivery_limit,
     nul_characters_in_text_are_stored,
     a_call_written_by_another_replica_in_between_is_applied_in_full,
+    a_backlog_written_in_lanes_stores_and_announces_what_one_transaction_does,
 );
 
 async fn every_valid_contract_example_ingests(db: Db, store: Store) {
@@ -317,6 +318,91 @@ async fn reports_of_one_call_in_one_batch_merge_as_if_sequential(db: Db, store: 
     }
     sequential.cleanup().await;
     batched.cleanup().await;
+}
+
+/// `INSIGHTS_INGEST_LANES`: a batch split by call into concurrent transactions leaves the same rows
+/// and the same live events (one `call_started` and one `call_ended` per call, every turn once) as
+/// one transaction per batch, whatever batch a call's reports land in. (SQLite always writes one
+/// lane at a time: there the two runs are the same path.)
+async fn a_backlog_written_in_lanes_stores_and_announces_what_one_transaction_does(
+    db: Db,
+    store: Store,
+) {
+    let one = spawn_with(db, store, |c| c.ingest_lanes = 1).await;
+    let lanes = spawn_with(db, store, |c| c.ingest_lanes = 3).await;
+    const CALLS: usize = 40;
+    for env in [&one, &lanes] {
+        // Reports interleaved across calls: batches of 16, 32, 64 … split calls between them.
+        for seq in 0..3i64 {
+            for n in 0..CALLS {
+                let r = report(
+                    &format!("call-lanes-{n}"),
+                    seq,
+                    seq == 2,
+                    2 + 2 * seq as usize,
+                );
+                env.publish_json(&r).await;
+            }
+        }
+        let r = env.drain(&mut env.consumer()).await;
+        assert_eq!(r.read, 3 * CALLS);
+        assert_eq!(r.failed + r.dead_lettered, 0, "{r:?}");
+        env.app.live.flush().await;
+    }
+    let strip = |rows: Vec<serde_json::Value>| -> Vec<String> {
+        rows.into_iter()
+            .map(|mut v| {
+                for k in ["session_id", "id", "created_at", "updated_at"] {
+                    v.as_object_mut().unwrap().remove(k);
+                }
+                v.to_string()
+            })
+            .collect()
+    };
+    for q in [
+        "SELECT t.* , s.call_id FROM conversation_turns t JOIN call_sessions s ON s.id = t.session_id ORDER BY s.call_id, t.turn_index",
+        "SELECT e.*, s.call_id FROM session_events e JOIN call_sessions s ON s.id = e.session_id ORDER BY s.call_id, e.seq",
+        "SELECT * FROM call_sessions ORDER BY call_id",
+        "SELECT d.code, d.turn_index, s.call_id FROM diagnosis_issues d JOIN call_sessions s ON s.id = d.session_id ORDER BY s.call_id, d.code, d.turn_index",
+    ] {
+        let (a, b) = (strip(one.rows(q).await), strip(lanes.rows(q).await));
+        assert!(!a.is_empty() || q.contains("diagnosis_issues"), "{q}");
+        assert_eq!(b, a, "{q}");
+    }
+    let finals = lanes
+        .rows("SELECT call_id FROM call_sessions WHERE is_final AND report_seq = 2")
+        .await;
+    assert_eq!(finals.len(), CALLS);
+    // Live events: counted per call and kind.
+    let tally = |entries: Vec<(String, String, String, serde_json::Value)>| {
+        let mut out = std::collections::BTreeMap::<(String, String), usize>::new();
+        for (_, kind, _, body) in entries {
+            let call = body["call_id"].as_str().unwrap_or_default().to_string();
+            let key = match kind.as_str() {
+                "turn" => format!("turn {}", body["turn_index"]),
+                _ => kind,
+            };
+            *out.entry((call, key)).or_default() += 1;
+        }
+        out
+    };
+    let (a, b) = (
+        tally(one.live_entries().await),
+        tally(lanes.live_entries().await),
+    );
+    for n in 0..CALLS {
+        let call = format!("call-lanes-{n}");
+        for kind in ["call_started", "call_ended"] {
+            assert_eq!(
+                b.get(&(call.clone(), kind.into())),
+                Some(&1),
+                "{call} {kind}"
+            );
+        }
+    }
+    assert_eq!(b, a, "the same events, as often");
+    one.cleanup().await;
+    lanes.cleanup().await;
 }
 
 async fn entries_left_pending_by_a_dead_consumer_are_reclaimed_and_stored(db: Db, store: Store) {

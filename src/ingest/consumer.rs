@@ -5,7 +5,7 @@
 //! directly); `run` loops over it until shutdown, riding out Redis, database and storage outages.
 
 use super::entry::{DecodedEntry, RawEntry, decode_entry};
-use super::pipeline::{EntryOutcome, IngestError, Ingestor};
+use super::pipeline::{EntryOutcome, IngestError, IngestSummary, Ingestor};
 use super::redis_reply::{
     parse_autoclaim_reply, parse_consumers, parse_pending_counts, parse_read_reply,
 };
@@ -50,7 +50,14 @@ pub struct ConsumerSettings {
     pub batch_memory_bytes: usize,
     /// Approximate cap of the dead-letter stream (MAXLEN ~).
     pub dlq_maxlen: usize,
+    /// Transactions a batch is written in at once, split by call (`INSIGHTS_INGEST_LANES`).
+    pub ingest_lanes: usize,
 }
+
+type LaneResult = Result<IngestSummary, IngestError>;
+
+/// Smallest batch split into lanes: below it one transaction costs less than several commits.
+const LANE_MIN_ENTRIES: usize = 32;
 
 /// Most entries one XREADGROUP asks for: a batch is read in chunks of this many so its bytes stop
 /// near `batch_memory_bytes` (see `Consumer::read`).
@@ -556,45 +563,49 @@ impl InsightsStreamConsumer {
             self.dead_letter(&poison).await?;
         }
 
-        match self.ingestor.ingest(&valid).await {
-            Ok(mut summary) => {
-                to_ack.extend(valid.iter().map(|d| d.entry_id.clone()));
-                tally(&mut report, &summary.outcomes);
-                self.record(&summary);
-                self.announce(&summary.session_ids).await;
-                self.publish_live(std::mem::take(&mut summary.live_events));
-            }
-            Err(e) => {
-                if let Some(outage) = self.outage(e).await {
-                    self.reread_pending = true;
-                    self.pending_cursor = "0".into();
-                    self.ack(&to_ack).await?;
-                    return Err(outage);
+        let mut outage: Option<ConsumerError> = None;
+        for (lane, result) in self.ingest_lanes(valid).await {
+            let e = match result {
+                Ok(summary) => {
+                    self.committed(&mut report, &mut to_ack, &lane, summary)
+                        .await;
+                    continue;
                 }
-                // Isolate the entry that broke the batch: one transaction per entry.
-                for d in &valid {
-                    match self.ingestor.ingest(std::slice::from_ref(d)).await {
-                        Ok(mut summary) => {
-                            to_ack.push(d.entry_id.clone());
-                            tally(&mut report, &summary.outcomes);
-                            self.record(&summary);
-                            self.announce(&summary.session_ids).await;
-                            self.publish_live(std::mem::take(&mut summary.live_events));
+                Err(e) => e,
+            };
+            if outage.is_some() {
+                continue;
+            }
+            outage = self.outage(e).await;
+            if outage.is_some() {
+                continue;
+            }
+            // Isolate the entry that broke the lane: one transaction per entry.
+            for d in lane.iter() {
+                match self.ingestor.ingest(std::slice::from_ref(d)).await {
+                    Ok(summary) => {
+                        self.committed(&mut report, &mut to_ack, std::slice::from_ref(d), summary)
+                            .await;
+                    }
+                    Err(e) => {
+                        outage = self.outage(e).await;
+                        if outage.is_some() {
+                            break;
                         }
-                        Err(e) => {
-                            if let Some(outage) = self.outage(e).await {
-                                self.reread_pending = true;
-                                self.pending_cursor = "0".into();
-                                self.ack(&to_ack).await?;
-                                return Err(outage);
-                            }
-                            report.failed += 1;
-                            self.metrics.entries_failed.fetch_add(1, Relaxed);
-                            self.partition.entries_failed.fetch_add(1, Relaxed);
-                        }
+                        report.failed += 1;
+                        self.metrics.entries_failed.fetch_add(1, Relaxed);
+                        self.partition.entries_failed.fetch_add(1, Relaxed);
                     }
                 }
             }
+        }
+        if let Some(outage) = outage {
+            // What other lanes committed is acknowledged; the rest is read again from our pending
+            // entries once the component answers.
+            self.reread_pending = true;
+            self.pending_cursor = "0".into();
+            self.ack(&to_ack).await?;
+            return Err(outage);
         }
         self.ack(&to_ack).await?;
         self.metrics.batches.fetch_add(1, Relaxed);
@@ -610,6 +621,53 @@ impl InsightsStreamConsumer {
             "batch processed"
         );
         Ok(report)
+    }
+
+    /// Splits a batch by call into up to `ingest_lanes` lanes and writes them concurrently, each in
+    /// its own transaction: the lanes share no call, so they never contend for a row, and while one
+    /// waits on the database another builds its rows. Returns every lane with its result (a lane's
+    /// failure does not undo another's commit).
+    async fn ingest_lanes(
+        &self,
+        valid: Vec<DecodedEntry>,
+    ) -> Vec<(Arc<Vec<DecodedEntry>>, LaneResult)> {
+        let n = self.settings.ingest_lanes.max(1);
+        if n == 1 || valid.len() < LANE_MIN_ENTRIES {
+            let r = self.ingestor.ingest(&valid).await;
+            return vec![(Arc::new(valid), r)];
+        }
+        let mut lanes: Vec<Vec<DecodedEntry>> = (0..n).map(|_| Vec::new()).collect();
+        for d in valid {
+            lanes[lane_of(&d.report.call_id, n)].push(d);
+        }
+        let tasks = lanes.into_iter().filter(|l| !l.is_empty()).map(|lane| {
+            let lane = Arc::new(lane);
+            let (ingestor, entries) = (self.ingestor.clone(), lane.clone());
+            let task = tokio::spawn(async move { ingestor.ingest(&entries).await });
+            async move {
+                // A lane that panicked is retried entry by entry like a lane that failed.
+                let r = task
+                    .await
+                    .unwrap_or_else(|e| Err(IngestError::Task(format!("ingest lane failed: {e}"))));
+                (lane, r)
+            }
+        });
+        futures::future::join_all(tasks).await
+    }
+
+    /// Acknowledges, counts and announces what a commit stored.
+    async fn committed(
+        &mut self,
+        report: &mut BatchReport,
+        to_ack: &mut Vec<String>,
+        entries: &[DecodedEntry],
+        mut summary: IngestSummary,
+    ) {
+        to_ack.extend(entries.iter().map(|d| d.entry_id.clone()));
+        tally(report, &summary.outcomes);
+        self.record(&summary);
+        self.announce(&summary.session_ids).await;
+        self.publish_live(std::mem::take(&mut summary.live_events));
     }
 
     /// Hands what the commit changed to the live publisher (after the commit: an event a client sees
@@ -777,6 +835,15 @@ async fn create_group(conn: &mut Conn, s: &ConsumerSettings) -> Result<bool, Red
 }
 
 /// ±25 % jitter so replicas do not retry in lockstep.
+/// The lane of a call: a hash independent of the partition's (crc32), so a partition's calls still
+/// spread over every lane.
+fn lane_of(call_id: &str, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    call_id.hash(&mut h);
+    (h.finish() % lanes.max(1) as u64) as usize
+}
+
 fn jitter(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -12,7 +12,7 @@ use chrono::Utc;
 use entity::{
     audio_segments as seg, call_sessions as cs, conversation_turns as ct, session_events as ev,
 };
-use sea_orm::sea_query::{Expr, OnConflict, Query, Value};
+use sea_orm::sea_query::{ArrayType, Expr, OnConflict, Query, Value};
 use sea_orm::{
     ColumnTrait, ColumnType, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityName,
     EntityTrait, ModelTrait, QueryFilter, QueryResult, QuerySelect, Statement, TransactionTrait,
@@ -223,10 +223,12 @@ const SEGMENT_COLS: [seg::Column; 24] = [
     seg::Column::ReportSeq,
 ];
 
-/// Guarded upserts of `rows` (values in `cols` order). PostgreSQL receives each chunk as one JSON
-/// parameter expanded by `json_to_recordset`: one statement text per table, prepared once and cached,
+/// Guarded upserts of `rows` (values in `cols` order). PostgreSQL receives each chunk as one binary
+/// array per column expanded by `unnest`: one statement text per table, prepared once and cached,
 /// instead of a new multi-thousand-parameter VALUES statement per batch. SQLite gets multi-row VALUES
 /// under its bind-parameter limit. Returns the rows affected and the `returning` columns' rows.
+/// `fresh` (PostgreSQL): every row belongs to a session this transaction inserted, so none can
+/// exist yet and a plain INSERT does (no conflict arbitration: a quarter less work per row).
 #[allow(clippy::too_many_arguments)]
 async fn upsert<E, C, X>(
     c: &X,
@@ -237,6 +239,7 @@ async fn upsert<E, C, X>(
     strictly_newer: bool,
     rows: Vec<Vec<Value>>,
     returning: &[C],
+    fresh: bool,
 ) -> Result<(u64, Vec<QueryResult>), DbErr>
 where
     E: EntityName + sea_orm::sea_query::IntoIden + Copy,
@@ -259,13 +262,18 @@ where
             seq_col,
             strictly_newer,
             returning,
+            fresh,
         );
-        for chunk in rows.chunks(5000) {
-            let json = rows_as_json(cols, chunk);
+        let types: Vec<ArrayType> = cols
+            .iter()
+            .map(|c| array_type(c.def().get_column_type()))
+            .collect();
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
             let stmt = Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 sql.as_str(),
-                [Value::String(Some(json))],
+                columns(&types, rows.by_ref().take(5000))?,
             );
             if returning.is_empty() {
                 affected += c.execute_raw(stmt).await?.rows_affected();
@@ -327,6 +335,7 @@ fn pg_upsert_sql<C: ColumnTrait>(
     seq_col: C,
     strictly_newer: bool,
     returning: &[C],
+    fresh: bool,
 ) -> String {
     let list = |cs: &[C]| {
         cs.iter()
@@ -334,9 +343,10 @@ fn pg_upsert_sql<C: ColumnTrait>(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let defs = cols
+    let arrays = cols
         .iter()
-        .map(|c| format!("\"{}\" {}", c.as_str(), pg_type(c.def().get_column_type())))
+        .enumerate()
+        .map(|(i, c)| format!("${}::{}[]", i + 1, pg_type(c.def().get_column_type())))
         .collect::<Vec<_>>()
         .join(", ");
     let set = update
@@ -352,11 +362,17 @@ fn pg_upsert_sql<C: ColumnTrait>(
         (false, false) => format!(" RETURNING {}", list(returning)),
         (false, true) => format!(" RETURNING {}, (xmax = 0) AS inserted", list(returning)),
     };
+    let conflict = if fresh {
+        String::new()
+    } else {
+        format!(
+            " ON CONFLICT ({}) DO UPDATE SET {set} WHERE {guard}",
+            list(keys)
+        )
+    };
     format!(
-        "INSERT INTO \"{table}\" ({cols}) SELECT {cols} FROM json_to_recordset($1::json) AS r({defs}) \
-         ON CONFLICT ({keys}) DO UPDATE SET {set} WHERE {guard}{ret}",
+        "INSERT INTO \"{table}\" ({cols}) SELECT {cols} FROM unnest({arrays}) AS r({cols}){conflict}{ret}",
         cols = list(cols),
-        keys = list(keys),
     )
 }
 
@@ -389,55 +405,67 @@ fn guard_sql<C: ColumnTrait>(
     )
 }
 
-/// Rows as a JSON array of objects keyed by column name (what `json_to_recordset` reads).
-fn rows_as_json<C: ColumnTrait>(cols: &[C], rows: &[Vec<Value>]) -> String {
-    // Written straight into one buffer: no intermediate JSON tree for tens of thousands of rows.
-    let keys: Vec<String> = cols.iter().map(|c| json_string(c.as_str())).collect();
-    let mut out = String::with_capacity(rows.len() * cols.len() * 16);
-    out.push('[');
-    for (r, row) in rows.iter().enumerate() {
-        if r > 0 {
-            out.push(',');
-        }
-        out.push('{');
-        for (k, (key, v)) in keys.iter().zip(row).enumerate() {
-            if k > 0 {
-                out.push(',');
-            }
-            out.push_str(key);
-            out.push(':');
-            write_json_value(&mut out, v);
-        }
-        out.push('}');
+/// The array element type PostgreSQL receives for a column (see `pg_type`).
+fn array_type(t: &ColumnType) -> ArrayType {
+    match t {
+        ColumnType::Uuid => ArrayType::Uuid,
+        ColumnType::BigInteger => ArrayType::BigInt,
+        ColumnType::Integer => ArrayType::Int,
+        ColumnType::Double => ArrayType::Double,
+        ColumnType::Boolean => ArrayType::Bool,
+        ColumnType::TimestampWithTimeZone => ArrayType::ChronoDateTimeUtc,
+        ColumnType::Json | ColumnType::JsonBinary => ArrayType::Json,
+        _ => ArrayType::String,
     }
-    out.push(']');
-    out
 }
 
-fn json_string(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "null".into())
+/// Rows turned into one array per column, sent in PostgreSQL's binary format (no text for the
+/// server to parse: `unnest` reads the arrays as they are). A value of another type than its
+/// column's is an error, never a panic in the driver.
+fn columns(
+    types: &[ArrayType],
+    rows: impl Iterator<Item = Vec<Value>>,
+) -> Result<Vec<Value>, DbErr> {
+    let mut cols: Vec<Vec<Value>> = types.iter().map(|_| Vec::new()).collect();
+    for row in rows {
+        for ((col, ty), v) in cols.iter_mut().zip(types).zip(row) {
+            col.push(cell(ty, v)?);
+        }
+    }
+    Ok(types
+        .iter()
+        .zip(cols)
+        .map(|(ty, col)| Value::Array(ty.clone(), Some(Box::new(col))))
+        .collect())
 }
 
-fn write_json_value(out: &mut String, v: &Value) {
-    use std::fmt::Write;
-    let _ = match v {
-        Value::Bool(Some(b)) => write!(out, "{b}"),
-        Value::Int(Some(i)) => write!(out, "{i}"),
-        Value::BigInt(Some(i)) => write!(out, "{i}"),
-        // JSON has no NaN or infinity; contract numbers never are.
-        Value::Double(Some(d)) if d.is_finite() => write!(out, "{d:?}"),
-        Value::String(Some(s)) => {
-            out.push_str(&json_string(s));
-            Ok(())
+/// `v` as an element of a `ty` array. JSON `null` and non-finite doubles become SQL NULL, as they
+/// did when rows travelled as JSON.
+fn cell(ty: &ArrayType, v: Value) -> Result<Value, DbErr> {
+    Ok(match (ty, v) {
+        (ArrayType::Uuid, v @ Value::Uuid(_))
+        | (ArrayType::BigInt, v @ Value::BigInt(_))
+        | (ArrayType::Int, v @ Value::Int(_))
+        | (ArrayType::Bool, v @ Value::Bool(_))
+        | (ArrayType::ChronoDateTimeUtc, v @ Value::ChronoDateTimeUtc(_))
+        | (ArrayType::String, v @ Value::String(_)) => v,
+        (ArrayType::BigInt, Value::Int(i)) => Value::BigInt(i.map(i64::from)),
+        (ArrayType::Double, Value::Double(d)) => Value::Double(d.filter(|d| d.is_finite())),
+        (ArrayType::Json, Value::Json(j)) => Value::Json(j.filter(|j| !j.is_null())),
+        (ty, v) => {
+            return Err(DbErr::Custom(format!(
+                "ingest: a {ty:?} column was given {v:?}"
+            )));
         }
-        Value::Uuid(Some(u)) => write!(out, "\"{u}\""),
-        Value::ChronoDateTimeUtc(Some(t)) => write!(out, "\"{}\"", t.to_rfc3339()),
-        Value::Json(Some(j)) => write!(out, "{j}"),
-        _ => {
-            out.push_str("null");
-            Ok(())
-        }
-    };
+    })
+}
+
+/// Child rows of a transaction, per table.
+#[derive(Default)]
+struct ChildTables {
+    turns: Vec<Vec<Value>>,
+    events: Vec<Vec<Value>>,
+    segments: Vec<Vec<Value>>,
 }
 
 /// One snapshot's child rows, built before the session id is known (slot 0 is filled in later).
@@ -607,16 +635,25 @@ pub(super) async fn write_snapshots(
         true,
         session_rows,
         &[cs::Column::Id, cs::Column::CallId],
+        false,
     )
     .await?;
+    // Sessions this transaction inserted: their id is new, so none of their children exist yet.
+    let mut fresh: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
     for row in returned {
         let id: Uuid = row.try_get("", "id")?;
         let call_id: String = row.try_get("", "call_id")?;
-        if postgres && !expected.contains_key(&call_id) && !row.try_get::<bool>("", "inserted")? {
-            // Absent when read, yet another transaction inserted it before this upsert: its report
-            // was the call's first, not ours.
-            txn.rollback().await?;
-            return Ok(None);
+        if postgres {
+            let inserted: bool = row.try_get("", "inserted")?;
+            if !expected.contains_key(&call_id) && !inserted {
+                // Absent when read, yet another transaction inserted it before this upsert: its
+                // report was the call's first, not ours.
+                txn.rollback().await?;
+                return Ok(None);
+            }
+            if inserted {
+                fresh.insert(id);
+            }
         }
         ids.insert(call_id, id);
     }
@@ -627,14 +664,16 @@ pub(super) async fn write_snapshots(
         .collect();
     let mut rows_written = ids.len() as u64;
 
-    // 2. Children of the calls we won.
-    let (mut turns, mut events, mut segments) = (Vec::new(), Vec::new(), Vec::new());
+    // 2. Children of the calls we won: plain inserts for the sessions this transaction created,
+    //    guarded upserts for the others.
+    let mut rows = [ChildTables::default(), ChildTables::default()];
     let mut needs_aggregates = Vec::new();
     for ((snap, c), &w) in snapshots.iter().zip(&mut children).zip(&won) {
         if !w {
             continue;
         }
         let sid = ids[&snap.head.call_id];
+        let to = &mut rows[usize::from(fresh.contains(&sid))];
         for mut row in c
             .turns
             .drain(..)
@@ -643,9 +682,9 @@ pub(super) async fn write_snapshots(
         {
             row[0] = sid.into();
             match row.len() {
-                n if n == TURN_COLS.len() => turns.push(row),
-                n if n == EVENT_COLS.len() => events.push(row),
-                _ => segments.push(row),
+                n if n == TURN_COLS.len() => to.turns.push(row),
+                n if n == EVENT_COLS.len() => to.events.push(row),
+                _ => to.segments.push(row),
             }
         }
         if !c.state.complete {
@@ -657,50 +696,59 @@ pub(super) async fn write_snapshots(
     } else {
         &[]
     };
-    let (n, returned_turns) = upsert(
-        &txn,
-        ct::Entity,
-        &TURN_COLS,
-        (&[ct::Column::SessionId, ct::Column::TurnIndex], &[]),
-        ct::Column::ReportSeq,
-        false,
-        turns,
-        turn_returning,
-    )
-    .await?;
-    rows_written += n;
     let mut changed_turns: HashMap<Uuid, Vec<i64>> = HashMap::new();
-    for row in returned_turns {
-        let sid: Uuid = row.try_get("", "session_id")?;
-        let idx: i64 = row.try_get("", "turn_index")?;
-        changed_turns.entry(sid).or_default().push(idx);
+    for (t, fresh) in rows.iter_mut().zip([false, true]) {
+        let (n, returned_turns) = upsert(
+            &txn,
+            ct::Entity,
+            &TURN_COLS,
+            (&[ct::Column::SessionId, ct::Column::TurnIndex], &[]),
+            ct::Column::ReportSeq,
+            false,
+            std::mem::take(&mut t.turns),
+            turn_returning,
+            fresh,
+        )
+        .await?;
+        rows_written += n;
+        for row in returned_turns {
+            let sid: Uuid = row.try_get("", "session_id")?;
+            let idx: i64 = row.try_get("", "turn_index")?;
+            changed_turns.entry(sid).or_default().push(idx);
+        }
     }
     phases.mark("turns");
-    rows_written += upsert(
-        &txn,
-        ev::Entity,
-        &EVENT_COLS,
-        (&[ev::Column::SessionId, ev::Column::Seq], &[]),
-        ev::Column::ReportSeq,
-        false,
-        events,
-        &[],
-    )
-    .await?
-    .0;
+    for (t, fresh) in rows.iter_mut().zip([false, true]) {
+        rows_written += upsert(
+            &txn,
+            ev::Entity,
+            &EVENT_COLS,
+            (&[ev::Column::SessionId, ev::Column::Seq], &[]),
+            ev::Column::ReportSeq,
+            false,
+            std::mem::take(&mut t.events),
+            &[],
+            fresh,
+        )
+        .await?
+        .0;
+    }
     phases.mark("events");
-    rows_written += upsert(
-        &txn,
-        seg::Entity,
-        &SEGMENT_COLS,
-        (&[seg::Column::SessionId, seg::Column::SegmentId], &[]),
-        seg::Column::ReportSeq,
-        false,
-        segments,
-        &[],
-    )
-    .await?
-    .0;
+    for (t, fresh) in rows.iter_mut().zip([false, true]) {
+        rows_written += upsert(
+            &txn,
+            seg::Entity,
+            &SEGMENT_COLS,
+            (&[seg::Column::SessionId, seg::Column::SegmentId], &[]),
+            seg::Column::ReportSeq,
+            false,
+            std::mem::take(&mut t.segments),
+            &[],
+            fresh,
+        )
+        .await?
+        .0;
+    }
     phases.mark("segments");
 
     // 3. Aggregates of calls whose stored rows are not all known here (rows a newer snapshot omits
