@@ -538,6 +538,7 @@ async fn main() -> anyhow::Result<()> {
     let _: () = redis::cmd("DEL")
         .arg(&stream)
         .arg(format!("{stream}:dlq"))
+        .arg(call_insights::live::events_stream(&stream))
         .query_async(&mut conn)
         .await
         .unwrap_or(());

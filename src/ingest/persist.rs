@@ -839,6 +839,7 @@ pub(super) async fn write_snapshots(
     // 6. Live events, in the outbox of this transaction: committed with their facts.
     if let Some(derive) = live {
         written.live_events = derive(&written);
+        phases.mark("live_derive");
         crate::live::outbox::insert(&txn, &mut written.live_events).await?;
         phases.mark("live_outbox");
     }

@@ -59,6 +59,38 @@ pub async fn insert(db: &impl ConnectionTrait, events: &mut [LiveEvent]) -> Resu
         e.outbox_row = Some(rows[i].id);
         rows[i].events.push((e.kind, e.body().to_owned()));
     }
+    let bodies =
+        |r: &OutboxRow| serde_json::to_string(&r.events).map_err(|e| DbErr::Custom(e.to_string()));
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if backend == DbBackend::Postgres {
+        // One statement text whatever the number of rows: each column as one binary array.
+        use sea_orm::sea_query::ArrayType;
+        let array = |ty: ArrayType, v: Vec<Value>| Value::Array(ty, Some(Box::new(v)));
+        let mut cols: [Vec<Value>; 4] = Default::default();
+        for r in &rows {
+            cols[0].push(r.id.into());
+            cols[1].push(r.session.into());
+            cols[2].push(r.tenant.clone().into());
+            cols[3].push(bodies(r)?.into());
+        }
+        let [ids, sessions, tenants, evs] = cols;
+        db.execute_raw(stmt(
+            backend,
+            "INSERT INTO live_outbox (id, session_id, tenant_id, events, created_at) \
+             SELECT i, s, t, e, ? FROM unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[]) AS r(i, s, t, e)",
+            [
+                now.into(),
+                array(ArrayType::Uuid, ids),
+                array(ArrayType::Uuid, sessions),
+                array(ArrayType::String, tenants),
+                array(ArrayType::String, evs),
+            ],
+        ))
+        .await?;
+        return Ok(());
+    }
     for chunk in rows.chunks(CHUNK) {
         let marks = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
@@ -66,12 +98,11 @@ pub async fn insert(db: &impl ConnectionTrait, events: &mut [LiveEvent]) -> Resu
         );
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
         for r in chunk {
-            let evs = serde_json::to_string(&r.events).map_err(|e| DbErr::Custom(e.to_string()))?;
             values.extend([
                 r.id.into(),
                 r.session.into(),
                 r.tenant.clone().into(),
-                evs.into(),
+                bodies(r)?.into(),
                 now.into(),
             ]);
         }
