@@ -313,6 +313,43 @@ where
     Ok((affected, returned))
 }
 
+/// A children table's rows: `[of sessions stored before, of sessions this transaction inserted]`,
+/// the first through the guarded upsert, the second as plain inserts. Returns the rows written and
+/// the `returning` columns' rows.
+async fn write_children<E, C, X>(
+    c: &X,
+    entity: E,
+    cols: &[C],
+    keys: &[C],
+    seq_col: C,
+    rows: [Vec<Vec<Value>>; 2],
+    returning: &[C],
+) -> Result<(u64, Vec<QueryResult>), DbErr>
+where
+    E: EntityName + sea_orm::sea_query::IntoIden + Copy,
+    C: ColumnTrait + sea_orm::sea_query::IntoIden + Copy,
+    X: ConnectionTrait,
+{
+    let mut out = (0, Vec::new());
+    for (rows, fresh) in rows.into_iter().zip([false, true]) {
+        let (n, r) = upsert(
+            c,
+            entity,
+            cols,
+            (keys, &[]),
+            seq_col,
+            false,
+            rows,
+            returning,
+            fresh,
+        )
+        .await?;
+        out.0 += n;
+        out.1.extend(r);
+    }
+    Ok(out)
+}
+
 fn pg_type(t: &ColumnType) -> &'static str {
     match t {
         ColumnType::Uuid => "uuid",
@@ -696,59 +733,48 @@ pub(super) async fn write_snapshots(
     } else {
         &[]
     };
+    let [stored, new] = rows;
+    let (n, returned_turns) = write_children(
+        &txn,
+        ct::Entity,
+        &TURN_COLS,
+        &[ct::Column::SessionId, ct::Column::TurnIndex],
+        ct::Column::ReportSeq,
+        [stored.turns, new.turns],
+        turn_returning,
+    )
+    .await?;
+    rows_written += n;
     let mut changed_turns: HashMap<Uuid, Vec<i64>> = HashMap::new();
-    for (t, fresh) in rows.iter_mut().zip([false, true]) {
-        let (n, returned_turns) = upsert(
-            &txn,
-            ct::Entity,
-            &TURN_COLS,
-            (&[ct::Column::SessionId, ct::Column::TurnIndex], &[]),
-            ct::Column::ReportSeq,
-            false,
-            std::mem::take(&mut t.turns),
-            turn_returning,
-            fresh,
-        )
-        .await?;
-        rows_written += n;
-        for row in returned_turns {
-            let sid: Uuid = row.try_get("", "session_id")?;
-            let idx: i64 = row.try_get("", "turn_index")?;
-            changed_turns.entry(sid).or_default().push(idx);
-        }
+    for row in returned_turns {
+        let sid: Uuid = row.try_get("", "session_id")?;
+        let idx: i64 = row.try_get("", "turn_index")?;
+        changed_turns.entry(sid).or_default().push(idx);
     }
     phases.mark("turns");
-    for (t, fresh) in rows.iter_mut().zip([false, true]) {
-        rows_written += upsert(
-            &txn,
-            ev::Entity,
-            &EVENT_COLS,
-            (&[ev::Column::SessionId, ev::Column::Seq], &[]),
-            ev::Column::ReportSeq,
-            false,
-            std::mem::take(&mut t.events),
-            &[],
-            fresh,
-        )
-        .await?
-        .0;
-    }
+    rows_written += write_children(
+        &txn,
+        ev::Entity,
+        &EVENT_COLS,
+        &[ev::Column::SessionId, ev::Column::Seq],
+        ev::Column::ReportSeq,
+        [stored.events, new.events],
+        &[],
+    )
+    .await?
+    .0;
     phases.mark("events");
-    for (t, fresh) in rows.iter_mut().zip([false, true]) {
-        rows_written += upsert(
-            &txn,
-            seg::Entity,
-            &SEGMENT_COLS,
-            (&[seg::Column::SessionId, seg::Column::SegmentId], &[]),
-            seg::Column::ReportSeq,
-            false,
-            std::mem::take(&mut t.segments),
-            &[],
-            fresh,
-        )
-        .await?
-        .0;
-    }
+    rows_written += write_children(
+        &txn,
+        seg::Entity,
+        &SEGMENT_COLS,
+        &[seg::Column::SessionId, seg::Column::SegmentId],
+        seg::Column::ReportSeq,
+        [stored.segments, new.segments],
+        &[],
+    )
+    .await?
+    .0;
     phases.mark("segments");
 
     // 3. Aggregates of calls whose stored rows are not all known here (rows a newer snapshot omits
