@@ -2,7 +2,8 @@
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::sea_query::{ArrayType, Value};
+use sea_orm::{ColumnType, ConnectOptions, Database, DatabaseConnection, DbErr};
 use std::time::Duration;
 
 /// Pool settings.
@@ -148,4 +149,57 @@ pub fn stmt(
         sql.to_string()
     };
     sea_orm::Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// The array element type PostgreSQL receives for a column (matching the `…[]` cast its statement spells).
+pub fn array_type(t: &ColumnType) -> ArrayType {
+    match t {
+        ColumnType::Uuid => ArrayType::Uuid,
+        ColumnType::BigInteger => ArrayType::BigInt,
+        ColumnType::Integer => ArrayType::Int,
+        ColumnType::Double => ArrayType::Double,
+        ColumnType::Boolean => ArrayType::Bool,
+        ColumnType::TimestampWithTimeZone => ArrayType::ChronoDateTimeUtc,
+        ColumnType::Json | ColumnType::JsonBinary => ArrayType::Json,
+        _ => ArrayType::String,
+    }
+}
+
+/// Rows turned into one array per column, sent in PostgreSQL's binary format (no text for the
+/// server to parse: `unnest` reads the arrays as they are). A value of another type than its
+/// column's is an error, never a panic in the driver.
+pub fn array_columns(
+    types: &[ArrayType],
+    rows: impl Iterator<Item = Vec<Value>>,
+) -> Result<Vec<Value>, DbErr> {
+    let mut cols: Vec<Vec<Value>> = types.iter().map(|_| Vec::new()).collect();
+    for row in rows {
+        for ((col, ty), v) in cols.iter_mut().zip(types).zip(row) {
+            col.push(array_cell(ty, v)?);
+        }
+    }
+    Ok(types
+        .iter()
+        .zip(cols)
+        .map(|(ty, col)| Value::Array(ty.clone(), Some(Box::new(col))))
+        .collect())
+}
+
+/// `v` as an element of a `ty` array. JSON `null` and non-finite doubles become SQL NULL, as they
+/// did when rows travelled as JSON.
+fn array_cell(ty: &ArrayType, v: Value) -> Result<Value, DbErr> {
+    Ok(match (ty, v) {
+        (ArrayType::Uuid, v @ Value::Uuid(_))
+        | (ArrayType::BigInt, v @ Value::BigInt(_))
+        | (ArrayType::Int, v @ Value::Int(_))
+        | (ArrayType::Bool, v @ Value::Bool(_))
+        | (ArrayType::ChronoDateTimeUtc, v @ Value::ChronoDateTimeUtc(_))
+        | (ArrayType::String, v @ Value::String(_)) => v,
+        (ArrayType::BigInt, Value::Int(i)) => Value::BigInt(i.map(i64::from)),
+        (ArrayType::Double, Value::Double(d)) => Value::Double(d.filter(|d| d.is_finite())),
+        (ArrayType::Json, Value::Json(j)) => Value::Json(j.filter(|j| !j.is_null())),
+        (ty, v) => {
+            return Err(DbErr::Custom(format!("a {ty:?} column was given {v:?}")));
+        }
+    })
 }

@@ -361,7 +361,7 @@ async fn a_replica_killed_mid_ingest_leaves_its_entries_to_the_survivor() {
     let mut published = Published::new();
     under_way(&env, "kill", 80, 3, false, &mut published).await;
     // Killed while it holds entries (frozen first so the moment can be chosen).
-    let held = freeze_holding_entries(&env, &a, "replica-a").await;
+    let held = freeze_holding_entries(&env, &a, "replica-a", &mut published).await;
     eprintln!("replica-a killed holding {held} pending entries");
     a.signal("KILL");
     publish(&env, "kill-after", 20, 2, &mut published).await;
@@ -384,7 +384,7 @@ async fn a_frozen_replica_resumed_after_its_entries_were_claimed_changes_nothing
     // A backlog long enough that the freeze below lands while replica-a holds entries on a fast day.
     under_way(&env, "freeze", 200, 3, false, &mut published).await;
     // Frozen past the claim idle time (3 s) while it holds entries: the other replica claims them.
-    let held = freeze_holding_entries(&env, &a, "replica-a").await;
+    let held = freeze_holding_entries(&env, &a, "replica-a", &mut published).await;
     eprintln!("replica-a frozen holding {held} pending entries");
     publish(&env, "freeze-during", 20, 2, &mut published).await;
     tokio::time::sleep(Duration::from_secs(6)).await;

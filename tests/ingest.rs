@@ -24,6 +24,7 @@ on_both_stacks!(
     nul_characters_in_text_are_stored,
     a_call_written_by_another_replica_in_between_is_applied_in_full,
     a_backlog_written_in_lanes_stores_and_announces_what_one_transaction_does,
+    a_batch_read_ahead_while_one_commits_is_written_before_shutdown,
 );
 
 async fn every_valid_contract_example_ingests(db: Db, store: Store) {
@@ -314,6 +315,43 @@ async fn reports_of_one_call_in_one_batch_merge_as_if_sequential(db: Db, store: 
 /// and the same live events (one `call_started` and one `call_ended` per call, every turn once) as
 /// one transaction per batch, whatever batch a call's reports land in. (SQLite always writes one
 /// lane at a time: there the two runs are the same path.)
+/// In a backlog the next batch is read (and decoded) while one commits: after one step more entries
+/// are pending than were written, and a stop writes and acknowledges them before the loop ends,
+/// reading nothing new.
+async fn a_batch_read_ahead_while_one_commits_is_written_before_shutdown(db: Db, store: Store) {
+    let env = spawn(db, store).await;
+    for n in 0..100 {
+        env.publish_json(&report(&format!("call-ahead-{n}"), 0, true, 2))
+            .await;
+    }
+    let mut consumer = env.consumer();
+    let first = consumer
+        .process_next_batch()
+        .await
+        .expect("batch processes");
+    assert!(first.read >= 16 && first.stored == first.read, "{first:?}");
+    assert_eq!(env.count("call_sessions").await, first.read as i64);
+    let ahead = env.pending_count().await;
+    assert!(
+        ahead > 0,
+        "the next batch was read while the first committed"
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    stop.cancel();
+    consumer.run(stop).await;
+    assert_eq!(
+        env.pending_count().await,
+        0,
+        "what was read ahead is written and acknowledged at shutdown"
+    );
+    assert_eq!(
+        env.count("call_sessions").await,
+        first.read as i64 + ahead,
+        "and nothing new was read once stopping"
+    );
+    env.cleanup().await;
+}
+
 async fn a_backlog_written_in_lanes_stores_and_announces_what_one_transaction_does(
     db: Db,
     store: Store,

@@ -56,6 +56,69 @@ pub struct ConsumerSettings {
 
 type LaneResult = Result<IngestSummary, IngestError>;
 
+/// A batch sorted before it is written: entries deleted from the stream (acknowledged), poison
+/// (dead-lettered with its reason), and the decoded entries to write.
+struct Sorted {
+    read: usize,
+    /// Bytes of the batch and of its largest entry.
+    bytes: usize,
+    largest: usize,
+    deleted: Vec<String>,
+    poison: Vec<(RawEntry, String)>,
+    valid: Vec<DecodedEntry>,
+}
+
+/// Sorts `entries`: deleted, delivered too often, undecodable, or valid. JSON decoding is CPU work,
+/// so it runs off the reactor (and, for a prefetched batch, while the previous one commits).
+async fn sort_batch(
+    entries: Vec<RawEntry>,
+    max_deliveries: u64,
+    max_payload: usize,
+) -> Result<Sorted, ConsumerError> {
+    let mut sorted = Sorted {
+        read: entries.len(),
+        bytes: entries.iter().map(RawEntry::size_bytes).sum(),
+        largest: entries.iter().map(RawEntry::size_bytes).max().unwrap_or(0),
+        deleted: Vec::new(),
+        poison: Vec::new(),
+        valid: Vec::new(),
+    };
+    let mut candidates = Vec::with_capacity(entries.len());
+    for e in entries {
+        if e.fields.is_none() {
+            sorted.deleted.push(e.id);
+        } else if e.deliveries > max_deliveries {
+            let reason = format!(
+                "delivered {} times (limit {max_deliveries}) without being stored; see the service log for entry_id {}",
+                e.deliveries, e.id
+            );
+            sorted.poison.push((e, reason));
+        } else {
+            candidates.push(e);
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(sorted);
+    }
+    let decoded: Vec<Result<DecodedEntry, (RawEntry, String)>> =
+        tokio::task::spawn_blocking(move || {
+            candidates
+                .into_iter()
+                .map(|e| decode_entry(e, max_payload).map_err(|(e, err)| (e, err.0)))
+                .collect()
+        })
+        .await
+        .map_err(|e| ConsumerError::Task(format!("decode task failed: {e}")))?;
+    sorted.valid.reserve(decoded.len());
+    for d in decoded {
+        match d {
+            Ok(d) => sorted.valid.push(d),
+            Err(p) => sorted.poison.push(p),
+        }
+    }
+    Ok(sorted)
+}
+
 /// Smallest batch split into lanes: below it one transaction costs less than several commits.
 const LANE_MIN_ENTRIES: usize = 32;
 
@@ -125,6 +188,12 @@ pub struct InsightsStreamConsumer {
     largest_entry: usize,
     /// Where live events of each commit go.
     live: Option<Arc<crate::live::hub::Hub>>,
+    /// New entries read and decoded while the previous batch was being written (a backlog): the
+    /// next step writes them without waiting for Redis or the decoder. Delivered to us, so a
+    /// failure before they are written leaves them pending, re-read or claimed like any other.
+    prefetched: Option<Sorted>,
+    /// Cancelled when `run` is told to stop: no more prefetching, what was prefetched is written.
+    stopping: CancellationToken,
 }
 
 impl InsightsStreamConsumer {
@@ -158,6 +227,8 @@ impl InsightsStreamConsumer {
             next_count,
             largest_entry: 1,
             live: None,
+            prefetched: None,
+            stopping: CancellationToken::new(),
         }
     }
 
@@ -165,13 +236,15 @@ impl InsightsStreamConsumer {
         &self.settings
     }
 
-    /// Loops until `shutdown` is cancelled. A batch in flight always finishes (and is acknowledged);
-    /// the blocking read returns within the BLOCK time, so shutdown takes at most that long.
+    /// Loops until `shutdown` is cancelled. A batch in flight always finishes (and is acknowledged),
+    /// and so does a batch prefetched during it; the blocking read returns within the BLOCK time, so
+    /// shutdown takes at most that long.
     pub async fn run(mut self, shutdown: CancellationToken) {
         info!(stream = %self.settings.stream, partition = self.settings.partition, group = %self.settings.group, consumer = %self.settings.consumer, "consumer started");
+        self.stopping = shutdown.clone();
         let mut outage: Option<(Instant, &'static str)> = None;
         let mut backoff = Duration::from_millis(100);
-        while !shutdown.is_cancelled() {
+        while !shutdown.is_cancelled() || self.prefetched.is_some() {
             match self.process_next_batch().await {
                 Ok(report) => {
                     if let Some((since, what)) = outage.take() {
@@ -271,6 +344,7 @@ impl InsightsStreamConsumer {
                 self.reread_pending = true;
                 self.pending_cursor = "0".into();
                 self.claim_cursor = "0-0".into();
+                self.prefetched = None;
                 Ok(BatchReport::default())
             }
             other => other,
@@ -292,8 +366,12 @@ impl InsightsStreamConsumer {
     async fn step(&mut self) -> Result<BatchReport, ConsumerError> {
         self.ensure_connected().await?;
         if self.reread_pending {
+            // Prefetched entries are pending entries of ours: the re-read covers them.
+            self.prefetched = None;
             let cursor = self.pending_cursor.clone();
-            let entries = self.read(&cursor, false).await?;
+            let entries = self
+                .read(&cursor, false, self.settings.batch_memory_bytes)
+                .await?;
             match entries.last() {
                 None => {
                     self.reread_pending = false;
@@ -306,6 +384,9 @@ impl InsightsStreamConsumer {
                 }
             }
         }
+        if let Some(sorted) = self.prefetched.take() {
+            return self.write(sorted).await;
+        }
         let claim_due = self
             .last_claim
             .is_none_or(|t| t.elapsed() >= self.settings.claim_interval)
@@ -316,7 +397,9 @@ impl InsightsStreamConsumer {
                 return self.handle(entries).await;
             }
         }
-        let entries = self.read(">", true).await?;
+        let entries = self
+            .read(">", true, self.settings.batch_memory_bytes)
+            .await?;
         self.handle(entries).await
     }
 
@@ -325,9 +408,14 @@ impl InsightsStreamConsumer {
     /// `batch_memory_bytes`: a reply cannot be bounded in bytes, but a chunk can, so a batch overshoots
     /// its budget by at most one chunk whatever order small and large entries arrive in (small
     /// partials growing COUNT, then finals carrying audio). Only the first chunk blocks.
-    async fn read(&mut self, id: &str, block: bool) -> Result<Vec<RawEntry>, ConsumerError> {
+    async fn read(
+        &mut self,
+        id: &str,
+        block: bool,
+        budget: usize,
+    ) -> Result<Vec<RawEntry>, ConsumerError> {
         let want = self.next_count.max(1);
-        let budget = self.settings.batch_memory_bytes.max(1);
+        let budget = budget.max(1);
         let mut largest = self.largest_entry.max(1);
         let mut out: Vec<RawEntry> = Vec::new();
         let mut bytes = 0usize;
@@ -485,8 +573,7 @@ impl InsightsStreamConsumer {
     /// entry seen. A read cannot be bounded in bytes, so the estimate is pessimistic: a stream that
     /// carried audio once will again, so the largest size is remembered (decaying 1 % per batch), and
     /// COUNT at most doubles per batch, starting from 16.
-    fn adapt_count(&mut self, entries: &[RawEntry]) {
-        let largest = entries.iter().map(RawEntry::size_bytes).max().unwrap_or(0);
+    fn adapt_count(&mut self, largest: usize) {
         self.largest_entry = largest
             .max(self.largest_entry - self.largest_entry / 100)
             .max(1);
@@ -497,12 +584,18 @@ impl InsightsStreamConsumer {
     }
 
     async fn handle(&mut self, entries: Vec<RawEntry>) -> Result<BatchReport, ConsumerError> {
+        let s = &self.settings;
+        let sorted = sort_batch(entries, s.max_deliveries, s.max_payload_bytes).await?;
+        self.write(sorted).await
+    }
+
+    async fn write(&mut self, sorted: Sorted) -> Result<BatchReport, ConsumerError> {
         let mut report = BatchReport {
-            read: entries.len(),
+            read: sorted.read,
             ..Default::default()
         };
         // A full-size read means a backlog: background work (analytics) steps back meanwhile.
-        let backlog = entries.len() >= 16;
+        let backlog = sorted.read >= 16;
         if self.partition.backlog.swap(backlog, Relaxed) != backlog {
             if backlog {
                 self.metrics.backlogged.fetch_add(1, Relaxed);
@@ -510,61 +603,46 @@ impl InsightsStreamConsumer {
                 self.metrics.backlogged.fetch_sub(1, Relaxed);
             }
         }
-        if entries.is_empty() {
+        if sorted.read == 0 {
             return Ok(report);
         }
         let started = Instant::now();
         self.metrics
             .entries_read
-            .fetch_add(entries.len() as u64, Relaxed);
+            .fetch_add(sorted.read as u64, Relaxed);
         self.partition
             .entries_read
-            .fetch_add(entries.len() as u64, Relaxed);
-        self.adapt_count(&entries);
-        let max = self.settings.max_deliveries;
-        let max_payload = self.settings.max_payload_bytes;
-
-        let mut to_ack: Vec<String> = Vec::new();
-        let mut poison: Vec<(RawEntry, String)> = Vec::new();
-        let mut candidates = Vec::with_capacity(entries.len());
-        for e in entries {
-            if e.fields.is_none() {
-                report.deleted += 1;
-                to_ack.push(e.id);
-            } else if e.deliveries > max {
-                let reason = format!(
-                    "delivered {} times (limit {max}) without being stored; see the service log for entry_id {}",
-                    e.deliveries, e.id
-                );
-                poison.push((e, reason));
-            } else {
-                candidates.push(e);
-            }
-        }
-        // JSON decoding is CPU work: keep it off the reactor.
-        let decoded: Vec<Result<DecodedEntry, (RawEntry, String)>> =
-            tokio::task::spawn_blocking(move || {
-                candidates
-                    .into_iter()
-                    .map(|e| decode_entry(e, max_payload).map_err(|(e, err)| (e, err.0)))
-                    .collect()
-            })
-            .await
-            .map_err(|e| ConsumerError::Task(format!("decode task failed: {e}")))?;
-        let mut valid = Vec::with_capacity(decoded.len());
-        for d in decoded {
-            match d {
-                Ok(d) => valid.push(d),
-                Err((e, reason)) => poison.push((e, reason)),
-            }
-        }
+            .fetch_add(sorted.read as u64, Relaxed);
+        self.adapt_count(sorted.largest);
+        let Sorted {
+            bytes,
+            deleted,
+            poison,
+            valid,
+            ..
+        } = sorted;
+        report.deleted = deleted.len();
+        let mut to_ack = deleted;
         if !poison.is_empty() {
             report.dead_lettered = poison.len();
             self.dead_letter(&poison).await?;
         }
 
+        // A backlog: the next batch is read and decoded while this one is written, within what
+        // is left of the batch memory budget.
+        let prefetch = backlog
+            && !self.reread_pending
+            && !self.stopping.is_cancelled()
+            && self.settings.batch_memory_bytes.saturating_sub(bytes) >= self.largest_entry;
+        let lanes = ingest_lanes(self.ingestor.clone(), self.settings.ingest_lanes, valid);
+        let (written, ()) = tokio::join!(lanes, async {
+            if prefetch {
+                self.prefetch(self.settings.batch_memory_bytes - bytes)
+                    .await;
+            }
+        });
         let mut outage: Option<ConsumerError> = None;
-        for (lane, result) in self.ingest_lanes(valid).await {
+        for (lane, result) in written {
             let e = match result {
                 Ok(summary) => {
                     self.committed(&mut report, &mut to_ack, &lane, summary)
@@ -600,10 +678,11 @@ impl InsightsStreamConsumer {
             }
         }
         if let Some(outage) = outage {
-            // What other lanes committed is acknowledged; the rest is read again from our pending
-            // entries once the component answers.
+            // What other lanes committed is acknowledged; the rest (and what was prefetched) is
+            // read again from our pending entries once the component answers.
             self.reread_pending = true;
             self.pending_cursor = "0".into();
+            self.prefetched = None;
             self.ack(&to_ack).await?;
             return Err(outage);
         }
@@ -623,36 +702,29 @@ impl InsightsStreamConsumer {
         Ok(report)
     }
 
-    /// Splits a batch by call into up to `ingest_lanes` lanes and writes them concurrently, each in
-    /// its own transaction: the lanes share no call, so they never contend for a row, and while one
-    /// waits on the database another builds its rows. Returns every lane with its result (a lane's
-    /// failure does not undo another's commit).
-    async fn ingest_lanes(
-        &self,
-        valid: Vec<DecodedEntry>,
-    ) -> Vec<(Arc<Vec<DecodedEntry>>, LaneResult)> {
-        let n = self.settings.ingest_lanes.max(1);
-        if n == 1 || valid.len() < LANE_MIN_ENTRIES {
-            let r = self.ingestor.ingest(&valid).await;
-            return vec![(Arc::new(valid), r)];
-        }
-        let mut lanes: Vec<Vec<DecodedEntry>> = (0..n).map(|_| Vec::new()).collect();
-        for d in valid {
-            lanes[lane_of(&d.report.call_id, n)].push(d);
-        }
-        let tasks = lanes.into_iter().filter(|l| !l.is_empty()).map(|lane| {
-            let lane = Arc::new(lane);
-            let (ingestor, entries) = (self.ingestor.clone(), lane.clone());
-            let task = tokio::spawn(async move { ingestor.ingest(&entries).await });
-            async move {
-                // A lane that panicked is retried entry by entry like a lane that failed.
-                let r = task
-                    .await
-                    .unwrap_or_else(|e| Err(IngestError::Task(format!("ingest lane failed: {e}"))));
-                (lane, r)
+    /// Reads and decodes the next new entries (up to `budget` bytes) into `prefetched`. A failure
+    /// drops them (they may have been delivered: the pending re-read picks them up) and is not an
+    /// outage of this batch; the next step meets it again if it lasts.
+    async fn prefetch(&mut self, budget: usize) {
+        let entries = match self.read(">", false, budget).await {
+            Ok(entries) if entries.is_empty() => return,
+            Ok(entries) => entries,
+            Err(e) => {
+                debug!(error = %e, "prefetch failed; pending entries are read again");
+                self.reread_pending = true;
+                self.pending_cursor = "0".into();
+                return;
             }
-        });
-        futures::future::join_all(tasks).await
+        };
+        let s = &self.settings;
+        match sort_batch(entries, s.max_deliveries, s.max_payload_bytes).await {
+            Ok(sorted) => self.prefetched = Some(sorted),
+            Err(e) => {
+                debug!(error = %e, "prefetched batch not decoded; pending entries are read again");
+                self.reread_pending = true;
+                self.pending_cursor = "0".into();
+            }
+        }
     }
 
     /// Acknowledges, counts and announces what a commit stored.
@@ -803,6 +875,39 @@ impl InsightsStreamConsumer {
     }
 }
 
+/// Splits a batch by call into up to `lanes` lanes and writes them concurrently, each in its own
+/// transaction: the lanes share no call, so they never contend for a row, and while one waits on
+/// the database another builds its rows. Returns every lane with its result (a lane's failure does
+/// not undo another's commit).
+async fn ingest_lanes(
+    ingestor: Ingestor,
+    lanes: usize,
+    valid: Vec<DecodedEntry>,
+) -> Vec<(Arc<Vec<DecodedEntry>>, LaneResult)> {
+    let n = lanes.max(1);
+    if n == 1 || valid.len() < LANE_MIN_ENTRIES {
+        let r = ingestor.ingest(&valid).await;
+        return vec![(Arc::new(valid), r)];
+    }
+    let mut split: Vec<Vec<DecodedEntry>> = (0..n).map(|_| Vec::new()).collect();
+    for d in valid {
+        split[lane_of(&d.report.call_id, n)].push(d);
+    }
+    let tasks = split.into_iter().filter(|l| !l.is_empty()).map(|lane| {
+        let lane = Arc::new(lane);
+        let (ingestor, entries) = (ingestor.clone(), lane.clone());
+        let task = tokio::spawn(async move { ingestor.ingest(&entries).await });
+        async move {
+            // A lane that panicked is retried entry by entry like a lane that failed.
+            let r = task
+                .await
+                .unwrap_or_else(|e| Err(IngestError::Task(format!("ingest lane failed: {e}"))));
+            (lane, r)
+        }
+    });
+    futures::future::join_all(tasks).await
+}
+
 fn tally(report: &mut BatchReport, outcomes: &[EntryOutcome]) {
     for o in outcomes {
         match o {
@@ -834,7 +939,6 @@ async fn create_group(conn: &mut Conn, s: &ConsumerSettings) -> Result<bool, Red
     }
 }
 
-/// ±25 % jitter so replicas do not retry in lockstep.
 /// The lane of a call: a hash independent of the partition's (crc32), so a partition's calls still
 /// spread over every lane.
 fn lane_of(call_id: &str, lanes: usize) -> usize {
@@ -844,6 +948,7 @@ fn lane_of(call_id: &str, lanes: usize) -> usize {
     (h.finish() % lanes.max(1) as u64) as usize
 }
 
+/// ±25 % jitter so replicas do not retry in lockstep.
 fn jitter(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -66,27 +66,26 @@ pub async fn insert(db: &impl ConnectionTrait, events: &mut [LiveEvent]) -> Resu
     }
     if backend == DbBackend::Postgres {
         // One statement text whatever the number of rows: each column as one binary array.
-        use sea_orm::sea_query::ArrayType;
-        let array = |ty: ArrayType, v: Vec<Value>| Value::Array(ty, Some(Box::new(v)));
-        let mut cols: [Vec<Value>; 4] = Default::default();
+        use sea_orm::sea_query::ArrayType::{String as Text, Uuid as Id};
+        let mut values = vec![now.into()];
+        let mut cells = Vec::with_capacity(rows.len());
         for r in &rows {
-            cols[0].push(r.id.into());
-            cols[1].push(r.session.into());
-            cols[2].push(r.tenant.clone().into());
-            cols[3].push(bodies(r)?.into());
+            cells.push(vec![
+                r.id.into(),
+                r.session.into(),
+                r.tenant.clone().into(),
+                bodies(r)?.into(),
+            ]);
         }
-        let [ids, sessions, tenants, evs] = cols;
+        values.extend(crate::db::array_columns(
+            &[Id, Id, Text, Text],
+            cells.into_iter(),
+        )?);
         db.execute_raw(stmt(
             backend,
             "INSERT INTO live_outbox (id, session_id, tenant_id, events, created_at) \
              SELECT i, s, t, e, ? FROM unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[]) AS r(i, s, t, e)",
-            [
-                now.into(),
-                array(ArrayType::Uuid, ids),
-                array(ArrayType::Uuid, sessions),
-                array(ArrayType::String, tenants),
-                array(ArrayType::String, evs),
-            ],
+            values,
         ))
         .await?;
         return Ok(());

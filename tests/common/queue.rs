@@ -118,15 +118,27 @@ pub async fn pending_of(env: &TestEnv, consumer: &str) -> usize {
 }
 
 /// Freezes `svc` (SIGSTOP) at a moment it holds delivered, unacknowledged entries, so what follows
-/// really tests their claim; thaws and retries until it catches such a moment.
-pub async fn freeze_holding_entries(env: &TestEnv, svc: &ServiceProcess, name: &str) -> usize {
-    for _ in 0..200 {
+/// really tests their claim; thaws and retries until it catches such a moment. When the service
+/// drained the backlog before a moment was caught (a fast day), more calls are published (and
+/// recorded in `published`) so there is something to hold.
+pub async fn freeze_holding_entries(
+    env: &TestEnv,
+    svc: &ServiceProcess,
+    name: &str,
+    published: &mut Published,
+) -> usize {
+    let mut top_ups = 0;
+    for _ in 0..400 {
         svc.signal("STOP");
         let held = pending_of(env, name).await;
         if held > 0 {
             return held;
         }
         svc.signal("CONT");
+        if env.unfinished().await == 0 && top_ups < 10 {
+            top_ups += 1;
+            publish(env, &format!("{name}-top-up-{top_ups}"), 80, 3, published).await;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("{name} never held pending entries: the test would prove nothing");
