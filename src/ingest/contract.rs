@@ -236,6 +236,12 @@ impl SessionReport {
 /// Decodes and validates one JSON payload.
 pub fn decode_report(json: &[u8]) -> Result<SessionReport, ContractError> {
     let json = replace_nul_escapes(json);
+    // The fast path: most payloads are valid. Only a failure is decoded again with the path
+    // tracked (that wrapper costs on every field), for a reason that says where.
+    if let Ok(mut report) = serde_json::from_slice::<SessionReport>(&json) {
+        validate(&mut report)?;
+        return Ok(report);
+    }
     let mut de = serde_json::Deserializer::from_slice(&json);
     let mut report: SessionReport = match serde_path_to_error::deserialize(&mut de) {
         Ok(r) => r,

@@ -55,6 +55,11 @@ fn text(v: &Value) -> Option<String> {
 
 /// Entries of an XRANGE/XREAD reply (`[[id, [k, v, …]], …]`).
 fn entries(v: &Value) -> Vec<StreamedEvent> {
+    entries_of(v, true)
+}
+
+/// As [`entries`]; with `fields` false only the ids (nobody listens: the bodies are not copied).
+fn entries_of(v: &Value, fields: bool) -> Vec<StreamedEvent> {
     let Value::Array(items) = v else {
         return Vec::new();
     };
@@ -65,9 +70,6 @@ fn entries(v: &Value) -> Vec<StreamedEvent> {
                 return None;
             };
             let id = text(pair.first()?)?;
-            let Value::Array(fields) = pair.get(1)? else {
-                return None;
-            };
             let mut e = StreamedEvent {
                 id,
                 kind: String::new(),
@@ -75,6 +77,12 @@ fn entries(v: &Value) -> Vec<StreamedEvent> {
                 body: String::new(),
                 agent_id: None,
                 call_id: None,
+            };
+            if !fields {
+                return Some(e);
+            }
+            let Value::Array(fields) = pair.get(1)? else {
+                return None;
             };
             for kv in fields.chunks(2) {
                 let (Some(k), Some(v)) = (kv.first().and_then(text), kv.get(1).and_then(text))
@@ -88,9 +96,17 @@ fn entries(v: &Value) -> Vec<StreamedEvent> {
                     _ => {}
                 }
             }
-            if let Ok(b) = serde_json::from_str::<serde_json::Value>(&e.body) {
-                e.agent_id = b["agent_id"].as_str().map(str::to_string);
-                e.call_id = b["call_id"].as_str().map(str::to_string);
+            // Only the two keys clients filter on, borrowed: no tree of the whole body.
+            #[derive(serde::Deserialize)]
+            struct Keys<'a> {
+                #[serde(borrow, default)]
+                agent_id: Option<std::borrow::Cow<'a, str>>,
+                #[serde(borrow, default)]
+                call_id: Option<std::borrow::Cow<'a, str>>,
+            }
+            if let Ok(k) = serde_json::from_str::<Keys>(&e.body) {
+                e.agent_id = k.agent_id.map(|s| s.into_owned());
+                e.call_id = k.call_id.map(|s| s.into_owned());
             }
             Some(e)
         })
@@ -404,18 +420,21 @@ impl Hub {
                             tracing::info!("live event reader reaches Redis again");
                             outage = false;
                         }
+                        // With no client connected only the ids are taken (the position).
+                        let listening = self.tx.receiver_count() > 0;
                         // [[stream, [entries…]]]
                         let batch = match &v {
                             Value::Array(streams) => streams
                                 .first()
                                 .and_then(|s| match s {
-                                    Value::Array(p) => p.get(1).map(entries),
+                                    Value::Array(p) => p.get(1).map(|es| entries_of(es, listening)),
                                     _ => None,
                                 })
                                 .unwrap_or_default(),
-                            Value::Map(m) => {
-                                m.first().map(|(_, es)| entries(es)).unwrap_or_default()
-                            }
+                            Value::Map(m) => m
+                                .first()
+                                .map(|(_, es)| entries_of(es, listening))
+                                .unwrap_or_default(),
                             _ => Vec::new(),
                         };
                         for e in batch {
@@ -425,7 +444,9 @@ impl Hub {
                                 self.metrics.lag_ms.store(now - ms as i64, Relaxed);
                             }
                             self.metrics.events_read.fetch_add(1, Relaxed);
-                            let _ = self.tx.send(Arc::new(e));
+                            if listening {
+                                let _ = self.tx.send(Arc::new(e));
+                            }
                         }
                     }
                     Err(e) => {
