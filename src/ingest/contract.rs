@@ -13,8 +13,18 @@ use std::fmt;
 pub struct ContractError(pub String);
 
 impl ContractError {
-    fn at(path: &str, msg: impl fmt::Display) -> Self {
+    fn at(path: impl fmt::Display, msg: impl fmt::Display) -> Self {
         ContractError(format!("{path}: {msg}"))
+    }
+}
+
+/// A JSON path written out only when it is displayed (an error): validation runs on every report,
+/// and most have nothing to report.
+struct Lazy<F: Fn(&mut fmt::Formatter) -> fmt::Result>(F);
+
+impl<F: Fn(&mut fmt::Formatter) -> fmt::Result> fmt::Display for Lazy<F> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        (self.0)(f)
     }
 }
 
@@ -290,7 +300,12 @@ fn replace_nul_escapes(json: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(out)
 }
 
-fn check_len(path: &str, s: &str, min: usize, max: usize) -> Result<(), ContractError> {
+fn check_len(
+    path: impl fmt::Display,
+    s: &str,
+    min: usize,
+    max: usize,
+) -> Result<(), ContractError> {
     let n = s.chars().count();
     if n < min {
         return Err(ContractError::at(
@@ -307,25 +322,33 @@ fn check_len(path: &str, s: &str, min: usize, max: usize) -> Result<(), Contract
     Ok(())
 }
 
-fn check_opt_len(path: &str, s: &Option<String>, max: usize) -> Result<(), ContractError> {
+fn check_opt_len(
+    path: impl fmt::Display,
+    s: &Option<String>,
+    max: usize,
+) -> Result<(), ContractError> {
     match s {
         Some(s) => check_len(path, s, 0, max),
         None => Ok(()),
     }
 }
 
-fn check_min_int(path: &str, v: i64) -> Result<(), ContractError> {
+fn check_min_int(path: impl fmt::Display, v: i64) -> Result<(), ContractError> {
     if v < 0 {
         return Err(ContractError::at(path, format!("must be >= 0, got {v}")));
     }
     Ok(())
 }
 
-fn check_opt_min_int(path: &str, v: Option<i64>) -> Result<(), ContractError> {
+fn check_opt_min_int(path: impl fmt::Display, v: Option<i64>) -> Result<(), ContractError> {
     v.map_or(Ok(()), |v| check_min_int(path, v))
 }
 
-fn check_num(path: &str, v: Option<f64>, max: Option<f64>) -> Result<(), ContractError> {
+fn check_num(
+    path: impl fmt::Display,
+    v: Option<f64>,
+    max: Option<f64>,
+) -> Result<(), ContractError> {
     if let Some(v) = v {
         if v < 0.0 {
             return Err(ContractError::at(path, format!("must be >= 0, got {v}")));
@@ -342,7 +365,7 @@ fn check_num(path: &str, v: Option<f64>, max: Option<f64>) -> Result<(), Contrac
     Ok(())
 }
 
-fn check_max_items(path: &str, n: usize, max: usize) -> Result<(), ContractError> {
+fn check_max_items(path: impl fmt::Display, n: usize, max: usize) -> Result<(), ContractError> {
     if n > max {
         return Err(ContractError::at(
             path,
@@ -380,33 +403,35 @@ fn validate(r: &mut SessionReport) -> Result<(), ContractError> {
     check_max_items("audio_segments", r.audio_segments.len(), 5000)?;
 
     for (i, t) in r.turns.iter().enumerate() {
-        let p = |f: &str| format!("turns[{i}].{f}");
-        check_min_int(&p("index"), t.index)?;
-        check_opt_min_int(&p("start_ms"), t.start_ms)?;
-        check_opt_min_int(&p("end_ms"), t.end_ms)?;
-        check_num(&p("stt_confidence"), t.stt_confidence, Some(1.0))?;
-        check_num(&p("transcription_delay_ms"), t.transcription_delay_ms, None)?;
-        check_num(&p("end_of_turn_delay_ms"), t.end_of_turn_delay_ms, None)?;
-        check_num(&p("llm_ttft_ms"), t.llm_ttft_ms, None)?;
-        check_num(&p("tts_ttfb_ms"), t.tts_ttfb_ms, None)?;
+        let p = |f: &'static str| Lazy(move |w: &mut fmt::Formatter| write!(w, "turns[{i}].{f}"));
+        check_min_int(p("index"), t.index)?;
+        check_opt_min_int(p("start_ms"), t.start_ms)?;
+        check_opt_min_int(p("end_ms"), t.end_ms)?;
+        check_num(p("stt_confidence"), t.stt_confidence, Some(1.0))?;
+        check_num(p("transcription_delay_ms"), t.transcription_delay_ms, None)?;
+        check_num(p("end_of_turn_delay_ms"), t.end_of_turn_delay_ms, None)?;
+        check_num(p("llm_ttft_ms"), t.llm_ttft_ms, None)?;
+        check_num(p("tts_ttfb_ms"), t.tts_ttfb_ms, None)?;
         check_num(&p("e2e_latency_ms"), t.e2e_latency_ms, None)?;
         for (j, call) in t.tool_calls.iter().flatten().enumerate() {
-            let q = |f: &str| format!("turns[{i}].tool_calls[{j}].{f}");
+            let q = |f: &'static str| {
+                Lazy(move |w: &mut fmt::Formatter| write!(w, "turns[{i}].tool_calls[{j}].{f}"))
+            };
             match call.get("name") {
                 Some(Value::String(_)) => {}
-                Some(_) => return Err(ContractError::at(&q("name"), "must be a string")),
-                None => return Err(ContractError::at(&q("name"), "is required")),
+                Some(_) => return Err(ContractError::at(q("name"), "must be a string")),
+                None => return Err(ContractError::at(q("name"), "is required")),
             }
             match call.get("error") {
                 None | Some(Value::Null) | Some(Value::String(_)) => {}
-                Some(_) => return Err(ContractError::at(&q("error"), "must be a string or null")),
+                Some(_) => return Err(ContractError::at(q("error"), "must be a string or null")),
             }
             match call.get("duration_ms") {
                 None | Some(Value::Null) => {}
-                Some(Value::Number(n)) => check_num(&q("duration_ms"), n.as_f64(), None)?,
+                Some(Value::Number(n)) => check_num(q("duration_ms"), n.as_f64(), None)?,
                 Some(_) => {
                     return Err(ContractError::at(
-                        &q("duration_ms"),
+                        q("duration_ms"),
                         "must be a number or null",
                     ));
                 }
@@ -414,19 +439,24 @@ fn validate(r: &mut SessionReport) -> Result<(), ContractError> {
         }
     }
     for (i, e) in r.events.iter().enumerate() {
-        let p = |f: &str| format!("events[{i}].{f}");
-        check_min_int(&p("seq"), e.seq)?;
-        check_len(&p("type"), &e.event_type, 1, 64)?;
-        check_min_int(&p("at_ms"), e.at_ms)?;
-        check_opt_min_int(&p("turn_index"), e.turn_index)?;
+        let p = |f: &'static str| Lazy(move |w: &mut fmt::Formatter| write!(w, "events[{i}].{f}"));
+        check_min_int(p("seq"), e.seq)?;
+        check_len(p("type"), &e.event_type, 1, 64)?;
+        check_min_int(p("at_ms"), e.at_ms)?;
+        check_opt_min_int(p("turn_index"), e.turn_index)?;
     }
     for (i, s) in r.audio_segments.iter_mut().enumerate() {
-        let p = |f: &str| format!("audio_segments[{i}].{f}");
-        check_len(&p("segment_id"), &s.segment_id, 1, 128)?;
-        check_opt_min_int(&p("turn_index"), s.turn_index)?;
-        check_opt_min_int(&p("offset_ms"), s.offset_ms)?;
-        check_opt_min_int(&p("duration_ms"), s.duration_ms)?;
-        s.audio = Some(parse_audio_ref(&p("audio"), s.raw_audio.take())?);
+        let p = |f: &'static str| {
+            Lazy(move |w: &mut fmt::Formatter| write!(w, "audio_segments[{i}].{f}"))
+        };
+        check_len(p("segment_id"), &s.segment_id, 1, 128)?;
+        check_opt_min_int(p("turn_index"), s.turn_index)?;
+        check_opt_min_int(p("offset_ms"), s.offset_ms)?;
+        check_opt_min_int(p("duration_ms"), s.duration_ms)?;
+        s.audio = Some(parse_audio_ref(
+            &p("audio").to_string(),
+            s.raw_audio.take(),
+        )?);
     }
     Ok(())
 }
