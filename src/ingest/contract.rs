@@ -412,7 +412,7 @@ fn validate(r: &mut SessionReport) -> Result<(), ContractError> {
         check_num(p("end_of_turn_delay_ms"), t.end_of_turn_delay_ms, None)?;
         check_num(p("llm_ttft_ms"), t.llm_ttft_ms, None)?;
         check_num(p("tts_ttfb_ms"), t.tts_ttfb_ms, None)?;
-        check_num(&p("e2e_latency_ms"), t.e2e_latency_ms, None)?;
+        check_num(p("e2e_latency_ms"), t.e2e_latency_ms, None)?;
         for (j, call) in t.tool_calls.iter().flatten().enumerate() {
             let q = |f: &'static str| {
                 Lazy(move |w: &mut fmt::Formatter| write!(w, "turns[{i}].tool_calls[{j}].{f}"))
