@@ -264,6 +264,12 @@ impl InsightsStreamConsumer {
                     }
                 }
                 Err(e) => {
+                    if shutdown.is_cancelled() {
+                        // Stopping: what was read ahead stays pending for the next start or a
+                        // claim, rather than retried against a component that is down.
+                        warn!(component = e.component(), stream = %self.settings.stream, error = %e, "stopping during an outage: unacknowledged entries stay pending for the next start or another replica");
+                        break;
+                    }
                     if outage.is_none() {
                         warn!(component = e.component(), stream = %self.settings.stream, error = %e, "ingest paused: retrying with backoff (logged once per outage)");
                         outage = Some((Instant::now(), e.component()));

@@ -707,5 +707,13 @@ mod tests {
         assert!(err.0.starts_with("turns[0].stt_confidence"), "{err}");
         let err = decode_report(minimal(r#","turns":[{"index":0,"role":"assistant","content":"x","tool_calls":[{"arguments":{}}]}]"#).as_bytes()).unwrap_err();
         assert!(err.0.starts_with("turns[0].tool_calls[0].name"), "{err}");
+        let err = decode_report(
+            minimal(
+                r#","events":[{"seq":0,"type":"a","at_ms":1},{"seq":1,"type":"b","at_ms":-5}]"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(err.0, "events[1].at_ms: must be >= 0, got -5");
     }
 }
