@@ -355,26 +355,37 @@ impl Ingestor {
         };
         row.size_bytes = Some(bytes.len() as i64);
 
-        // 2. Decode and measure off the reactor.
+        // 2. Decode, measure and name our copy off the reactor: the key's content hash reads every
+        //    byte too. Agent-uploaded objects stay where they are (no copy, no key).
         let full_call = !spans.is_empty();
-        let (bytes, measured) = tokio::task::spawn_blocking(move || {
+        let copy = (!matches!(audio_ref, AudioRef::S3 { .. })).then(|| {
+            (
+                self.key_prefix.clone(),
+                report.tenant_id.clone(),
+                report.call_id.clone(),
+                seg.segment_id.clone(),
+            )
+        });
+        let (bytes, measured, key) = tokio::task::spawn_blocking(move || {
             let m = audio::analyze_wav_spans(&bytes, &spans);
-            (bytes, m)
+            let key = copy.map(|(prefix, tenant, call, segment)| {
+                segment_key(&prefix, &tenant, &call, &segment, &bytes)
+            });
+            (bytes, m, key)
         })
         .await
         .map_err(|e| IngestError::Task(e.to_string()))?;
 
-        // 3. Store our copy (agent-uploaded objects stay where they are). Broken audio is kept too:
-        //    what the agent actually sent is evidence.
-        if !matches!(audio_ref, AudioRef::S3 { .. }) {
-            let key = segment_key(
-                &self.key_prefix,
-                &report.tenant_id,
-                &report.call_id,
-                &seg.segment_id,
-                &bytes,
-            );
-            self.store.put(&key, &bytes, "audio/wav").await?;
+        // 3. Store our copy. Broken audio is kept too: what the agent actually sent is evidence. The
+        //    upload is a task of its own, so the S3 client's checksums of the body (Content-MD5,
+        //    SHA-256 signing) run on any worker in parallel with other segments' instead of on the
+        //    batch's task one after another.
+        if let Some(key) = key {
+            let store = self.store.clone();
+            let upload_key = key.clone();
+            tokio::spawn(async move { store.put(&upload_key, &bytes, "audio/wav").await })
+                .await
+                .map_err(|e| IngestError::Task(format!("audio upload task failed: {e}")))??;
             row.s3_key = Some(key);
         }
         Ok(match measured {
