@@ -326,8 +326,7 @@ impl InsightsStreamConsumer {
             }
             self.connected_once = true;
             self.conns = Some(Conns { read, cmd });
-            self.reread_pending = true;
-            self.pending_cursor = "0".into();
+            self.reread_pending_entries();
         }
         match self.conns.as_mut() {
             Some(c) => Ok(c),
@@ -347,10 +346,8 @@ impl InsightsStreamConsumer {
                         "the consumer group vanished (stream deleted or Redis data lost)",
                     );
                 }
-                self.reread_pending = true;
-                self.pending_cursor = "0".into();
+                self.reread_pending_entries();
                 self.claim_cursor = "0-0".into();
-                self.prefetched = None;
                 Ok(BatchReport::default())
             }
             other => other,
@@ -372,8 +369,6 @@ impl InsightsStreamConsumer {
     async fn step(&mut self) -> Result<BatchReport, ConsumerError> {
         self.ensure_connected().await?;
         if self.reread_pending {
-            // Prefetched entries are pending entries of ours: the re-read covers them.
-            self.prefetched = None;
             let cursor = self.pending_cursor.clone();
             let entries = self
                 .read(&cursor, false, self.settings.batch_memory_bytes)
@@ -686,9 +681,7 @@ impl InsightsStreamConsumer {
         if let Some(outage) = outage {
             // What other lanes committed is acknowledged; the rest (and what was prefetched) is
             // read again from our pending entries once the component answers.
-            self.reread_pending = true;
-            self.pending_cursor = "0".into();
-            self.prefetched = None;
+            self.reread_pending_entries();
             self.ack(&to_ack).await?;
             return Err(outage);
         }
@@ -708,6 +701,14 @@ impl InsightsStreamConsumer {
         Ok(report)
     }
 
+    /// Our pending entries are read again from the start before anything new; what was read ahead
+    /// is among them, so it is dropped.
+    fn reread_pending_entries(&mut self) {
+        self.reread_pending = true;
+        self.pending_cursor = "0".into();
+        self.prefetched = None;
+    }
+
     /// Reads and decodes the next new entries (up to `budget` bytes) into `prefetched`. A failure
     /// drops them (they may have been delivered: the pending re-read picks them up) and is not an
     /// outage of this batch; the next step meets it again if it lasts.
@@ -717,8 +718,7 @@ impl InsightsStreamConsumer {
             Ok(entries) => entries,
             Err(e) => {
                 debug!(error = %e, "prefetch failed; pending entries are read again");
-                self.reread_pending = true;
-                self.pending_cursor = "0".into();
+                self.reread_pending_entries();
                 return;
             }
         };
@@ -727,8 +727,7 @@ impl InsightsStreamConsumer {
             Ok(sorted) => self.prefetched = Some(sorted),
             Err(e) => {
                 debug!(error = %e, "prefetched batch not decoded; pending entries are read again");
-                self.reread_pending = true;
-                self.pending_cursor = "0".into();
+                self.reread_pending_entries();
             }
         }
     }

@@ -382,8 +382,8 @@ impl Ingestor {
         //    batch's task one after another.
         if let Some(key) = key {
             let store = self.store.clone();
-            let upload_key = key.clone();
-            tokio::spawn(async move { store.put(&upload_key, &bytes, "audio/wav").await })
+            let put = async move { store.put(&key, &bytes, "audio/wav").await.map(|()| key) };
+            let key = tokio::spawn(put)
                 .await
                 .map_err(|e| IngestError::Task(format!("audio upload task failed: {e}")))??;
             row.s3_key = Some(key);
