@@ -1,7 +1,7 @@
 //! Per-segment audio metrics: level (RMS mean and 20 ms peak), peak dBFS, clipping ratio and an SNR
 //! estimate (loud frames against the noise floor).
 
-use super::{AudioError, DecodedAudio, WavInfo, read_wav};
+use super::{AudioError, DecodedAudio, WavInfo, read_wav_blocks};
 
 /// What a segment measured. Levels are linear full scale (0..1); dB values are dBFS.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +51,25 @@ fn to_db(rms: f64) -> f64 {
     }
 }
 
-/// Accumulates level statistics over 20 ms frames, one mono sample at a time.
+/// The sum of squares of a run of samples, in four running sums so the additions pipeline. For
+/// 16-bit PCM every square and every partial sum is exact in `f64` (below 2^53 units of 2^-30, about
+/// eight million full-scale samples), so how a recording is split into runs does not change a bit.
+fn sum_sq(s: &[f32]) -> f64 {
+    let mut acc = [0f64; 4];
+    let mut quads = s.chunks_exact(4);
+    for q in &mut quads {
+        for (a, &x) in acc.iter_mut().zip(q) {
+            *a += f64::from(x) * f64::from(x);
+        }
+    }
+    let mut total = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for &x in quads.remainder() {
+        total += f64::from(x) * f64::from(x);
+    }
+    total
+}
+
+/// Accumulates level statistics over 20 ms frames, a run of mono samples at a time.
 struct LevelMeter {
     frame: usize,
     in_frame: usize,
@@ -76,18 +94,24 @@ impl LevelMeter {
         }
     }
 
-    fn push(&mut self, s: f32) {
-        let sq = f64::from(s) * f64::from(s);
-        self.frame_sq += sq;
-        self.sum_sq += sq;
-        self.samples += 1;
-        self.in_frame += 1;
-        if self.in_frame == self.frame {
-            let rms = (self.frame_sq / self.frame as f64).sqrt();
-            self.rms_peak = self.rms_peak.max(rms);
-            self.frame_db.push(to_db(rms));
-            self.frame_sq = 0.0;
-            self.in_frame = 0;
+    /// Adds a run of samples; frames close wherever they fall in it.
+    fn push_block(&mut self, mut block: &[f32]) {
+        while !block.is_empty() {
+            let take = (self.frame - self.in_frame).min(block.len());
+            let (head, rest) = block.split_at(take);
+            let sq = sum_sq(head);
+            self.frame_sq += sq;
+            self.sum_sq += sq;
+            self.samples += take as u64;
+            self.in_frame += take;
+            if self.in_frame == self.frame {
+                let rms = (self.frame_sq / self.frame as f64).sqrt();
+                self.rms_peak = self.rms_peak.max(rms);
+                self.frame_db.push(to_db(rms));
+                self.frame_sq = 0.0;
+                self.in_frame = 0;
+            }
+            block = rest;
         }
     }
 
@@ -125,9 +149,7 @@ impl LevelMeter {
 /// Measures decoded audio.
 pub fn measure(a: &DecodedAudio) -> AudioMetrics {
     let mut meter = LevelMeter::new(a.sample_rate);
-    for &s in &a.samples {
-        meter.push(s);
-    }
+    meter.push_block(&a.samples);
     let info = WavInfo {
         sample_rate: a.sample_rate,
         channels: a.channels,
@@ -163,24 +185,26 @@ pub fn analyze_wav_spans(
         .collect();
     ranges.sort_by_key(|r| r.1);
     let mut sums = vec![(0.0f64, 0u64); ranges.len()];
+    // `n`: the index of the block's first sample.
     let mut n = 0u64;
     let mut first = 0usize;
-    let info = read_wav(bytes, |s| {
-        meter.push(s);
+    let info = read_wav_blocks(bytes, |block| {
+        meter.push_block(block);
+        let end = n + block.len() as u64;
         while first < ranges.len() && ranges[first].2 <= n {
             first += 1;
         }
-        let sq = f64::from(s) * f64::from(s);
         for (k, r) in ranges.iter().enumerate().skip(first) {
-            if r.1 > n {
+            if r.1 >= end {
                 break;
             }
-            if n < r.2 {
-                sums[k].0 += sq;
-                sums[k].1 += 1;
+            let (from, to) = (r.1.max(n), r.2.min(end));
+            if from < to {
+                sums[k].0 += sum_sq(&block[(from - n) as usize..(to - n) as usize]);
+                sums[k].1 += to - from;
             }
         }
-        n += 1;
+        n = end;
     })?;
     let (mut all_sq, mut all_n) = (0.0, 0u64);
     let mut turns = Vec::new();
@@ -207,7 +231,7 @@ pub fn analyze_wav_spans(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::{analyze_wav, analyze_wav_spans, decode_wav, encode_wav_i16};
+    use crate::audio::{AudioError, analyze_wav, analyze_wav_spans, decode_wav, encode_wav_i16};
 
     #[test]
     fn sine_at_half_scale_measures_as_expected() {
@@ -277,6 +301,124 @@ mod tests {
         assert!((levels.turns[1].dbfs - (-26.02)).abs() < 0.05, "{levels:?}");
         let overall = levels.overall_dbfs.unwrap();
         assert!((overall - 20.0 * ((0.25 + 0.0025) / 2.0f64).sqrt().log10()).abs() < 0.05);
+    }
+
+    /// A 16-bit mono recording with clipping runs across a block boundary, stray clipped samples
+    /// and a length that is neither whole blocks nor whole frames.
+    fn clipping_fixture() -> (Vec<f32>, Vec<u8>) {
+        let mut s: Vec<f32> = (0..20_011)
+            .map(|i| 0.4 * (i as f32 * 0.031).sin())
+            .collect();
+        for i in (4_093..4_101).chain([9_000, 12_000, 12_001, 12_002]) {
+            s[i] = if i % 2 == 0 { 1.0 } else { -1.0 };
+        }
+        let bytes = encode_wav_i16(&s, 16000);
+        (s, bytes)
+    }
+
+    #[test]
+    fn block_reader_counts_clipping_as_a_sample_by_sample_reader_does() {
+        let (_, bytes) = clipping_fixture();
+        let m = analyze_wav(&bytes).unwrap();
+        let d = decode_wav(&bytes).unwrap();
+        assert_eq!(m, measure(&d));
+        // Reference: hound's samples, counted one at a time.
+        let mut r = hound::WavReader::new(std::io::Cursor::new(&bytes)).unwrap();
+        let (mut clipped, mut runs, mut run, mut peak) = (0u64, 0u64, 0u32, 0f32);
+        for k in r.samples::<i16>() {
+            let a = (f32::from(k.unwrap()) / 32768.0).abs();
+            peak = peak.max(a);
+            if a >= 0.999 {
+                clipped += 1;
+                run += 1;
+                runs += u64::from(run == 3);
+            } else {
+                run = 0;
+            }
+        }
+        assert_eq!((clipped, runs), (12, 2));
+        assert_eq!(
+            (d.clipped_samples, d.clip_runs, d.peak),
+            (clipped, runs, peak)
+        );
+        assert_eq!(m.clip_runs, runs);
+        // A data chunk shorter than its header says is refused.
+        let mut cut = bytes.clone();
+        cut.truncate(bytes.len() - 100);
+        assert!(matches!(
+            crate::audio::read_wav_blocks(&cut, |_| {}),
+            Err(AudioError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn stereo_runs_are_counted_per_channel_and_frames_keep_their_peaks() {
+        // Left clips on frames 4,094–4,097 (a run across the block boundary); right alternates
+        // clipped and not, so interleaved it would look like a run but per channel it is none.
+        let frames = 9_000usize;
+        let mut w = Vec::new();
+        {
+            let spec = hound::WavSpec {
+                channels: 2,
+                sample_rate: 8000,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            };
+            let mut out = hound::WavWriter::new(std::io::Cursor::new(&mut w), spec).unwrap();
+            for i in 0..frames {
+                let left = if (4_094..4_098).contains(&i) {
+                    32767
+                } else {
+                    1000
+                };
+                let right = if i % 2 == 0 && i < 100 { -32768 } else { -2000 };
+                out.write_sample(left as i16).unwrap();
+                out.write_sample(right as i16).unwrap();
+            }
+            out.finalize().unwrap();
+        }
+        let d = decode_wav(&w).unwrap();
+        assert_eq!(d.samples.len(), frames);
+        assert_eq!(d.frame_peaks.len(), frames);
+        assert_eq!(d.clipped_samples, 4 + 50);
+        assert_eq!(d.clip_runs, 1);
+        assert_eq!(d.frame_peaks[0], 1.0);
+        assert_eq!(d.frame_peaks[1], 2000.0 / 32768.0);
+        assert_eq!(d.samples[1], (1000.0 - 2000.0) / 2.0 / 32768.0);
+        assert_eq!(analyze_wav(&w).unwrap(), measure(&d));
+    }
+
+    #[test]
+    fn span_levels_across_blocks_equal_a_sample_by_sample_sum() {
+        let (s, bytes) = clipping_fixture();
+        // Milliseconds; at 16 kHz they cross the 4,096-sample blocks, and the last one runs past
+        // the end of the recording.
+        let spans = [
+            (0, 200, 300),
+            (1, 250, 900),
+            (2, 1_200, 1_251),
+            (3, 1_250, 5_000),
+        ];
+        let (_, levels) = analyze_wav_spans(&bytes, &spans).unwrap();
+        let q: Vec<f64> = s
+            .iter()
+            .map(|&x| f64::from((x.clamp(-1.0, 1.0) * 32767.0).round() as i16) / 32768.0)
+            .collect();
+        let level = |from: usize, to: usize| {
+            let to = to.min(q.len());
+            let sq: f64 = q[from..to].iter().map(|x| x * x).sum();
+            20.0 * (sq / (to - from) as f64).sqrt().log10()
+        };
+        assert_eq!(levels.turns.len(), 4);
+        for (t, &(i, a, b)) in levels.turns.iter().zip(&spans) {
+            assert_eq!(t.turn_index, i);
+            let want = level(a as usize * 16, b as usize * 16);
+            assert!(
+                (t.dbfs - want).abs() < 1e-9,
+                "turn {i}: {} vs {want}",
+                t.dbfs
+            );
+        }
     }
 
     #[test]

@@ -14,5 +14,6 @@ pub mod peaks;
 pub use rendition::{Clipping, Rendition, RenditionKind, slice, whole};
 pub use resample::resample;
 pub use wav::{
-    AudioError, DecodedAudio, WavInfo, decode_wav, encode_wav_i16, read_wav, wav_sample_rate,
+    AudioError, DecodedAudio, WavInfo, decode_wav, encode_wav_i16, read_wav, read_wav_blocks,
+    wav_sample_rate,
 };

@@ -195,12 +195,9 @@ pub fn decode_wav(bytes: &[u8]) -> Result<DecodedAudio, AudioError> {
     // Upper bound of the frame count for 16-bit and wider mono; grows if needed for 8-bit.
     let mut samples = Vec::with_capacity(bytes.len() / 2);
     let mut frame_peaks = Vec::new();
-    let mut multi = None;
-    let info = read_wav_frames(bytes, |s, peak, channels| {
-        samples.push(s);
-        if *multi.get_or_insert(channels > 1) {
-            frame_peaks.push(peak);
-        }
+    let info = read_blocks(bytes, &mut |block, peaks| {
+        samples.extend_from_slice(block);
+        frame_peaks.extend_from_slice(peaks);
     })?;
     Ok(DecodedAudio {
         sample_rate: info.sample_rate,
@@ -218,23 +215,40 @@ pub fn decode_wav(bytes: &[u8]) -> Result<DecodedAudio, AudioError> {
 
 /// Streams a WAV file's samples, averaged to mono, to `on_frame` without holding them.
 pub fn read_wav(bytes: &[u8], mut on_frame: impl FnMut(f32)) -> Result<WavInfo, AudioError> {
-    read_wav_frames(bytes, |s, _, _| on_frame(s))
+    read_blocks(bytes, &mut |block, _| {
+        block.iter().for_each(|&s| on_frame(s))
+    })
 }
 
-/// Streams frames as (mono average, largest absolute sample of the frame, channel count).
-fn read_wav_frames(
+/// Like [`read_wav`], in runs of up to 4,096 samples: what a meter that sums whole slices wants.
+pub fn read_wav_blocks(
     bytes: &[u8],
-    mut on_frame: impl FnMut(f32, f32, u16),
+    mut on_block: impl FnMut(&[f32]),
+) -> Result<WavInfo, AudioError> {
+    read_blocks(bytes, &mut |block, _| on_block(block))
+}
+
+/// Frames per block handed on.
+const BLOCK: usize = 4096;
+
+/// Streams blocks of (mono averages, each frame's largest absolute sample — empty for mono).
+fn read_blocks(
+    bytes: &[u8],
+    on_block: &mut impl FnMut(&[f32], &[f32]),
 ) -> Result<WavInfo, AudioError> {
     if let Some(riff) = parse_riff(bytes) {
         match riff.format_tag {
-            WAVE_FORMAT_MULAW | WAVE_FORMAT_ALAW => return read_g711(&riff, &mut on_frame),
+            WAVE_FORMAT_MULAW | WAVE_FORMAT_ALAW => return read_g711(&riff, on_block),
             // 16-bit PCM, by far the common case, is read straight from the data chunk: hound's
             // per-sample reader costs several times more than the decoding itself.
             WAVE_FORMAT_PCM
                 if riff.bits_per_sample == 16 && riff.channels > 0 && riff.sample_rate > 0 =>
             {
-                return read_pcm16(&riff, &mut on_frame);
+                let info = WavInfo::new(&riff, 16, "pcm");
+                const SCALE: f32 = 1.0 / 32768.0;
+                return read_fixed(&riff, info, on_block, |b: [u8; 2]| {
+                    f32::from(i16::from_le_bytes(b)) * SCALE
+                });
             }
             WAVE_FORMAT_PCM | WAVE_FORMAT_IEEE_FLOAT => {}
             tag => {
@@ -251,6 +265,169 @@ fn read_wav_frames(
             }
         }
     }
+    // Other PCM widths and float through hound, frame by frame, handed on in blocks.
+    let (mut mono, mut peaks) = (Vec::with_capacity(BLOCK), Vec::new());
+    let info = read_hound(bytes, &mut |s, peak, channels| {
+        mono.push(s);
+        if channels > 1 {
+            peaks.push(peak);
+        }
+        if mono.len() == BLOCK {
+            on_block(&mono, &peaks);
+            mono.clear();
+            peaks.clear();
+        }
+    })?;
+    if !mono.is_empty() {
+        on_block(&mono, &peaks);
+    }
+    Ok(info)
+}
+
+impl WavInfo {
+    fn new(riff: &RiffWav<'_>, bits_per_sample: u16, encoding: &'static str) -> WavInfo {
+        WavInfo {
+            sample_rate: riff.sample_rate,
+            channels: riff.channels,
+            bits_per_sample,
+            frames: 0,
+            clipped_samples: 0,
+            total_samples: 0,
+            peak: 0.0,
+            clip_runs: 0,
+            encoding,
+        }
+    }
+}
+
+/// Interleaved fixed-width samples straight from the data chunk, a block of frames at a time:
+/// the mono average, peak, clipped samples and clip runs exactly as [`collect`] counts them, in
+/// tight loops instead of a call per sample.
+fn read_fixed<const W: usize>(
+    riff: &RiffWav<'_>,
+    mut info: WavInfo,
+    on_block: &mut impl FnMut(&[f32], &[f32]),
+    to_f32: impl Fn([u8; W]) -> f32,
+) -> Result<WavInfo, AudioError> {
+    let sample = |b: &[u8]| to_f32(std::array::from_fn(|i| b[i]));
+    let channels = usize::from(riff.channels);
+    let frame_bytes = W * channels;
+    // A partial last frame is dropped, as hound does.
+    let whole = riff.data.len() / frame_bytes * frame_bytes;
+    let declared = riff.declared_len / W as u64 / channels as u64 * channels as u64;
+    let inv = 1.0 / channels as f32;
+    let mut mono = vec![0f32; BLOCK];
+    let mut peaks = vec![0f32; if channels > 1 { BLOCK } else { 0 }];
+    let mut runs = vec![0u32; channels];
+    for bytes in riff.data[..whole].chunks(frame_bytes * BLOCK) {
+        let frames = bytes.len() / frame_bytes;
+        let out = &mut mono[..frames];
+        let mut clipped = 0u64;
+        if channels == 1 {
+            let mut peak = info.peak;
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(W)) {
+                let v = sample(b);
+                let a = v.abs();
+                peak = peak.max(a);
+                clipped += u64::from(a >= CLIP_LEVEL);
+                *o = (0.0 + v) * inv;
+            }
+            info.peak = peak;
+        } else {
+            for ((o, p), f) in out
+                .iter_mut()
+                .zip(&mut peaks[..frames])
+                .zip(bytes.chunks_exact(frame_bytes))
+            {
+                let (mut acc, mut frame_peak) = (0.0f32, 0.0f32);
+                for b in f.chunks_exact(W) {
+                    let v = sample(b);
+                    let a = v.abs();
+                    frame_peak = frame_peak.max(a);
+                    clipped += u64::from(a >= CLIP_LEVEL);
+                    acc += v;
+                }
+                info.peak = info.peak.max(frame_peak);
+                *o = acc * inv;
+                *p = frame_peak;
+            }
+        }
+        if clipped == 0 {
+            runs.fill(0);
+        } else {
+            // Runs are rare: counted sample by sample only in a block that clips.
+            for (i, b) in bytes.chunks_exact(W).enumerate() {
+                let r = &mut runs[i % channels];
+                if sample(b).abs() >= CLIP_LEVEL {
+                    *r += 1;
+                    if *r == CLIP_RUN {
+                        info.clip_runs += 1;
+                    }
+                } else {
+                    *r = 0;
+                }
+            }
+        }
+        info.clipped_samples += clipped;
+        info.total_samples += (frames * channels) as u64;
+        info.frames += frames as u64;
+        on_block(out, &peaks[..if channels > 1 { frames } else { 0 }]);
+    }
+    if info.total_samples < declared {
+        return Err(AudioError::Truncated {
+            declared,
+            present: info.total_samples,
+        });
+    }
+    if info.frames == 0 {
+        return Err(AudioError::Empty);
+    }
+    Ok(info)
+}
+
+fn read_g711(
+    riff: &RiffWav<'_>,
+    on_block: &mut impl FnMut(&[f32], &[f32]),
+) -> Result<WavInfo, AudioError> {
+    let law = if riff.format_tag == WAVE_FORMAT_MULAW {
+        "mulaw"
+    } else {
+        "alaw"
+    };
+    if riff.bits_per_sample != 8 {
+        return Err(AudioError::Unsupported(format!(
+            "{law} with {} bits per sample (G.711 is 8-bit)",
+            riff.bits_per_sample
+        )));
+    }
+    if riff.channels == 0 {
+        return Err(AudioError::Unsupported("zero channels".into()));
+    }
+    if riff.sample_rate == 0 {
+        return Err(AudioError::Unsupported("sample rate 0".into()));
+    }
+    let mulaw = riff.format_tag == WAVE_FORMAT_MULAW;
+    let mut table = [0f32; 256];
+    for (code, v) in table.iter_mut().enumerate() {
+        *v = if mulaw {
+            f32::from(mulaw_to_linear(code as u8)) / MULAW_FULL_SCALE
+        } else {
+            f32::from(alaw_to_linear(code as u8)) / ALAW_FULL_SCALE
+        };
+    }
+    read_fixed(
+        riff,
+        WavInfo::new(riff, 8, law),
+        on_block,
+        |[c]: [u8; 1]| table[usize::from(c)],
+    )
+}
+
+/// Formats hound reads (8/24/32-bit PCM, 32-bit float), frame by frame.
+fn read_hound(
+    bytes: &[u8],
+    on_frame: &mut impl FnMut(f32, f32, u16),
+) -> Result<WavInfo, AudioError> {
     let reader = hound::WavReader::new(Cursor::new(bytes)).map_err(map_hound)?;
     let spec = reader.spec();
     if spec.channels == 0 {
@@ -282,7 +459,7 @@ fn read_wav_frames(
             channels,
             declared,
             &mut info,
-            &mut on_frame,
+            on_frame,
             |s| s,
         )?,
         (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
@@ -292,7 +469,7 @@ fn read_wav_frames(
                 channels,
                 declared,
                 &mut info,
-                &mut on_frame,
+                on_frame,
                 |s| s as f32 * scale,
             )?
         }
@@ -307,96 +484,6 @@ fn read_wav_frames(
             )));
         }
     }
-    if info.frames == 0 {
-        return Err(AudioError::Empty);
-    }
-    Ok(info)
-}
-
-fn read_pcm16(
-    riff: &RiffWav<'_>,
-    on_frame: &mut impl FnMut(f32, f32, u16),
-) -> Result<WavInfo, AudioError> {
-    let mut info = WavInfo {
-        sample_rate: riff.sample_rate,
-        channels: riff.channels,
-        bits_per_sample: 16,
-        frames: 0,
-        clipped_samples: 0,
-        total_samples: 0,
-        peak: 0.0,
-        clip_runs: 0,
-        encoding: "pcm",
-    };
-    let channels = usize::from(riff.channels);
-    let frame_bytes = 2 * channels;
-    // A partial last frame is dropped, as hound does.
-    let whole = riff.data.len() / frame_bytes * frame_bytes;
-    let declared = riff.declared_len / 2 / channels as u64 * channels as u64;
-    let samples = riff.data[..whole]
-        .chunks_exact(2)
-        .map(|b| Ok::<i16, hound::Error>(i16::from_le_bytes([b[0], b[1]])));
-    const SCALE: f32 = 1.0 / 32768.0;
-    collect(samples, channels, declared, &mut info, on_frame, |s| {
-        f32::from(s) * SCALE
-    })?;
-    if info.frames == 0 {
-        return Err(AudioError::Empty);
-    }
-    Ok(info)
-}
-
-fn read_g711(
-    riff: &RiffWav<'_>,
-    on_frame: &mut impl FnMut(f32, f32, u16),
-) -> Result<WavInfo, AudioError> {
-    let law = if riff.format_tag == WAVE_FORMAT_MULAW {
-        "mulaw"
-    } else {
-        "alaw"
-    };
-    if riff.bits_per_sample != 8 {
-        return Err(AudioError::Unsupported(format!(
-            "{law} with {} bits per sample (G.711 is 8-bit)",
-            riff.bits_per_sample
-        )));
-    }
-    if riff.channels == 0 {
-        return Err(AudioError::Unsupported("zero channels".into()));
-    }
-    if riff.sample_rate == 0 {
-        return Err(AudioError::Unsupported("sample rate 0".into()));
-    }
-    let mut info = WavInfo {
-        sample_rate: riff.sample_rate,
-        channels: riff.channels,
-        bits_per_sample: 8,
-        frames: 0,
-        clipped_samples: 0,
-        total_samples: 0,
-        peak: 0.0,
-        clip_runs: 0,
-        encoding: law,
-    };
-    let channels = usize::from(riff.channels);
-    // A partial last frame is dropped, as hound does for PCM.
-    let whole = riff.data.len() / channels * channels;
-    let codes = riff.data[..whole]
-        .iter()
-        .map(|&c| Ok::<u8, hound::Error>(c));
-    let declared = riff.declared_len / channels as u64 * channels as u64;
-    let mulaw = riff.format_tag == WAVE_FORMAT_MULAW;
-    let mut table = [0f32; 256];
-    for (code, v) in table.iter_mut().enumerate() {
-        *v = if mulaw {
-            f32::from(mulaw_to_linear(code as u8)) / MULAW_FULL_SCALE
-        } else {
-            f32::from(alaw_to_linear(code as u8)) / ALAW_FULL_SCALE
-        };
-    }
-    collect(codes, channels, declared, &mut info, on_frame, |c| {
-        table[usize::from(c)]
-    })?;
     if info.frames == 0 {
         return Err(AudioError::Empty);
     }

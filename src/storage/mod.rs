@@ -71,7 +71,7 @@ pub fn segment_key(
         key_component(tenant),
         key_component(call_id),
         key_component(segment_id),
-        fnv1a64(bytes)
+        content_hash(bytes)
     )
 }
 
@@ -92,14 +92,11 @@ fn key_component(s: &str) -> String {
     })
 }
 
-/// FNV-1a, 64 bit: a stable content fingerprint (not a security hash).
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+/// XXH3, 64 bit: a stable content fingerprint (not a security hash), a specified algorithm read
+/// many bytes at a time. (Keys written before 2026-12-04 carry FNV-1a, read a byte at a time: a
+/// ninth of the service's CPU on audio ingest; a key is stored with its row, never recomputed.)
+fn content_hash(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
 #[cfg(test)]
@@ -112,6 +109,17 @@ mod tests {
         assert!(k.starts_with("acme/%2E.%2F..%2Fetc/a%2Fb%20c."), "{k}");
         assert_eq!(k.matches('/').count(), 2, "{k}");
         assert!(!k.contains("/../"));
+    }
+
+    #[test]
+    fn the_content_hash_is_xxh3_64() {
+        // The published XXH3-64 of the empty input (seed 0): keys stay the same across
+        // builds and platforms.
+        assert_eq!(content_hash(b""), 0x2d06_8005_38d3_94c2);
+        assert_eq!(
+            segment_key("", "t", "c", "s", b""),
+            "t/c/s.2d06800538d394c2.wav"
+        );
     }
 
     #[test]
